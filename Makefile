@@ -1,0 +1,52 @@
+# Quick start: `make demo` (a rollout on a local cluster) and `make test` (unit and e2e tests).
+SHELL := bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER ?= kwok
+CLUSTER_NAME ?= llmrollout
+export CLUSTER CLUSTER_NAME
+
+.PHONY: help setup demo test unit e2e lint crds cluster-up cluster-down kubeconfig binaries run
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: ## install Prometheus, the Python venv and the cached control-plane binaries
+	@bash hack/setup.sh
+
+binaries: ## build the control-plane binaries into the cache (once per version)
+	@bash hack/build-binaries.sh
+
+demo: setup ## run the demo on the local cluster and print what happens
+	@bash hack/demo.sh
+
+test: setup ## run unit and e2e tests (starts a local cluster unless KUBECONFIG is set)
+	$(PY) -m pytest tests
+
+unit: setup ## unit tests only (no cluster)
+	$(PY) -m pytest tests/unit
+
+e2e: setup ## e2e tests only
+	$(PY) -m pytest tests/e2e
+
+lint: setup ## ruff and mypy --strict
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy operator/llmrollout
+
+crds: ## regenerate the CRD from the pydantic models (crds/ and the chart)
+	$(PY) -m llmrollout.api.crd > crds/llmdeployments.llmrollout.io.yaml
+	cp crds/llmdeployments.llmrollout.io.yaml charts/llmrollout/crds/
+
+cluster-up: ## start the local cluster (CLUSTER=kwok by default; CLUSTER=kind needs Docker)
+	@bash hack/cluster-up.sh
+
+cluster-down: ## stop and remove the local cluster
+	@bash hack/cluster-down.sh
+
+kubeconfig: ## print the local cluster's kubeconfig path
+	@bash -c '. hack/lib.sh && echo "$$KUBECONFIG_FILE"'
+
+run: setup ## run the operator against $$KUBECONFIG (or the local cluster), all namespaces
+	KUBECONFIG=$${KUBECONFIG:-$$($(MAKE) -s kubeconfig)} $(VENV)/bin/llmrollout run --all-namespaces --standalone

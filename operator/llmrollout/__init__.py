@@ -1,0 +1,1 @@
+"""llmrollout: closed-loop rollout of LLM model and prompt versions on Kubernetes."""

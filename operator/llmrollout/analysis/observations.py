@@ -1,0 +1,55 @@
+"""What the operator reads from Prometheus for one variant over one analysis window.
+
+Only aggregates, never per-request data: counters' increases over the window and cumulative
+histogram buckets, exactly what PromQL `increase(...[window])` returns. A field is None when the
+series was missing or the query failed; the analysis treats None as "inconclusive", never as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts over the window: ((upper_bound, count), ...), sorted, ending at +Inf."""
+
+    buckets: tuple[tuple[float, float], ...]
+
+    @property
+    def count(self) -> float:
+        return self.buckets[-1][1] if self.buckets else 0.0
+
+    def count_above(self, bound: float) -> float:
+        """Observations above the largest bucket edge <= bound (a conservative exceedance count)."""
+        below = 0.0
+        for upper, cumulative in self.buckets:
+            if upper <= bound:
+                below = cumulative
+        return self.count - below
+
+
+@dataclass(frozen=True)
+class VariantWindow:
+    variant: str
+    requests: float | None = None
+    errors: float | None = None
+    ttft: Histogram | None = None
+    latency: Histogram | None = None
+    eval_score_sum: float | None = None
+    eval_score_count: float | None = None
+    eval_passed: float | None = None
+    eval_failed: float | None = None
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    custom: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One analysis window for every variant that was asked about."""
+
+    start: float  # unix seconds
+    end: float
+    variants: dict[str, VariantWindow]
+    problems: tuple[str, ...] = ()  # query failures, in words, for conditions and Events

@@ -1,0 +1,60 @@
+"""The LLMDeployment API: spec and status models, and the CRD generated from them."""
+
+from llmrollout.api.durations import Duration, format_duration, parse_duration
+from llmrollout.api.spec import (
+    Analysis,
+    BackendRef,
+    CostSLO,
+    CustomSLO,
+    ErrorRateSLO,
+    LLMDeploymentSpec,
+    Metrics,
+    PercentileSLO,
+    Pricing,
+    Prometheus,
+    QualitySLO,
+    SLOs,
+    Strategy,
+    Traffic,
+    Variant,
+)
+from llmrollout.api.status import Condition, LLMDeploymentStatus, Phase, with_condition
+from llmrollout.api.validation import InvalidSpecError, parse_spec
+
+GROUP = "llmrollout.io"
+VERSION = "v1alpha1"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SHORT_NAME = "llmd"
+
+__all__ = [
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAME",
+    "VERSION",
+    "Analysis",
+    "BackendRef",
+    "Condition",
+    "CostSLO",
+    "CustomSLO",
+    "Duration",
+    "ErrorRateSLO",
+    "InvalidSpecError",
+    "LLMDeploymentSpec",
+    "LLMDeploymentStatus",
+    "Metrics",
+    "PercentileSLO",
+    "Phase",
+    "Pricing",
+    "Prometheus",
+    "QualitySLO",
+    "SLOs",
+    "Strategy",
+    "Traffic",
+    "Variant",
+    "format_duration",
+    "parse_duration",
+    "parse_spec",
+    "with_condition",
+]

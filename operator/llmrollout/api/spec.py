@@ -1,0 +1,280 @@
+"""The LLMDeployment spec: what users write. The CRD schema is generated from these models."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from llmrollout.api.durations import Duration
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUERY_PLACEHOLDERS = ("{{variant}}", "{{namespace}}", "{{interval}}")
+PROMETHEUS_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+MAX_VARIANTS = 16
+MAX_STEPS = 20
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; fieldPath makes the apiserver name the field."""
+    entry = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def _dns_label(description: str) -> Any:
+    return Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63, description=description)
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class BackendRef(Model):
+    name: str = Field(
+        pattern=DNS_LABEL_PATTERN,
+        min_length=1,
+        max_length=63,
+        description="Service in the LLMDeployment's namespace that serves this variant.",
+    )
+    port: int = Field(ge=1, le=65535, description="Service port.")
+
+
+class Pricing(Model):
+    input_per_million_tokens: float = Field(0.0, ge=0, description="USD per million input tokens.")
+    output_per_million_tokens: float = Field(0.0, ge=0, description="USD per million output tokens.")
+
+
+class Variant(Model):
+    name: str = _dns_label("Name of the variant; a DNS label, unique within the LLMDeployment.")
+    model: str = Field(min_length=1, max_length=253, description="Model served by this variant.")
+    prompt_version: str | None = Field(
+        None, max_length=63, description="Prompt version; a prompt-only canary differs only here."
+    )
+    backend_ref: BackendRef = Field(description="Service that serves this variant.")
+    pricing: Pricing | None = Field(None, description="Token prices, used for the cost-per-request SLO.")
+
+
+class ObjectRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="Name in the LLMDeployment's namespace.")
+
+
+class Traffic(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.router != 'gatewayAPI' || has(self.httpRouteRef)",
+                "httpRouteRef is required when router is gatewayAPI",
+                ".httpRouteRef",
+            )
+        )
+    )
+    router: Literal["gatewayAPI", "none"] = Field(
+        "gatewayAPI", description="How traffic is split: gatewayAPI (HTTPRoute weights) or none."
+    )
+    http_route_ref: ObjectRef | None = Field(None, description="HTTPRoute whose backendRef weights are set.")
+
+
+class Strategy(Model):
+    steps: list[int] = Field(
+        default=[5, 25, 50, 100],
+        min_length=1,
+        max_length=MAX_STEPS,
+        description="Candidate weight in percent at each step; strictly increasing within 1..100.",
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "x-kubernetes-list-type": "set",
+            **_validations(_cel("self.isSorted()", "steps must be strictly increasing")),
+        },
+    )
+    interval: Duration = Field(
+        default=timedelta(minutes=1),
+        description="Analysis period; a step lasts at least one.",
+        json_schema_extra={"default": "1m"},
+    )
+    min_requests: int = Field(100, ge=0, description="Requests per version per step before a step can pass.")
+
+
+class Prometheus(Model):
+    address: str = Field(
+        pattern=r"^https?://[^\s]+$", max_length=2048, description="Base URL of the Prometheus HTTP API."
+    )
+
+
+class Metrics(Model):
+    prometheus: Prometheus
+    preset: Literal["openTelemetryGenAI", "vllm", "litellm", "custom"] = Field(
+        "openTelemetryGenAI", description="Which metric names and labels to read."
+    )
+    variant_label: str = Field(
+        "variant",
+        pattern=PROMETHEUS_LABEL_PATTERN,
+        max_length=128,
+        description="Label whose value tells the variants apart in the series.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Extra label matchers every query carries, e.g. {namespace: team-a}.",
+        json_schema_extra=_validations(
+            _cel(
+                f"self.all(k, k.matches('{PROMETHEUS_LABEL_PATTERN}'))",
+                "label names must match " + PROMETHEUS_LABEL_PATTERN,
+            )
+        ),
+    )
+
+
+class QualitySLO(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel("has(self.minScore) || has(self.maxDropVsStable)", "set minScore, maxDropVsStable or both")
+        )
+    )
+    min_score: float | None = Field(None, ge=0, le=1, description="Lowest acceptable mean eval score.")
+    max_drop_vs_stable: float | None = Field(
+        None, ge=0, le=1, description="Largest acceptable drop of the mean eval score below stable's."
+    )
+
+
+class PercentileSLO(Model):
+    p95: Duration = Field(description="Highest acceptable 95th percentile.")
+
+
+class ErrorRateSLO(Model):
+    max: float = Field(ge=0, le=1, description="Highest acceptable share of failed requests.")
+
+
+class CostSLO(Model):
+    max_usd: float = Field(ge=0, alias="maxUSD", description="Highest acceptable mean cost per request, USD.")
+
+
+class CustomSLO(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(_cel("has(self.min) || has(self.max)", "set min, max or both"))
+    )
+    name: str = _dns_label("Name of the SLO, used in status and Events.")
+    query: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="PromQL; {{variant}}, {{namespace}} and {{interval}} are substituted.",
+    )
+    min: float | None = Field(None, description="Lowest acceptable value.")
+    max: float | None = Field(None, description="Highest acceptable value.")
+
+    @field_validator("query")
+    @classmethod
+    def _known_placeholders(cls, query: str) -> str:
+        unknown = set(re.findall(r"\{\{[^}]*\}\}", query)) - set(QUERY_PLACEHOLDERS)
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {', '.join(sorted(unknown))}; use {', '.join(QUERY_PLACEHOLDERS)}"
+            )
+        if "{{variant}}" not in query:
+            raise ValueError("must contain {{variant}}, or every variant would read the same series")
+        return query
+
+
+class SLOs(Model):
+    quality: QualitySLO | None = None
+    ttft: PercentileSLO | None = Field(None, description="Time to first token.")
+    latency: PercentileSLO | None = Field(None, description="End-to-end request latency.")
+    error_rate: ErrorRateSLO | None = None
+    cost_per_request: CostSLO | None = None
+    custom: list[CustomSLO] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class Analysis(Model):
+    method: Literal["sequential", "threshold"] = Field(
+        "sequential", description="sequential (anytime-valid tests) or threshold (Flagger/Argo-style)."
+    )
+    false_rollback_rate: float = Field(
+        0.01, gt=0, lt=0.5, description="For sequential: chance of rolling back a healthy candidate."
+    )
+
+
+class LLMDeploymentSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.variants.exists(v, v.name == self.stable)",
+                "stable must name one of spec.variants",
+                ".stable",
+            ),
+            _cel(
+                "!has(self.candidate) || self.variants.exists(v, v.name == self.candidate)",
+                "candidate must name one of spec.variants",
+                ".candidate",
+            ),
+            _cel(
+                "!has(self.candidate) || self.candidate != self.stable",
+                "candidate must differ from stable",
+                ".candidate",
+            ),
+            _cel(
+                "!has(self.fallbacks) || self.fallbacks.all(f, self.variants.exists(v, v.name == f))",
+                "every fallback must name one of spec.variants",
+                ".fallbacks",
+            ),
+            _cel(
+                "self.variants.all(a, self.variants.exists_one(b,"
+                " b.backendRef.name == a.backendRef.name && b.backendRef.port == a.backendRef.port))",
+                "each variant needs its own backendRef (name and port), or traffic cannot be split",
+                ".variants",
+            ),
+            _cel(
+                "!has(self.fallbacks) || self.fallbacks.all(f, f != self.stable"
+                " && (!has(self.candidate) || f != self.candidate))",
+                "fallbacks must not include stable or candidate",
+                ".fallbacks",
+            ),
+        )
+    )
+    variants: list[Variant] = Field(
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        description="Every version that may get traffic.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    stable: str = _dns_label("Variant that serves 100% when nothing is rolling out.")
+    candidate: str | None = Field(
+        None,
+        pattern=DNS_LABEL_PATTERN,
+        max_length=63,
+        description="Variant to roll out; setting or changing it starts a rollout.",
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_VARIANTS,
+        description="Ordered variants that take over when the serving versions breach hard SLOs.",
+        json_schema_extra={
+            "items": {"type": "string", "pattern": DNS_LABEL_PATTERN, "maxLength": 63},
+            "x-kubernetes-list-type": "set",
+        },
+    )
+    traffic: Traffic
+    strategy: Strategy = Field(default_factory=Strategy)
+    metrics: Metrics
+    slos: SLOs = Field(default_factory=SLOs)
+    analysis: Analysis = Field(default_factory=Analysis)
+    paused: bool = Field(False, description="Hold the rollout where it is.")
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)

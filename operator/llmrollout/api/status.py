@@ -1,0 +1,86 @@
+"""The LLMDeployment status: the operator's only state, so a restarted operator decides the same."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Phase(StrEnum):
+    IDLE = "Idle"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FALLBACK_ACTIVE = "FallbackActive"
+    FAILED = "Failed"
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class StatusModel(BaseModel):
+    # Status is read back from the cluster, where Kopf and older operators may have left other keys.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Condition(StatusModel):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class LLMDeploymentStatus(StatusModel):
+    phase: Phase | None = None
+    stable: str | None = Field(
+        None, description="Variant now serving; differs from spec.stable after a promotion."
+    )
+    candidate: str | None = Field(None, description="Variant being rolled out, if any.")
+    candidate_weight: int = Field(0, description="Candidate's traffic share in percent.")
+    weights: dict[str, int] = Field(
+        default_factory=dict, description="Traffic share of each variant in percent."
+    )
+    step: int = Field(0, description="Index of the current step in spec.strategy.steps.")
+    analysis: dict[str, Any] = Field(default_factory=dict, description="Last analysis per SLO and variant.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = None
+
+    def condition(self, condition_type: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == condition_type), None)
+
+
+def with_condition(
+    conditions: list[Condition],
+    condition_type: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Conditions with one set; lastTransitionTime moves only when the status changes."""
+    previous = next((c for c in conditions if c.type == condition_type), None)
+    changed = previous is None or previous.status != status
+    updated = Condition(
+        type=condition_type,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        observed_generation=generation,
+    )
+    return (
+        [updated if c.type == condition_type else c for c in conditions]
+        if previous
+        else [*conditions, updated]
+    )

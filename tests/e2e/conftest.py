@@ -1,0 +1,91 @@
+"""e2e fixtures: a real cluster (KUBECONFIG, or the local kwok cluster started here), the CRDs, the operator.
+
+An e2e test never skips: without a cluster it fails, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import REPO, Kube, built_kubectl, cache_dir, versions, wait_for
+from tests.e2e.operator_process import OperatorProcess
+
+E2E_CLUSTER_NAME = "llmrollout-e2e"
+_session_facts: dict[str, str] = {}
+
+
+def _hack(script: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"hack/{script} failed ({result.returncode}); no cluster to test against:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    given = os.environ.get("KUBECONFIG")
+    env = {**os.environ, "CLUSTER_NAME": E2E_CLUSTER_NAME}
+    if given:
+        kubectl = shutil.which("kubectl") or str(built_kubectl())
+        cluster = Kube(kubeconfig=given, kubectl_path=kubectl)
+    else:
+        _hack("cluster-up.sh", env)
+        kubeconfig = cache_dir() / "clusters" / E2E_CLUSTER_NAME / "kubeconfig"
+        cluster = Kube(kubeconfig=str(kubeconfig), kubectl_path=str(built_kubectl()), started_here=True)
+    version = cluster.kubectl("get", "--raw", "/version", check=False)
+    if version.returncode != 0:
+        pytest.fail(
+            f"no Kubernetes API server reachable with {cluster.kubeconfig}: {version.stderr}", pytrace=False
+        )
+    cluster.server_version = json.loads(version.stdout)["gitVersion"]
+    _session_facts["cluster"] = f"kube-apiserver {cluster.server_version} ({cluster.kubeconfig})"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    yield cluster
+    if cluster.started_here and os.environ.get("LLMROLLOUT_KEEP_CLUSTER") != "1":
+        _hack("cluster-down.sh", env)
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    _session_facts["operator log"] = str(process.log_path)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, so tests sharing the cluster never see each other's objects."""
+    name = f"e2e-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:6]}"
+    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for key, value in _session_facts.items():
+        terminalreporter.write_line(f"e2e {key}: {value}")
+
+
+__all__ = ["Kube", "Path", "kube", "namespace", "operator", "versions", "wait_for"]
