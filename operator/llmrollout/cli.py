@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,6 +33,62 @@ def _crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from llmrollout.k8s import api_client
+
+    return api_client(args.kubeconfig)
+
+
+def _act(args: argparse.Namespace) -> int:
+    from llmrollout.k8s import LLMDeploymentNotFoundError, request_action, set_paused
+
+    try:
+        with _client(args) as api:
+            if args.command in ("pause", "resume"):
+                set_paused(api, args.namespace, args.name, args.command == "pause")
+            else:
+                request_action(api, args.namespace, args.name, args.command)
+    except LLMDeploymentNotFoundError as error:
+        print(f"llmrollout {args.command}: {error}", file=sys.stderr)
+        return 1
+    done = {
+        "pause": "paused",
+        "resume": "resumed",
+        "promote": "promotion requested",
+        "abort": "abort requested",
+    }
+    print(f"llmdeployment {args.namespace}/{args.name}: {done[args.command]}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from llmrollout.k8s import LLMDeploymentNotFoundError, get_llmdeployment
+
+    try:
+        with _client(args) as api:
+            obj = get_llmdeployment(api, args.namespace, args.name)
+    except LLMDeploymentNotFoundError as error:
+        print(f"llmrollout status: {error}", file=sys.stderr)
+        return 1
+    status = obj.get("status", {})
+    print(f"{args.namespace}/{args.name}: {status.get('phase', 'Pending')}")
+    print(f"  stable:    {status.get('stable', '-')}")
+    print(
+        f"  candidate: {status.get('candidate') or '-'} at {status.get('candidateWeight', 0)}%"
+        f" (step {status.get('step', 0)})"
+    )
+    weights = status.get("weights", {})
+    print("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
+    for condition in status.get("conditions", []):
+        state = f"{condition['type']}={condition['status']}"
+        print(f"  {state} {condition['reason']}: {condition.get('message', '')}")
+    for result in status.get("analysis", {}).get("results", []):
+        print(f"  {result['verdict']:<12} {result['message']}")
+    for entry in status.get("history", [])[-5:]:
+        print(f"  {entry['time']} {entry['reason']}: {entry['message']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="llmrollout", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -52,6 +109,20 @@ def parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")
     crd.set_defaults(func=_crd)
+
+    helps = {
+        "status": "show phase, weights, conditions and the last analysis",
+        "promote": "promote the candidate now, skipping the remaining steps",
+        "abort": "roll the candidate back to 0% now",
+        "pause": "hold the rollout where it is (sets spec.paused)",
+        "resume": "continue a paused rollout (clears spec.paused)",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(name, help=text)
+        command.add_argument("name", help="LLMDeployment name")
+        command.add_argument("-n", "--namespace", default="default")
+        command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+        command.set_defaults(func=_status if name == "status" else _act)
     return root
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import REPO, Kube, built_kubectl, cache_dir, versions, wait_for
+from tests.e2e.harness.fixtures import *  # noqa: F403  (prometheus, model_servers, traffic, gateway_api)
 from tests.e2e.operator_process import OperatorProcess
 
 E2E_CLUSTER_NAME = "llmrollout-e2e"
@@ -83,9 +84,20 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+_measurements: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def report() -> list[str]:
+    """Lines that tests want in the session summary (measured times and the like)."""
+    return _measurements
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for key, value in _session_facts.items():
         terminalreporter.write_line(f"e2e {key}: {value}")
+    for line in _measurements:
+        terminalreporter.write_line(f"e2e measured: {line}")
 
 
-__all__ = ["Kube", "Path", "kube", "namespace", "operator", "versions", "wait_for"]
+__all__ = ["Kube", "Path", "kube", "namespace", "operator", "report", "versions", "wait_for"]

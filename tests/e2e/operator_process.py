@@ -19,7 +19,13 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        # A short tick keeps second-scale test intervals responsive; decisions still follow spec intervals.
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            "LLMROLLOUT_TICK_SECONDS": "0.5",
+        }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llmrollout.cli", "run", "--all-namespaces", "--standalone", "--verbose"],

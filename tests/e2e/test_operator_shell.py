@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.e2e.cluster import REPO, Kube, wait_for
@@ -32,6 +33,10 @@ def test_operator_reports_status_columns_and_event(
     )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "Reconciled")
+    # The example names Services and an HTTPRoute that this namespace lacks: said, retried, no crash.
+    traffic = next(c for c in status["conditions"] if c["type"] == "TrafficRouted")
+    assert (traffic["status"], traffic["reason"]) == ("False", "ServiceNotFound")
+    assert "bot-v1" in traffic["message"]
 
     table = kube.kubectl("get", "llmd", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "STABLE", "CANDIDATE", "WEIGHT", "STEP", "AGE"]
@@ -47,19 +52,21 @@ def test_operator_reports_status_columns_and_event(
         "the Initialized Event in kubectl describe",
     )
     assert "v1 serves 100%" in described
+    assert "TrafficNotRouted" in described
 
 
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [
+        ('sum(rate(refusals_total{variant="{{variant}}"}[{{window}}]))', "{{window}}"),
+        ("sum(rate(refusals_total{variant={{variant}}}[{{interval}}]))", "double-quoted string"),
+    ],
+)
 def test_spec_the_schema_cannot_refuse_is_reported_not_crashed(
-    kube: Kube, operator: OperatorProcess, namespace: str
+    kube: Kube, operator: OperatorProcess, namespace: str, query: str, complaint: str
 ) -> None:
     manifest = yaml.safe_load((REPO / "examples/basic.yaml").read_text())
-    manifest["spec"]["slos"]["custom"] = [
-        {
-            "name": "refusals",
-            "query": 'sum(rate(refusals_total{variant="{{variant}}"}[{{window}}]))',
-            "max": 0.05,
-        }
-    ]
+    manifest["spec"]["slos"]["custom"] = [{"name": "refusals", "query": query, "max": 0.05}]
     assert kube.apply(manifest, namespace).returncode == 0
 
     def failed() -> dict[str, Any] | None:
@@ -69,7 +76,7 @@ def test_spec_the_schema_cannot_refuse_is_reported_not_crashed(
     status = wait_for(failed, 30, "phase Failed")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
-    assert "spec.slos.custom[0].query" in ready["message"] and "{{window}}" in ready["message"]
+    assert "spec.slos.custom[0].query" in ready["message"] and complaint in ready["message"], ready
 
     manifest["spec"]["slos"]["custom"][0]["query"] = (
         'sum(rate(refusals_total{variant="{{variant}}"}[{{interval}}]))'

@@ -18,7 +18,14 @@ from llmrollout.api.spec import (
     Traffic,
     Variant,
 )
-from llmrollout.api.status import Condition, LLMDeploymentStatus, Phase, with_condition
+from llmrollout.api.status import (
+    MAX_HISTORY,
+    Condition,
+    HistoryEntry,
+    LLMDeploymentStatus,
+    Phase,
+    with_condition,
+)
 from llmrollout.api.validation import InvalidSpecError, parse_spec
 
 GROUP = "llmrollout.io"
@@ -30,6 +37,7 @@ SHORT_NAME = "llmd"
 __all__ = [
     "GROUP",
     "KIND",
+    "MAX_HISTORY",
     "PLURAL",
     "SHORT_NAME",
     "VERSION",
@@ -40,6 +48,7 @@ __all__ = [
     "CustomSLO",
     "Duration",
     "ErrorRateSLO",
+    "HistoryEntry",
     "InvalidSpecError",
     "LLMDeploymentSpec",
     "LLMDeploymentStatus",

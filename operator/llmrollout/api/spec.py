@@ -205,6 +205,15 @@ class Analysis(Model):
     false_rollback_rate: float = Field(
         0.01, gt=0, lt=0.5, description="For sequential: chance of rolling back a healthy candidate."
     )
+    failure_threshold: int = Field(
+        1, ge=1, le=100, description="For threshold: failed intervals in a step before rolling back."
+    )
+    inconclusive_limit: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Inconclusive intervals in a row (metrics missing, NaN, unreachable) before rollback.",
+    )
 
 
 class LLMDeploymentSpec(Model):

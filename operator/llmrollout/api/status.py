@@ -37,6 +37,15 @@ class Condition(StatusModel):
     observed_generation: int | None = None
 
 
+class HistoryEntry(StatusModel):
+    time: datetime
+    reason: str
+    message: str
+
+
+MAX_HISTORY = 20
+
+
 class LLMDeploymentStatus(StatusModel):
     phase: Phase | None = None
     stable: str | None = Field(
@@ -48,7 +57,18 @@ class LLMDeploymentStatus(StatusModel):
         default_factory=dict, description="Traffic share of each variant in percent."
     )
     step: int = Field(0, description="Index of the current step in spec.strategy.steps.")
+    spec_stable: str | None = Field(None, description="spec.stable when status.stable was last set.")
+    step_started_at: datetime | None = Field(None, description="When the current step began.")
+    last_analysis_at: datetime | None = Field(None, description="End of the last analysed window.")
+    failed_checks: int = Field(0, description="Failed analyses in the current step.")
+    inconclusive_checks: int = Field(0, description="Inconclusive analyses in a row.")
+    step_requests: dict[str, float] = Field(
+        default_factory=dict, description="Requests seen per version during the current step."
+    )
     analysis: dict[str, Any] = Field(default_factory=dict, description="Last analysis per SLO and variant.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="The latest decisions, newest last."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

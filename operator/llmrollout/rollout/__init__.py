@@ -1,6 +1,26 @@
 """The rollout state machine: pure decisions from spec, status, observations and time."""
 
-from llmrollout.rollout.machine import initialize, reject, serving_stable
+from llmrollout.rollout.machine import (
+    Action,
+    Observation,
+    all_to,
+    desired_candidate,
+    due_window,
+    reconcile,
+    reject,
+    serving_stable,
+)
 from llmrollout.rollout.outcome import Event, Outcome
 
-__all__ = ["Event", "Outcome", "initialize", "reject", "serving_stable"]
+__all__ = [
+    "Action",
+    "Event",
+    "Observation",
+    "Outcome",
+    "all_to",
+    "desired_candidate",
+    "due_window",
+    "reconcile",
+    "reject",
+    "serving_stable",
+]

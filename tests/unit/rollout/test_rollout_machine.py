@@ -1,7 +1,9 @@
-"""The state machine's adoption and refusal of a spec, by tables."""
+"""The rollout state machine by tables: no cluster, no Prometheus, only spec, status, data and time."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,57 +11,311 @@ from typing import Any
 import pytest
 import yaml
 
-from llmrollout.api import LLMDeploymentStatus, Phase, parse_spec
-from llmrollout.rollout import initialize, reject, serving_stable
+from llmrollout.analysis import Histogram, VariantWindow, Window
+from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase, parse_spec
+from llmrollout.rollout import Observation, Outcome, due_window, reconcile, reject, serving_stable
 
 REPO = Path(__file__).resolve().parents[3]
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 
 
-def spec(**changes: Any) -> Any:
+def spec(**changes: Any) -> LLMDeploymentSpec:
     raw = yaml.safe_load((REPO / "examples/basic.yaml").read_text())["spec"]
-    raw.update(changes)
+    raw["slos"] = {"errorRate": {"max": 0.02}, "ttft": {"p95": "800ms"}, "quality": {"maxDropVsStable": 0.05}}
+    raw["strategy"]["minRequests"] = 100
+    for path, value in changes.items():
+        node = raw
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
     return parse_spec(raw)
 
 
+def ttft(fast: float, slow: float) -> Histogram:
+    """`fast` requests under 0.5 s, `slow` ones between 1 and 2 s."""
+    return Histogram(((0.5, fast), (1.0, fast), (2.0, fast + slow), (math.inf, fast + slow)))
+
+
+@dataclass
+class Traffic:
+    requests: float = 400
+    errors: float = 4
+    slow: float = 0
+    score: float = 0.9
+    missing: set[str] = field(default_factory=set)
+
+    def window(self, variant: str) -> VariantWindow:
+        def maybe(name: str, value: Any) -> Any:
+            return None if name in self.missing else value
+
+        judged = self.requests / 5
+        return VariantWindow(
+            variant=variant,
+            requests=maybe("requests", self.requests),
+            errors=maybe("errors", self.errors),
+            ttft=maybe("ttft", ttft(self.requests - self.slow, self.slow)),
+            eval_score_sum=maybe("eval", self.score * judged),
+            eval_score_count=maybe("eval", judged),
+        )
+
+
+HEALTHY = Traffic()
+
+
+def observe(
+    start: datetime, end: datetime, candidate: Traffic = HEALTHY, stable: Traffic = HEALTHY
+) -> Observation:
+    variants = {"v1": stable.window("v1"), "v2": candidate.window("v2")}
+    return Observation(start, end, window=Window(start.timestamp(), end.timestamp(), variants))
+
+
+def started(s: LLMDeploymentSpec | None = None) -> tuple[LLMDeploymentSpec, Outcome]:
+    s = s or spec(candidate="v2")
+    idle = reconcile(s.model_copy(update={"candidate": None}), LLMDeploymentStatus(), 1, T0 - MINUTE)
+    return s, reconcile(s, idle.status, 2, T0)
+
+
+def after_window(s: LLMDeploymentSpec, status: LLMDeploymentStatus, **traffic: Any) -> Outcome:
+    """Let one interval pass and analyse it with the given candidate traffic."""
+    now = (status.last_analysis_at or T0) + s.strategy.interval
+    due = due_window(s, status, now)
+    assert due is not None, "a window should be due after one interval"
+    return reconcile(s, status, 2, now, observe(*due, candidate=Traffic(**traffic)))
+
+
+def reasons(outcome: Outcome) -> list[str]:
+    return [e.reason for e in outcome.events]
+
+
+def test_adopting_without_candidate_sends_everything_to_stable_and_says_so_once() -> None:
+    first = reconcile(spec(), LLMDeploymentStatus(), 1, T0)
+    assert (first.status.phase, first.status.weights) == (Phase.IDLE, {"v1": 100, "v2": 0, "hosted": 0})
+    assert reasons(first) == ["Initialized"]
+    again = reconcile(spec(), first.status, 1, T0 + MINUTE)
+    assert again.events == [] and again.status == first.status
+
+
+def test_candidate_starts_a_rollout_at_the_first_step() -> None:
+    _, outcome = started()
+    status = outcome.status
+    assert (status.phase, status.candidate, status.step, status.candidate_weight) == (
+        Phase.PROGRESSING,
+        "v2",
+        0,
+        5,
+    )
+    assert status.weights == {"v1": 95, "v2": 5, "hosted": 0}
+    assert reasons(outcome) == ["RolloutStarted"]
+
+
 @pytest.mark.parametrize(
-    ("status_stable", "expected"),
-    [(None, "v1"), ("v2", "v2"), ("removed-variant", "v1")],
+    ("elapsed", "paused", "due"),
+    [
+        (timedelta(seconds=59), False, False),
+        (MINUTE, False, True),
+        (MINUTE * 3, False, True),
+        (MINUTE, True, False),
+    ],
 )
-def test_serving_stable(status_stable: str | None, expected: str) -> None:
-    assert serving_stable(spec(), LLMDeploymentStatus(stable=status_stable)) == expected
+def test_a_window_is_due_after_one_interval_unless_paused(
+    elapsed: timedelta, paused: bool, due: bool
+) -> None:
+    s, outcome = started()
+    s = s.model_copy(update={"paused": paused})
+    window = due_window(s, outcome.status, T0 + elapsed)
+    assert (window is not None) == due
+    if window is not None:
+        assert window == (T0, T0 + elapsed)
 
 
-def test_initialize_sends_everything_to_stable_and_says_so_once() -> None:
-    first = initialize(spec(), LLMDeploymentStatus(), 1, NOW)
-    assert first.status.phase == Phase.IDLE
-    assert first.status.weights == {"v1": 100, "v2": 0, "hosted": 0}
-    assert first.status.observed_generation == 1
-    assert [(e.type, e.reason) for e in first.events] == [("Normal", "Initialized")]
-    ready = first.status.condition("Ready")
-    assert ready is not None and (ready.status, ready.last_transition_time) == ("True", NOW)
-
-    again = initialize(spec(), first.status, 2, NOW + timedelta(minutes=1))
-    assert again.events == []
-    ready = again.status.condition("Ready")
-    assert ready is not None and ready.last_transition_time == NOW  # no transition, time kept
-    assert again.status.observed_generation == 2
+def test_no_window_is_due_without_a_rollout() -> None:
+    idle = reconcile(spec(), LLMDeploymentStatus(), 1, T0)
+    assert due_window(spec(), idle.status, T0 + MINUTE * 10) is None
 
 
-def test_initialize_after_promotion_keeps_the_promoted_stable() -> None:
-    outcome = initialize(spec(), LLMDeploymentStatus(phase=Phase.PROMOTED, stable="v2"), 3, NOW)
-    assert outcome.status.weights == {"v1": 0, "v2": 100, "hosted": 0}
-    assert outcome.status.phase == Phase.PROMOTED
+def test_healthy_candidate_walks_every_step_then_is_promoted() -> None:
+    s, outcome = started()
+    weights = [outcome.status.candidate_weight]
+    for _ in range(3):
+        outcome = after_window(s, outcome.status)
+        weights.append(outcome.status.candidate_weight)
+    assert weights == [5, 25, 50, 0]
+    status = outcome.status
+    assert (status.phase, status.stable, status.candidate) == (Phase.PROMOTED, "v2", None)
+    assert status.weights == {"v1": 0, "v2": 100, "hosted": 0}
+    assert reasons(outcome) == ["Promoted"]
+    assert [h.reason for h in status.history][-4:] == [
+        "RolloutStarted",
+        "StepAdvanced",
+        "StepAdvanced",
+        "Promoted",
+    ]
+    # The promoted version keeps serving while spec still names the old stable and this candidate.
+    settled = reconcile(s, status, 2, status.history[-1].time + MINUTE)
+    assert (settled.status.phase, serving_stable(s, settled.status), settled.events) == (
+        Phase.PROMOTED,
+        "v2",
+        [],
+    )
+
+
+def test_a_changed_spec_stable_after_promotion_is_adopted() -> None:
+    s, outcome = started(spec(candidate="v2", strategy__steps=[50]))
+    promoted = after_window(s, outcome.status).status
+    assert promoted.stable == "v2"
+    moved = reconcile(spec(stable="hosted"), promoted, 3, T0 + MINUTE * 5)
+    assert moved.status.stable == "hosted" and moved.status.weights["hosted"] == 100
+
+
+def test_too_few_requests_holds_the_step_until_enough_accumulate() -> None:
+    s, outcome = started()
+    held = after_window(s, outcome.status, requests=60, errors=0)
+    assert held.status.step == 0 and held.events == []
+    assert held.status.condition("Progressing").reason == "WaitingForRequests"  # type: ignore[union-attr]
+    advanced = after_window(s, held.status, requests=60, errors=0)
+    assert advanced.status.step == 1 and reasons(advanced) == ["StepAdvanced"]
+
+
+@pytest.mark.parametrize(
+    ("traffic", "slo_in_message"),
+    [
+        ({"errors": 40}, "errorRate"),
+        ({"slow": 100}, "ttft p95"),
+        ({"score": 0.7}, "quality"),
+    ],
+)
+def test_a_breach_rolls_back_with_the_numbers(traffic: dict[str, Any], slo_in_message: str) -> None:
+    s, outcome = started()
+    outcome = after_window(s, outcome.status)
+    rolled = after_window(s, outcome.status, **traffic)
+    status = rolled.status
+    assert (status.phase, status.candidate_weight) == (Phase.ROLLED_BACK, 0)
+    assert status.weights == {"v1": 100, "v2": 0, "hosted": 0}
+    assert reasons(rolled) == ["SLOBreached", "RolledBack"]
+    assert slo_in_message in rolled.events[-1].message and "on v2" in rolled.events[-1].message
+    assert due_window(s, status, T0 + MINUTE * 30) is None
+    # It stays rolled back; the same candidate is not retried by itself.
+    assert reconcile(s, status, 2, T0 + MINUTE * 30).events == []
+
+
+def test_failure_threshold_tolerates_fewer_failed_checks() -> None:
+    s, outcome = started(spec(candidate="v2", analysis__failureThreshold=2, analysis__method="threshold"))
+    once = after_window(s, outcome.status, errors=40)
+    assert once.status.phase == Phase.PROGRESSING and reasons(once) == ["SLOBreached"]
+    twice = after_window(s, once.status, errors=40)
+    assert twice.status.phase == Phase.ROLLED_BACK
+
+
+INCONCLUSIVE = {
+    "prometheus-unreachable": None,
+    "requests-series-missing": {"missing": {"requests"}},
+    "errors-series-missing": {"missing": {"errors"}},
+    "ttft-histogram-missing": {"missing": {"ttft"}},
+    "eval-missing": {"missing": {"eval"}},
+    "no-requests": {"requests": 0, "errors": 0},
+    "nan-errors": {"errors": math.nan},
+}
+
+
+@pytest.mark.parametrize("case", sorted(INCONCLUSIVE))
+def test_inconclusive_holds_never_promotes_and_rolls_back_at_the_limit(case: str) -> None:
+    s, outcome = started(spec(candidate="v2", strategy__steps=[50], analysis__inconclusiveLimit=3))
+    status = outcome.status
+    for count in (1, 2, 3):
+        now = (status.last_analysis_at or T0) + s.strategy.interval
+        start, end = due_window(s, status, now) or (now, now)
+        traffic = INCONCLUSIVE[case]
+        if traffic is None:
+            observation = Observation(start, end, unavailable="Prometheus at http://p:9090 unreachable")
+        else:
+            observation = observe(start, end, candidate=Traffic(**traffic))
+        decided = reconcile(s, status, 2, now, observation)
+        status = decided.status
+        if count < 3:
+            assert (status.phase, status.candidate_weight, status.inconclusive_checks) == (
+                Phase.PROGRESSING,
+                50,
+                count,
+            )
+            assert reasons(decided) == ["AnalysisInconclusive"]
+            assert status.condition("Progressing").reason == "Inconclusive"  # type: ignore[union-attr]
+    assert status.phase == Phase.ROLLED_BACK
+    assert status.condition("Progressing").reason == "InconclusiveLimit"  # type: ignore[union-attr]
+
+
+def test_unreachable_metrics_set_the_metrics_condition_and_recover() -> None:
+    s, outcome = started()
+    status = outcome.status
+    now = T0 + MINUTE
+    down = reconcile(s, status, 2, now, Observation(T0, now, unavailable="connection refused"))
+    metrics = down.status.condition("MetricsAvailable")
+    assert metrics is not None and (metrics.status, metrics.message) == ("False", "connection refused")
+    up = after_window(s, down.status)
+    assert up.status.condition("MetricsAvailable").status == "True"  # type: ignore[union-attr]
+    assert up.status.inconclusive_checks == 0 and up.status.step == 1
+
+
+def test_pause_holds_and_resume_starts_a_fresh_window() -> None:
+    s, outcome = started()
+    paused_spec = s.model_copy(update={"paused": True})
+    paused = reconcile(paused_spec, outcome.status, 3, T0 + MINUTE * 2)
+    assert (paused.status.phase, reasons(paused)) == (Phase.PAUSED, ["Paused"])
+    assert due_window(paused_spec, paused.status, T0 + MINUTE * 5) is None
+    resumed = reconcile(s, paused.status, 4, T0 + MINUTE * 5)
+    assert (resumed.status.phase, reasons(resumed)) == (Phase.PROGRESSING, ["Resumed"])
+    assert resumed.status.last_analysis_at == T0 + MINUTE * 5 and resumed.status.step == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "phase", "serving", "reason"),
+    [("abort", Phase.ROLLED_BACK, "v1", "RolledBack"), ("promote", Phase.PROMOTED, "v2", "Promoted")],
+)
+def test_user_actions(action: Any, phase: Phase, serving: str, reason: str) -> None:
+    s, outcome = started()
+    acted = reconcile(s, outcome.status, 2, T0 + timedelta(seconds=10), action=action)
+    assert acted.status.phase == phase and acted.status.weights[serving] == 100
+    assert reasons(acted) == [reason] and "by a user" in acted.events[0].message
+
+
+def test_changing_the_candidate_mid_rollout_restarts_cleanly() -> None:
+    s, outcome = started()
+    advanced = after_window(s, outcome.status)
+    assert advanced.status.step == 1
+    switched = reconcile(spec(candidate="hosted", fallbacks=[]), advanced.status, 3, T0 + MINUTE * 3)
+    status = switched.status
+    assert (status.candidate, status.step, status.candidate_weight) == ("hosted", 0, 5)
+    assert status.weights == {"v1": 95, "v2": 0, "hosted": 5}
+    assert reasons(switched) == ["RolloutRestarted"] and "from v2 to hosted" in switched.events[0].message
+
+
+def test_removing_the_candidate_returns_to_idle() -> None:
+    _, outcome = started()
+    idle = reconcile(spec(), outcome.status, 3, T0 + MINUTE)
+    assert (idle.status.phase, idle.status.candidate, idle.status.weights["v1"]) == (Phase.IDLE, None, 100)
 
 
 def test_reject_then_recover() -> None:
-    rejected = reject("InvalidSpec", "spec.x: bad", LLMDeploymentStatus(), 4, NOW)
+    rejected = reject("InvalidSpec", "spec.x: bad", LLMDeploymentStatus(), 4, T0)
     assert rejected.status.phase == Phase.FAILED
     ready = rejected.status.condition("Ready")
     assert ready is not None and (ready.status, ready.reason) == ("False", "InvalidSpec")
     assert [e.type for e in rejected.events] == ["Warning"]
-    assert reject("InvalidSpec", "spec.x: bad", rejected.status, 4, NOW).events == []
+    assert reject("InvalidSpec", "spec.x: bad", rejected.status, 4, T0).events == []
+    recovered = reconcile(spec(), rejected.status, 5, T0)
+    assert recovered.status.phase == Phase.IDLE and reasons(recovered) == ["Initialized"]
 
-    recovered = initialize(spec(), rejected.status, 5, NOW)
-    assert recovered.status.phase == Phase.IDLE
-    assert [e.reason for e in recovered.events] == ["Initialized"]
+
+def test_restart_decides_the_same_from_status_alone() -> None:
+    """A new operator gets only what status serialises to; it must decide exactly as the old one."""
+    s, outcome = started()
+    advanced = after_window(s, outcome.status)
+    reloaded = LLMDeploymentStatus.model_validate(advanced.status.model_dump(by_alias=True, mode="json"))
+    now = T0 + MINUTE * 2
+    due = due_window(s, reloaded, now)
+    assert due == due_window(s, advanced.status, now)
+    assert due is not None
+    a = reconcile(s, advanced.status, 2, now, observe(*due))
+    b = reconcile(s, reloaded, 2, now, observe(*due))
+    assert (a.status.step, a.status.weights, reasons(a)) == (b.status.step, b.status.weights, reasons(b))

@@ -1,0 +1,25 @@
+"""The only code that talks to the Kubernetes API (besides Kopf itself)."""
+
+from llmrollout.k8s.clients import api_client
+from llmrollout.k8s.llmdeployments import (
+    ACTION_ANNOTATION,
+    ACTIONS,
+    LLMDeploymentNotFoundError,
+    get_llmdeployment,
+    list_llmdeployments,
+    request_action,
+    set_paused,
+)
+from llmrollout.k8s.services import missing_services
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_ANNOTATION",
+    "LLMDeploymentNotFoundError",
+    "api_client",
+    "get_llmdeployment",
+    "list_llmdeployments",
+    "missing_services",
+    "request_action",
+    "set_paused",
+]

@@ -1,0 +1,217 @@
+"""A rollout scenario on the real cluster and Prometheus: Services, an HTTPRoute, simulated model
+servers, traffic that follows the route, and an LLMDeployment over them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.e2e.cluster import Kube, wait_for
+from tests.e2e.harness.fixtures import ModelServers, ServerSpec, Traffic
+from tests.e2e.harness.modelserver import Behaviour, ModelServer
+from tests.e2e.harness.prometheus import PrometheusServer
+from tests.e2e.harness.traffic import TrafficGenerator
+
+NAME = "bot"
+PORT = 8000
+INTERVAL_SECONDS = 4.0
+STEPS = [20, 50, 100]
+# Simulated defaults: input 200 and output 150 tokens -> 5e-5 USD a request at these prices.
+PRICING = {"inputPerMillionTokens": 0.10, "outputPerMillionTokens": 0.20}
+SLOS: dict[str, Any] = {
+    "errorRate": {"max": 0.05},
+    "ttft": {"p95": "800ms"},
+    "quality": {"minScore": 0.7, "maxDropVsStable": 0.1},
+    "costPerRequest": {"maxUSD": 0.0001},
+}
+
+
+def llmdeployment(
+    namespace: str,
+    prometheus: str,
+    *,
+    candidate: str | None = "v2",
+    steps: list[int] | None = None,
+    slos: dict[str, Any] | None = None,
+    method: str = "threshold",
+    min_requests: int = 20,
+    inconclusive_limit: int = 5,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "variants": [
+            {
+                "name": v,
+                "model": f"model-{v}",
+                "backendRef": {"name": f"bot-{v}", "port": PORT},
+                "pricing": PRICING,
+            }
+            for v in ("v1", "v2")
+        ],
+        "stable": "v1",
+        "traffic": {"router": "gatewayAPI", "httpRouteRef": {"name": NAME}},
+        "strategy": {
+            "steps": steps or STEPS,
+            "interval": f"{INTERVAL_SECONDS:g}s",
+            "minRequests": min_requests,
+        },
+        "metrics": {
+            "prometheus": {"address": prometheus},
+            "preset": "openTelemetryGenAI",
+            "variantLabel": "variant",
+            "labels": {"namespace": namespace},
+        },
+        "slos": slos if slos is not None else SLOS,
+        "analysis": {"method": method, "inconclusiveLimit": inconclusive_limit},
+    }
+    if candidate:
+        spec["candidate"] = candidate
+    return {
+        "apiVersion": "llmrollout.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": NAME},
+        "spec": spec,
+    }
+
+
+def services_and_route(namespace: str) -> list[dict[str, Any]]:
+    services = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"bot-{v}"},
+            "spec": {"selector": {"app": f"bot-{v}"}, "ports": [{"port": PORT}]},
+        }
+        for v in ("v1", "v2")
+    ]
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": NAME},
+        "spec": {
+            "parentRefs": [{"name": "gateway"}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+                    "backendRefs": [{"name": "bot-v1", "port": PORT, "weight": 1}],
+                }
+            ],
+        },
+    }
+    return [*services, route]
+
+
+@dataclass
+class Rollout:
+    kube: Kube
+    namespace: str
+    servers: dict[str, ModelServer]
+    generator: TrafficGenerator
+    manifest: dict[str, Any]
+    seen_weights: list[int] = field(default_factory=list)
+    _watching: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def candidate_server(self) -> ModelServer:
+        return self.servers["bot-v2"]
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.kube.get("llmd", NAME, self.namespace).get("status", {})
+        return status
+
+    def route_weights(self) -> dict[str, int]:
+        route = self.kube.get("httproute", NAME, self.namespace)
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
+
+    def candidate_share(self) -> int:
+        weights = self.route_weights()
+        total = sum(weights.values())
+        return round(100 * weights.get("bot-v2", 0) / total) if total else 0
+
+    def wait_phase(self, phase: str, timeout: float) -> dict[str, Any]:
+        status: dict[str, Any] = wait_for(
+            lambda: (s := self.status()).get("phase") == phase and s, timeout, f"phase {phase}"
+        )
+        return status
+
+    def wait_step(self, weight: int, timeout: float) -> dict[str, Any]:
+        status: dict[str, Any] = wait_for(
+            lambda: (
+                (s := self.status()).get("candidateWeight") == weight
+                and s.get("phase") == "Progressing"
+                and s
+            ),
+            timeout,
+            f"candidate at {weight}%",
+        )
+        return status
+
+    def events(self) -> list[dict[str, Any]]:
+        listing = self.kube.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={NAME}",
+            "-o",
+            "json",
+        )
+        items: list[dict[str, Any]] = json.loads(listing.stdout)["items"]
+        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
+    def event_messages(self, reason: str) -> list[str]:
+        return [e["message"] for e in self.events() if e["reason"] == reason]
+
+    def watch_route(self) -> None:
+        """Record every distinct candidate share the HTTPRoute carries, in order."""
+
+        def run() -> None:
+            while not self._watching.is_set():
+                share = self.candidate_share()
+                if not self.seen_weights or self.seen_weights[-1] != share:
+                    self.seen_weights.append(share)
+                time.sleep(0.2)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def stop_watching(self) -> None:
+        self._watching.set()
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.manifest = manifest
+        result = self.kube.apply(manifest, self.namespace)
+        assert result.returncode == 0, result.stderr
+
+
+def start_rollout(
+    kube: Kube,
+    namespace: str,
+    prometheus: PrometheusServer,
+    model_servers: ModelServers,
+    traffic: Traffic,
+    *,
+    candidate_behaviour: Behaviour | None = None,
+    rate: float = 40.0,
+    **llmd: Any,
+) -> Rollout:
+    servers = model_servers(
+        namespace,
+        {
+            "bot-v1": ServerSpec("v1", model="model-v1", seed=1),
+            "bot-v2": ServerSpec(
+                "v2", model="model-v2", behaviour=candidate_behaviour or Behaviour(), seed=2
+            ),
+        },
+    )
+    for manifest in services_and_route(namespace):
+        result = kube.apply(manifest, namespace)
+        assert result.returncode == 0, result.stderr
+    generator = traffic(namespace, NAME, rate=rate, duration=600, max_requests=10**6, seed=3)
+    manifest = llmdeployment(namespace, prometheus.address, **llmd)
+    rollout = Rollout(kube, namespace, servers, generator, manifest)
+    rollout.apply(manifest)
+    return rollout

@@ -1,0 +1,472 @@
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from llmrollout.analysis.observations import Histogram, VariantWindow, Window
+from llmrollout.analysis.sequential import (
+    SequentialConfig,
+    SequentialEvaluation,
+    SequentialState,
+    evaluate_sequential,
+    load_state,
+    rollback_test_count,
+)
+from llmrollout.analysis.verdict import Verdict
+from llmrollout.api.spec import Pricing, SLOs
+
+INF = math.inf
+EDGES = (0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5, 5.0, 10.0)
+PRICING = Pricing(input_per_million_tokens=1.0, output_per_million_tokens=2.0)
+INPUT_TOKENS = 500
+OUTPUT_TOKENS = 200
+# 500 input tokens at $1/M and 200 output tokens at $2/M
+COST_PER_REQUEST = (INPUT_TOKENS * 1.0 + OUTPUT_TOKENS * 2.0) / 1e6
+QUERY = "x{v='{{variant}}'}"
+STEP_WEIGHTS = (5, 25, 50, 100)
+LOOKS_PER_STEP = 3
+REQUESTS_PER_LOOK = 1000.0
+
+
+def slos(**fields: Any) -> SLOs:
+    return SLOs.model_validate(fields)
+
+
+EVERY_SLO = slos(
+    quality={"minScore": 0.3, "maxDropVsStable": 0.1},
+    ttft={"p95": "800ms"},
+    latency={"p95": "5s"},
+    errorRate={"max": 0.02},
+    costPerRequest={"maxUSD": 2 * COST_PER_REQUEST},
+    custom=[{"name": "refusals", "query": QUERY, "max": 0.05}],
+)
+
+
+def exponential_histogram(requests: float, scale: float) -> Histogram:
+    """Expected cumulative counts of exponentially distributed durations (increase() is fractional)."""
+    buckets = tuple((edge, requests * (1 - math.exp(-edge / scale))) for edge in EDGES)
+    return Histogram((*buckets, (INF, requests)))
+
+
+def variant(
+    name: str,
+    requests: float,
+    *,
+    error_rate: float = 0.01,
+    ttft_scale: float = 0.1,
+    latency_scale: float = 0.5,
+    score: float = 0.9,
+    failed_share: float = 0.1,
+    output_tokens: float = OUTPUT_TOKENS,
+    refusals: float | None = 0.01,
+) -> VariantWindow:
+    judged = 0.2 * requests
+    return VariantWindow(
+        variant=name,
+        requests=requests,
+        errors=error_rate * requests,
+        ttft=exponential_histogram(requests, ttft_scale),
+        latency=exponential_histogram(requests, latency_scale),
+        eval_score_sum=score * judged,
+        eval_score_count=judged,
+        eval_passed=(1 - failed_share) * judged,
+        eval_failed=failed_share * judged,
+        input_tokens=INPUT_TOKENS * requests,
+        output_tokens=output_tokens * requests,
+        custom={"refusals": refusals},
+    )
+
+
+def rollout(
+    spec: SLOs,
+    candidate_window: Callable[[float], VariantWindow],
+    *,
+    stable_window: Callable[[float], VariantWindow] | None = None,
+    min_requests: int = 100,
+    false_rollback_rate: float = 0.01,
+    pricing: Pricing | None = PRICING,
+    through_status: bool = True,
+) -> Iterator[SequentialEvaluation]:
+    """Looks through every step, LOOKS_PER_STEP each, carrying the state as status would."""
+    state: SequentialState | None = None
+    make_stable = stable_window or (lambda requests: variant("v1", requests))
+    for look in range(len(STEP_WEIGHTS) * LOOKS_PER_STEP):
+        step = look // LOOKS_PER_STEP
+        weight = STEP_WEIGHTS[step]
+        candidate_requests = REQUESTS_PER_LOOK * weight / 100
+        window = Window(
+            start=60.0 * look,
+            end=60.0 * (look + 1),
+            variants={
+                "v2": candidate_window(candidate_requests),
+                "v1": make_stable(REQUESTS_PER_LOOK - candidate_requests),
+            },
+        )
+        evaluation = evaluate_sequential(
+            spec,
+            window,
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=false_rollback_rate,
+            min_requests=min_requests,
+            step=step,
+            candidate_weight=weight,
+            pricing=pricing,
+        )
+        state = (
+            load_state(json.loads(json.dumps(evaluation.state.to_status())))
+            if through_status
+            else evaluation.state
+        )
+        yield evaluation
+
+
+def first_verdict(
+    evaluations: Iterator[SequentialEvaluation], verdict: Verdict
+) -> tuple[int, SequentialEvaluation]:
+    for look, evaluation in enumerate(evaluations):
+        if evaluation.verdict is verdict:
+            return look, evaluation
+    raise AssertionError(f"never {verdict.label}")
+
+
+def healthy(requests: float) -> VariantWindow:
+    return variant("v2", requests)
+
+
+def test_a_healthy_candidate_passes_and_never_fails() -> None:
+    evaluations = list(rollout(EVERY_SLO, healthy))
+    assert all(evaluation.verdict is not Verdict.FAIL for evaluation in evaluations)
+    look, passed = first_verdict(iter(evaluations), Verdict.PASS)
+    assert [result.verdict for result in passed.results] == [Verdict.PASS] * len(passed.results)
+    assert look < len(evaluations) - 1
+    assert evaluations[-1].verdict is Verdict.PASS
+
+
+# (the SLO it breaks, the candidate, words in the message, other SLOs the same change may break)
+REGRESSIONS = [
+    ("errorRate", lambda n: variant("v2", n, error_rate=0.05), "errorRate"),
+    ("ttft.p95", lambda n: variant("v2", n, ttft_scale=0.5), "ttft p95"),
+    ("latency.p95", lambda n: variant("v2", n, latency_scale=3.0), "latency p95"),
+    ("quality.minScore", lambda n: variant("v2", n, score=0.1), "quality mean", "quality.maxDropVsStable"),
+    ("quality.maxDropVsStable", lambda n: variant("v2", n, score=0.5), "quality drop"),
+    ("quality.maxDropVsStable", lambda n: variant("v2", n, failed_share=0.5), "eval failures"),
+    ("costPerRequest", lambda n: variant("v2", n, output_tokens=10 * OUTPUT_TOKENS), "costPerRequest"),
+    ("custom.refusals", lambda n: variant("v2", n, refusals=0.2), "custom.refusals"),
+]
+
+
+@pytest.mark.parametrize("regression", REGRESSIONS, ids=[r[2] for r in REGRESSIONS])
+def test_each_regression_rolls_back_naming_its_slo(regression: tuple[Any, ...]) -> None:
+    slo, make_candidate, words, *also_broken = regression
+    evaluations = list(rollout(EVERY_SLO, make_candidate))
+    breaks_it = [any(r.slo == slo and r.verdict is Verdict.FAIL for r in e.results) for e in evaluations]
+    look = breaks_it.index(True)
+    failed = evaluations[look]
+    assert failed.verdict is Verdict.FAIL
+    failing = {result.slo: result for result in failed.results if result.verdict is Verdict.FAIL}
+    assert set(failing) <= {slo, *also_broken}
+    assert words in failing[slo].message
+    assert failed.reason in [result.message for result in failing.values()]
+    assert look < 2 * LOOKS_PER_STEP
+
+
+def test_a_regression_that_hits_both_versions_is_not_the_candidates_fault() -> None:
+    def outage(name: str) -> Callable[[float], VariantWindow]:
+        return lambda requests: variant(name, requests, error_rate=0.3, ttft_scale=0.6)
+
+    evaluations = list(rollout(EVERY_SLO, outage("v2"), stable_window=outage("v1")))
+    assert all(evaluation.verdict is Verdict.INCONCLUSIVE for evaluation in evaluations)
+
+
+@pytest.mark.parametrize(
+    ("change", "slo", "reason"),
+    [
+        ({"errors": None}, "errorRate", "series missing"),
+        ({"errors": math.nan}, "errorRate", "NaN"),
+        ({"ttft": None}, "ttft.p95", "series missing"),
+        ({"latency": Histogram(((1.0, math.nan), (INF, 3.0)))}, "latency.p95", "NaN"),
+        ({"ttft": Histogram(((1.0, 3.0), (2.0, 3.0)))}, "ttft.p95", "+Inf"),
+        ({"eval_score_sum": None}, "quality.minScore", "series missing"),
+        ({"eval_score_count": math.nan}, "quality.minScore", "NaN"),
+        ({"eval_score_count": math.nan}, "quality.maxDropVsStable", "NaN"),
+        ({"output_tokens": None}, "costPerRequest", "series missing"),
+        ({"custom": {}}, "custom.refusals", "series missing"),
+    ],
+)
+def test_missing_or_nan_data_holds_even_with_enough_evidence(
+    change: dict[str, Any], slo: str, reason: str
+) -> None:
+    evaluations = list(rollout(EVERY_SLO, healthy))
+    assert evaluations[-1].verdict is Verdict.PASS
+    window = Window(
+        start=1e6,
+        end=1e6 + 60,
+        variants={"v2": replace(variant("v2", 500.0), **change), "v1": variant("v1", 500.0)},
+    )
+    evaluation = evaluate_sequential(
+        EVERY_SLO,
+        window,
+        candidate="v2",
+        stable="v1",
+        state=evaluations[-1].state,
+        false_rollback_rate=0.01,
+        min_requests=100,
+        step=3,
+        candidate_weight=50,
+        pricing=PRICING,
+    )
+    assert evaluation.verdict is Verdict.INCONCLUSIVE
+    result = next(r for r in evaluation.results if r.slo == slo)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert reason in result.message
+    # The candidate's eval scores feed both quality SLOs; every other SLO is untouched.
+    touched = {"quality.minScore", "quality.maxDropVsStable"} if slo.startswith("quality") else {slo}
+    assert all(r.verdict is Verdict.PASS for r in evaluation.results if r.slo not in touched)
+
+
+def test_stable_missing_holds_while_it_has_traffic_but_not_at_full_weight() -> None:
+    state = list(rollout(EVERY_SLO, healthy))[-1].state
+    for weight, expected in ((50, Verdict.INCONCLUSIVE), (100, Verdict.PASS)):
+        window = Window(start=1e6, end=1e6 + 60, variants={"v2": variant("v2", 500.0)})
+        evaluation = evaluate_sequential(
+            EVERY_SLO,
+            window,
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=0.01,
+            min_requests=100,
+            step=3,
+            candidate_weight=weight,
+            pricing=PRICING,
+        )
+        assert evaluation.verdict is expected, evaluation.reason
+
+
+def test_no_requests_at_all_is_inconclusive_never_pass() -> None:
+    evaluations = list(rollout(EVERY_SLO, lambda n: variant("v2", 0.0), min_requests=0))
+    assert all(evaluation.verdict is Verdict.INCONCLUSIVE for evaluation in evaluations)
+    messages = " ".join(result.message for result in evaluations[-1].results)
+    assert "no requests" in messages
+    assert "no eval scores" in messages
+
+
+def test_no_pricing_holds_the_cost_slo() -> None:
+    evaluations = list(rollout(slos(costPerRequest={"maxUSD": 1.0}), healthy, pricing=None))
+    assert all(evaluation.verdict is Verdict.INCONCLUSIVE for evaluation in evaluations)
+    assert "no pricing for v2" in evaluations[-1].reason
+
+
+def test_zero_cost_budget() -> None:
+    free = Pricing()
+    spec = slos(costPerRequest={"maxUSD": 0.0})
+    assert list(rollout(spec, healthy, pricing=free))[-1].verdict is Verdict.PASS
+    assert next(iter(rollout(spec, healthy, pricing=PRICING))).verdict is Verdict.FAIL
+
+
+def test_min_requests_gates_each_step() -> None:
+    # 5% of 1000 is 50 candidate requests a look: the first step needs two looks for 100.
+    evaluations = list(rollout(slos(errorRate={"max": 0.5}), healthy, min_requests=100))
+    assert [e.verdict for e in evaluations[:3]] == [Verdict.INCONCLUSIVE, Verdict.PASS, Verdict.PASS]
+    assert "waiting for minRequests 100 in step 0: v2 50" in evaluations[0].reason
+    assert evaluations[3].state.step_requests["candidate"] == 250.0
+
+
+def test_state_survives_a_restart_unchanged() -> None:
+    in_memory = list(rollout(EVERY_SLO, healthy, through_status=False))
+    restarted = list(rollout(EVERY_SLO, healthy, through_status=True))
+    assert [e.results for e in restarted] == [e.results for e in in_memory]
+    assert [e.verdict for e in restarted] == [e.verdict for e in in_memory]
+
+
+def test_a_window_counted_twice_adds_nothing() -> None:
+    window = Window(start=0.0, end=60.0, variants={"v2": variant("v2", 100.0), "v1": variant("v1", 900.0)})
+    arguments: dict[str, Any] = {
+        "candidate": "v2",
+        "stable": "v1",
+        "false_rollback_rate": 0.01,
+        "min_requests": 100,
+        "step": 0,
+        "candidate_weight": 10,
+        "pricing": PRICING,
+    }
+    once = evaluate_sequential(EVERY_SLO, window, state=None, **arguments)
+    twice = evaluate_sequential(EVERY_SLO, window, state=once.state, **arguments)
+    assert twice.state == once.state
+    assert "already counted" in twice.reason
+
+
+def test_a_new_candidate_starts_afresh() -> None:
+    state = list(rollout(EVERY_SLO, lambda n: variant("v2", n, error_rate=0.2)))[-1].state
+    window = Window(
+        start=1e6, end=1e6 + 60, variants={"v3": variant("v3", 100.0), "v1": variant("v1", 900.0)}
+    )
+    evaluation = evaluate_sequential(
+        EVERY_SLO,
+        window,
+        candidate="v3",
+        stable="v1",
+        state=state,
+        false_rollback_rate=0.01,
+        min_requests=100,
+        step=0,
+        candidate_weight=10,
+        pricing=PRICING,
+    )
+    assert evaluation.state.candidate == "v3"
+    assert evaluation.state.looks == 1
+    assert evaluation.verdict is not Verdict.FAIL
+
+
+def test_a_rollback_verdict_sticks_after_healthy_data() -> None:
+    regressed = True
+
+    def candidate(requests: float) -> VariantWindow:
+        return variant("v2", requests, error_rate=0.2 if regressed else 0.0)
+
+    evaluations = rollout(slos(errorRate={"max": 0.5}), candidate)
+    _, failed = first_verdict(evaluations, Verdict.FAIL)
+    regressed = False
+    later = list(evaluations)
+    assert later
+    assert all(e.verdict is Verdict.FAIL and e.reason.startswith("errorRate on v2 worse") for e in later)
+    # Once the fresh evidence no longer crosses, the message is the one that made the decision.
+    assert later[-1].reason == failed.reason
+
+
+def test_false_rollback_rate_is_split_across_the_rollback_tests() -> None:
+    # errorRate, ttft, latency, minScore, and two for maxDropVsStable, cost; custom is not a test.
+    assert rollback_test_count(EVERY_SLO) == 7
+    assert rollback_test_count(slos()) == 0
+    evaluation = next(iter(rollout(slos(errorRate={"max": 0.02}, ttft={"p95": "1s"}), healthy)))
+    # 0.01 split over two tests: each rolls back at e >= 1 / 0.005
+    assert f"of {1 / (0.01 / 2):.3g} to roll back" in evaluation.results[0].message
+
+
+def test_custom_slo_rolls_back_after_consecutive_breaches() -> None:
+    breaches = iter([0.2, 0.01, 0.2, 0.2, 0.01])
+    evaluations = list(
+        rollout(
+            slos(custom=[{"name": "refusals", "query": QUERY, "max": 0.05}]),
+            lambda n: variant("v2", n, refusals=next(breaches, 0.01)),
+        )
+    )
+    # breach, recovery (the count restarts), breach, breach
+    assert [e.verdict for e in evaluations[:4]] == [
+        Verdict.INCONCLUSIVE,
+        Verdict.PASS,
+        Verdict.INCONCLUSIVE,
+        Verdict.FAIL,
+    ]
+    assert "breach 1 of 2" in evaluations[0].reason
+    assert SequentialConfig().custom_breaches_to_fail == 2
+
+
+def test_no_slos_never_promote() -> None:
+    assert all(e.verdict is Verdict.INCONCLUSIVE for e in rollout(slos(), healthy))
+
+
+@pytest.mark.parametrize(
+    "data", [None, {}, {"version": 99}, {"version": 1, "candidate": "v2"}, {"version": "x"}]
+)
+def test_unreadable_state_starts_afresh(data: dict[str, Any] | None) -> None:
+    assert load_state(data) is None
+
+
+def test_every_status_is_json() -> None:
+    for evaluation in rollout(EVERY_SLO, lambda n: variant("v2", n, error_rate=0.05)):
+        json.dumps(evaluation.state.to_status(), allow_nan=False)
+        for result in evaluation.results:
+            json.dumps(result.to_status(), allow_nan=False)
+
+
+# --- the false-rollback guarantee, by simulation ---------------------------------------------------
+
+
+def simulated_variant(rng: np.random.Generator, name: str, requests: int, error_rate: float) -> VariantWindow:
+    """Request-level draws aggregated the way Prometheus counters and buckets would be."""
+    ttft = rng.exponential(0.1, requests)
+    latency = rng.exponential(0.5, requests)
+    judged = int(rng.binomial(requests, 0.2))
+    scores = rng.beta(9.0, 1.0, judged)
+    failed = float((scores < 0.7).sum())
+    output = rng.poisson(OUTPUT_TOKENS, requests)
+
+    def histogram(values: np.ndarray) -> Histogram:
+        cumulative = np.searchsorted(np.sort(values), EDGES, side="right")
+        return Histogram(
+            (*((e, float(c)) for e, c in zip(EDGES, cumulative, strict=True)), (INF, float(requests)))
+        )
+
+    return VariantWindow(
+        variant=name,
+        requests=float(requests),
+        errors=float(rng.binomial(requests, error_rate)),
+        ttft=histogram(ttft),
+        latency=histogram(latency),
+        eval_score_sum=float(scores.sum()),
+        eval_score_count=float(judged),
+        eval_passed=judged - failed,
+        eval_failed=failed,
+        input_tokens=float(INPUT_TOKENS * requests),
+        output_tokens=float(output.sum()),
+        custom={},
+    )
+
+
+def simulated_rollout_rolls_back(rng: np.random.Generator, spec: SLOs, alpha: float, looks: int) -> bool:
+    state: SequentialState | None = None
+    for look in range(looks):
+        step = min(look // 12, 3)
+        weight = STEP_WEIGHTS[step]
+        requests = int(rng.poisson(200))
+        candidate_requests = int(rng.binomial(requests, weight / 100))
+        # The baseline error rate wanders and an outage doubles it for both versions.
+        error_rate = 0.01 * (2.0 if look in (20, 21) else 1.0) * (1 + 0.5 * math.sin(look / 4))
+        window = Window(
+            start=60.0 * look,
+            end=60.0 * (look + 1),
+            variants={
+                "v2": simulated_variant(rng, "v2", candidate_requests, error_rate),
+                "v1": simulated_variant(rng, "v1", requests - candidate_requests, error_rate),
+            },
+        )
+        evaluation = evaluate_sequential(
+            spec,
+            window,
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=alpha,
+            min_requests=50,
+            step=step,
+            candidate_weight=weight,
+            pricing=PRICING,
+        )
+        if evaluation.verdict is Verdict.FAIL:
+            return True
+        state = evaluation.state
+    return False
+
+
+def test_healthy_candidates_over_fifty_looks_roll_back_at_most_the_configured_rate() -> None:
+    # Every statistically tested SLO, set where the healthy candidate sits close to its bounds.
+    spec = slos(
+        quality={"minScore": 0.85, "maxDropVsStable": 0.02},
+        ttft={"p95": "300ms"},
+        latency={"p95": "1.5s"},
+        errorRate={"max": 0.012},
+        costPerRequest={"maxUSD": COST_PER_REQUEST},
+    )
+    alpha = 0.1
+    replicates = 300
+    rng = np.random.default_rng(2024)
+    rollbacks = sum(simulated_rollout_rolls_back(rng, spec, alpha, 50) for _ in range(replicates))
+    sampling_error = math.sqrt(alpha * (1 - alpha) / replicates)
+    assert rollbacks / replicates <= alpha + 3 * sampling_error
