@@ -147,7 +147,7 @@ def prepare_namespace(servers: dict[str, ModelServer], prometheus: PrometheusSer
         }
     )
     print("  waiting for Prometheus to scrape the model servers ...", flush=True)
-    prometheus.wait_for_targets(lambda t: t["labels"].get("namespace") == NAMESPACE, 3, timeout=30)
+    prometheus.wait_for_targets({"namespace": NAMESPACE}, 3, timeout=30)
 
 
 def show_result(generator: TrafficGenerator) -> None:

@@ -77,6 +77,14 @@ def _status(args: argparse.Namespace) -> int:
         f"  candidate: {status.get('candidate') or '-'} at {status.get('candidateWeight', 0)}%"
         f" (step {status.get('step', 0)})"
     )
+    fallback = status.get("fallback")
+    if fallback:
+        state = "degraded, least bad" if fallback.get("degraded") else "active"
+        print(
+            f"  fallback:  {state}: {fallback['active']} carries {fallback['failed']}'s traffic since"
+            f" {fallback['since']} ({fallback['reason']}); {fallback.get('healthyIntervals', 0)} healthy"
+            " intervals so far; `llmrollout failback` forces the return"
+        )
     weights = status.get("weights", {})
     print("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
     for condition in status.get("conditions", []):
@@ -114,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
         "status": "show phase, weights, conditions and the last analysis",
         "promote": "promote the candidate now, skipping the remaining steps",
         "abort": "roll the candidate back to 0% now",
+        "failback": "return traffic to the failed version now, ending the active fallback",
         "pause": "hold the rollout where it is (sets spec.paused)",
         "resume": "continue a paused rollout (clears spec.paused)",
     }

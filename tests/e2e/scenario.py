@@ -39,6 +39,8 @@ def llmdeployment(
     method: str = "threshold",
     min_requests: int = 20,
     inconclusive_limit: int = 5,
+    variants: tuple[str, ...] = ("v1", "v2"),
+    fallbacks: list[str] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "variants": [
@@ -48,7 +50,7 @@ def llmdeployment(
                 "backendRef": {"name": f"bot-{v}", "port": PORT},
                 "pricing": PRICING,
             }
-            for v in ("v1", "v2")
+            for v in variants
         ],
         "stable": "v1",
         "traffic": {"router": "gatewayAPI", "httpRouteRef": {"name": NAME}},
@@ -68,6 +70,8 @@ def llmdeployment(
     }
     if candidate:
         spec["candidate"] = candidate
+    if fallbacks:
+        spec["fallbacks"] = fallbacks
     return {
         "apiVersion": "llmrollout.io/v1alpha1",
         "kind": "LLMDeployment",
@@ -76,7 +80,7 @@ def llmdeployment(
     }
 
 
-def services_and_route(namespace: str) -> list[dict[str, Any]]:
+def services_and_route(namespace: str, variants: tuple[str, ...] = ("v1", "v2")) -> list[dict[str, Any]]:
     services = [
         {
             "apiVersion": "v1",
@@ -84,7 +88,7 @@ def services_and_route(namespace: str) -> list[dict[str, Any]]:
             "metadata": {"name": f"bot-{v}"},
             "spec": {"selector": {"app": f"bot-{v}"}, "ports": [{"port": PORT}]},
         }
-        for v in ("v1", "v2")
+        for v in variants
     ]
     route = {
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -112,10 +116,18 @@ class Rollout:
     manifest: dict[str, Any]
     seen_weights: list[int] = field(default_factory=list)
     _watching: threading.Event = field(default_factory=threading.Event)
+    _watched: str = "v2"
+    _watcher: threading.Thread | None = None
 
     @property
     def candidate_server(self) -> ModelServer:
         return self.servers["bot-v2"]
+
+    def share(self, variant: str) -> int:
+        """The variant's percent of the HTTPRoute's weight."""
+        weights = self.route_weights()
+        total = sum(weights.values())
+        return round(100 * weights.get(f"bot-{variant}", 0) / total) if total else 0
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.kube.get("llmd", NAME, self.namespace).get("status", {})
@@ -127,15 +139,25 @@ class Rollout:
         return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
 
     def candidate_share(self) -> int:
-        weights = self.route_weights()
-        total = sum(weights.values())
-        return round(100 * weights.get("bot-v2", 0) / total) if total else 0
+        return self.share("v2")
 
     def wait_phase(self, phase: str, timeout: float) -> dict[str, Any]:
-        status: dict[str, Any] = wait_for(
-            lambda: (s := self.status()).get("phase") == phase and s, timeout, f"phase {phase}"
-        )
+        try:
+            status: dict[str, Any] = wait_for(
+                lambda: (s := self.status()).get("phase") == phase and s, timeout, f"phase {phase}"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nstatus: {self.explain()}") from None
         return status
+
+    def explain(self) -> str:
+        status = self.status()
+        conditions = {
+            c["type"]: f"{c['reason']}: {c.get('message', '')}" for c in status.get("conditions", [])
+        }
+        history = [f"{h['reason']}: {h['message']}" for h in status.get("history", [])[-5:]]
+        results = [r["message"] for r in status.get("analysis", {}).get("results", [])]
+        return f"phase={status.get('phase')} conditions={conditions} results={results} history={history}"
 
     def wait_step(self, weight: int, timeout: float) -> dict[str, Any]:
         status: dict[str, Any] = wait_for(
@@ -168,18 +190,32 @@ class Rollout:
 
     def watch_route(self) -> None:
         """Record every distinct candidate share the HTTPRoute carries, in order."""
+        self.watch_route_of("v2")
 
-        def run() -> None:
-            while not self._watching.is_set():
-                share = self.candidate_share()
-                if not self.seen_weights or self.seen_weights[-1] != share:
-                    self.seen_weights.append(share)
-                time.sleep(0.2)
+    def watch_route_of(self, variant: str) -> None:
+        """Record every distinct share of `variant` that the HTTPRoute carries, in order."""
+        self.seen_weights.clear()
+        self._watching.clear()
+        self._watched = variant
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
 
-        threading.Thread(target=run, daemon=True).start()
+    def _watch(self) -> None:
+        while not self._watching.is_set():
+            self._record_share()
+            time.sleep(0.2)
+
+    def _record_share(self) -> None:
+        share = self.share(self._watched)
+        if not self.seen_weights or self.seen_weights[-1] != share:
+            self.seen_weights.append(share)
 
     def stop_watching(self) -> None:
+        """Stop, after one last look so that the final weights are never missed."""
         self._watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        self._record_share()
 
     def apply(self, manifest: dict[str, Any]) -> None:
         self.manifest = manifest
@@ -196,22 +232,22 @@ def start_rollout(
     *,
     candidate_behaviour: Behaviour | None = None,
     rate: float = 40.0,
+    variants: tuple[str, ...] = ("v1", "v2"),
     **llmd: Any,
 ) -> Rollout:
+    behaviours = {"v2": candidate_behaviour or Behaviour()}
     servers = model_servers(
         namespace,
         {
-            "bot-v1": ServerSpec("v1", model="model-v1", seed=1),
-            "bot-v2": ServerSpec(
-                "v2", model="model-v2", behaviour=candidate_behaviour or Behaviour(), seed=2
-            ),
+            f"bot-{v}": ServerSpec(v, model=f"model-{v}", behaviour=behaviours.get(v, Behaviour()), seed=i)
+            for i, v in enumerate(variants, start=1)
         },
     )
-    for manifest in services_and_route(namespace):
+    for manifest in services_and_route(namespace, variants):
         result = kube.apply(manifest, namespace)
         assert result.returncode == 0, result.stderr
     generator = traffic(namespace, NAME, rate=rate, duration=600, max_requests=10**6, seed=3)
-    manifest = llmdeployment(namespace, prometheus.address, **llmd)
+    manifest = llmdeployment(namespace, prometheus.address, variants=variants, **llmd)
     rollout = Rollout(kube, namespace, servers, generator, manifest)
     rollout.apply(manifest)
     return rollout

@@ -34,6 +34,17 @@ def _dns_label(description: str) -> Any:
     return Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63, description=description)
 
 
+Severity = Literal["hard", "soft"] | None
+
+
+def _severity() -> Any:
+    return Field(
+        None,
+        description="hard: a breach by the serving version reroutes to fallbacks; soft: it only blocks"
+        " a rollout (default: hard for errorRate, ttft and latency; soft for quality, cost and custom).",
+    )
+
+
 class Model(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are an error, not silently dropped."""
 
@@ -103,6 +114,14 @@ class Strategy(Model):
         json_schema_extra={"default": "1m"},
     )
     min_requests: int = Field(100, ge=0, description="Requests per version per step before a step can pass.")
+    max_step_duration: Duration | None = Field(
+        None,
+        description="Longest a step may gather evidence before rolling back (default: 20 intervals).",
+    )
+
+    @property
+    def step_timeout(self) -> timedelta:
+        return self.max_step_duration or self.interval * 20
 
 
 class Prometheus(Model):
@@ -145,18 +164,22 @@ class QualitySLO(Model):
     max_drop_vs_stable: float | None = Field(
         None, ge=0, le=1, description="Largest acceptable drop of the mean eval score below stable's."
     )
+    severity: Severity = _severity()
 
 
 class PercentileSLO(Model):
     p95: Duration = Field(description="Highest acceptable 95th percentile.")
+    severity: Severity = _severity()
 
 
 class ErrorRateSLO(Model):
     max: float = Field(ge=0, le=1, description="Highest acceptable share of failed requests.")
+    severity: Severity = _severity()
 
 
 class CostSLO(Model):
     max_usd: float = Field(ge=0, alias="maxUSD", description="Highest acceptable mean cost per request, USD.")
+    severity: Severity = _severity()
 
 
 class CustomSLO(Model):
@@ -171,6 +194,7 @@ class CustomSLO(Model):
     )
     min: float | None = Field(None, description="Lowest acceptable value.")
     max: float | None = Field(None, description="Highest acceptable value.")
+    severity: Severity = _severity()
 
     @field_validator("query")
     @classmethod
@@ -185,6 +209,38 @@ class CustomSLO(Model):
         return query
 
 
+HARD_BY_DEFAULT = ("errorRate", "ttft", "latency")
+
+
+class FallbackPolicy(Model):
+    probe_weight: int = Field(
+        5, ge=1, le=50, description="Percent of traffic left on a failed version to see it recover."
+    )
+    recovery_intervals: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Healthy intervals in a row before traffic starts to return (hysteresis).",
+    )
+    failback_steps: list[int] = Field(
+        default=[25, 50, 100],
+        min_length=1,
+        max_length=10,
+        description="Percent of its traffic returned to a recovered version per healthy interval.",
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "x-kubernetes-list-type": "set",
+            **_validations(
+                _cel("self.isSorted() && self[size(self) - 1] == 100", "must increase and end at 100")
+            ),
+        },
+    )
+    accept_unknown: bool = Field(
+        True,
+        description="A fallback without metrics yet (no traffic) counts as healthy until it shows otherwise.",
+    )
+
+
 class SLOs(Model):
     quality: QualitySLO | None = None
     ttft: PercentileSLO | None = Field(None, description="Time to first token.")
@@ -195,6 +251,27 @@ class SLOs(Model):
         default_factory=list,
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+def hard_slos(slos: SLOs) -> SLOs:
+    """Only the SLOs whose breach by a serving version reroutes traffic to a fallback."""
+
+    def hard(family: str, slo: Any) -> bool:
+        default = "hard" if family in HARD_BY_DEFAULT else "soft"
+        return slo is not None and (slo.severity or default) == "hard"
+
+    return slos.model_copy(
+        update={
+            "quality": slos.quality if hard("quality", slos.quality) else None,
+            "ttft": slos.ttft if hard("ttft", slos.ttft) else None,
+            "latency": slos.latency if hard("latency", slos.latency) else None,
+            "error_rate": slos.error_rate if hard("errorRate", slos.error_rate) else None,
+            "cost_per_request": slos.cost_per_request
+            if hard("costPerRequest", slos.cost_per_request)
+            else None,
+            "custom": [c for c in slos.custom if hard("custom", c)],
+        }
     )
 
 
@@ -213,6 +290,11 @@ class Analysis(Model):
         ge=1,
         le=1000,
         description="Inconclusive intervals in a row (metrics missing, NaN, unreachable) before rollback.",
+    )
+    look_interval: Duration | None = Field(
+        None,
+        description="For sequential: how often the tests look at new data (default: half the interval);"
+        " a step still lasts at least strategy.interval.",
     )
 
 
@@ -280,6 +362,7 @@ class LLMDeploymentSpec(Model):
     metrics: Metrics
     slos: SLOs = Field(default_factory=SLOs)
     analysis: Analysis = Field(default_factory=Analysis)
+    fallback_policy: FallbackPolicy = Field(default_factory=FallbackPolicy)
     paused: bool = Field(False, description="Hold the rollout where it is.")
 
     def variant(self, name: str) -> Variant:

@@ -46,6 +46,20 @@ class HistoryEntry(StatusModel):
 MAX_HISTORY = 20
 
 
+class FallbackStatus(StatusModel):
+    """A serving version breached a hard SLO and its traffic went to a fallback."""
+
+    failed: str = Field(description="The serving version that breached; it keeps a probe weight.")
+    active: str = Field(description="The version now carrying the failed version's traffic.")
+    tried: list[str] = Field(default_factory=list, description="Fallbacks that breached in this episode.")
+    reason: str
+    since: datetime
+    healthy_intervals: int = Field(0, description="The failed version's healthy intervals in a row.")
+    failback_step: int = Field(-1, description="Index into fallbackPolicy.failbackSteps; -1 while probing.")
+    degraded: bool = Field(False, description="Every fallback breaches too; traffic is on the least bad.")
+    resume_phase: Phase = Field(description="The phase to return to once traffic is back.")
+
+
 class LLMDeploymentStatus(StatusModel):
     phase: Phase | None = None
     stable: str | None = Field(
@@ -69,6 +83,7 @@ class LLMDeploymentStatus(StatusModel):
     history: list[HistoryEntry] = Field(
         default_factory=list, description="The latest decisions, newest last."
     )
+    fallback: FallbackStatus | None = Field(None, description="Set while a fallback carries traffic.")
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

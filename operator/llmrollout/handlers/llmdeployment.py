@@ -83,7 +83,7 @@ def _observe(
     if due is None:
         return None
     start, end = due
-    variants = [v for v in (status.stable, status.candidate) if v is not None]
+    variants = rollout.watched(spec, status)
     try:
         provider = provider_for(spec.metrics, memo.http, namespace=namespace)
         window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 from llmrollout.api import GROUP, PLURAL, VERSION
 
 ACTION_ANNOTATION: Final = f"{GROUP}/action"
-ACTIONS: Final = ("promote", "abort")
+ACTIONS: Final = ("promote", "abort", "failback")
 
 
 class LLMDeploymentNotFoundError(LookupError):
@@ -57,7 +57,8 @@ def list_llmdeployments(api: client.ApiClient, namespace: str | None) -> list[di
 
 
 def request_action(api: client.ApiClient, namespace: str, name: str, action: str) -> dict[str, Any]:
-    """Promote or abort happen once, so they are requests (an annotation the operator clears), not spec."""
+    """Promote, abort and failback happen once, so they are requests (an annotation the operator
+    clears), not spec."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     return _patch(api, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: action}}})

@@ -1,9 +1,10 @@
 """The rollout state machine: pure decisions from spec, status, observations and time."""
 
+from llmrollout.rollout.builder import all_to
+from llmrollout.rollout.fallback import watched
 from llmrollout.rollout.machine import (
     Action,
     Observation,
-    all_to,
     desired_candidate,
     due_window,
     reconcile,
@@ -23,4 +24,5 @@ __all__ = [
     "reconcile",
     "reject",
     "serving_stable",
+    "watched",
 ]

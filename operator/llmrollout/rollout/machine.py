@@ -13,21 +13,18 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from llmrollout.analysis import SLOResult, Verdict, Window, evaluate_variant, results_to_status, worst
+from llmrollout.analysis.sequential import evaluate_sequential, load_state
 from llmrollout.api import (
-    MAX_HISTORY,
-    HistoryEntry,
     LLMDeploymentSpec,
     LLMDeploymentStatus,
     Phase,
-    with_condition,
+    format_duration,
 )
-from llmrollout.rollout.outcome import Event, Outcome
+from llmrollout.rollout.builder import METRICS, PROGRESSING, READY, Builder, all_to, split
+from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
+from llmrollout.rollout.outcome import Outcome
 
-READY = "Ready"
-PROGRESSING = "Progressing"
-METRICS = "MetricsAvailable"
-
-Action = Literal["promote", "abort"]
+Action = Literal["promote", "abort", "failback"]
 
 
 @dataclass(frozen=True)
@@ -49,63 +46,39 @@ def serving_stable(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str:
     return spec.stable
 
 
-def all_to(spec: LLMDeploymentSpec, serving: str) -> dict[str, int]:
-    return {variant.name: 100 if variant.name == serving else 0 for variant in spec.variants}
-
-
-def split(spec: LLMDeploymentSpec, stable: str, candidate: str, candidate_weight: int) -> dict[str, int]:
-    weights = {variant.name: 0 for variant in spec.variants}
-    weights[stable] = 100 - candidate_weight
-    weights[candidate] = candidate_weight
-    return weights
-
-
 def due_window(
     spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime
 ) -> tuple[datetime, datetime] | None:
-    """The window to read now, if a rollout is progressing and a full interval has passed."""
-    if status.phase != Phase.PROGRESSING or spec.paused or status.last_analysis_at is None:
+    """The window to read now: the rollout's next look, or the serving versions' health check."""
+    if status.last_analysis_at is None or status.phase in (None, Phase.FAILED):
         return None
-    if status.candidate is None or status.candidate != desired_candidate(spec, status):
+    rolling = (
+        status.phase == Phase.PROGRESSING
+        and not spec.paused
+        and status.candidate is not None
+        and status.candidate == desired_candidate(spec, status)
+    )
+    if rolling:
+        cadence = look_interval(spec)
+    elif spec.fallbacks or status.fallback is not None:
+        cadence = spec.strategy.interval
+    else:
         return None
-    if now - status.last_analysis_at < spec.strategy.interval:
+    if now - status.last_analysis_at < cadence:
         return None
     return status.last_analysis_at, now
+
+
+def look_interval(spec: LLMDeploymentSpec) -> timedelta:
+    """Threshold checks once per interval; anytime-valid tests may look more often at no cost in errors."""
+    if spec.analysis.method == "sequential":
+        return spec.analysis.look_interval or spec.strategy.interval / 2
+    return spec.strategy.interval
 
 
 def desired_candidate(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str | None:
     candidate = spec.candidate
     return candidate if candidate is not None and candidate != serving_stable(spec, status) else None
-
-
-class _Builder:
-    """Accumulates the next status and its Events; keeps `reconcile` readable."""
-
-    def __init__(self, status: LLMDeploymentStatus, generation: int | None, now: datetime) -> None:
-        self.status = status
-        self.generation = generation
-        self.now = now
-        self.events: list[Event] = []
-
-    def update(self, **changes: object) -> None:
-        self.status = self.status.model_copy(update=changes)
-
-    def condition(
-        self, condition_type: str, state: Literal["True", "False", "Unknown"], reason: str, message: str
-    ) -> None:
-        conditions = with_condition(
-            self.status.conditions, condition_type, state, reason, message, self.now, self.generation
-        )
-        self.update(conditions=conditions)
-
-    def event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.events.append(Event(kind, reason, message))
-        history = [*self.status.history, HistoryEntry(time=self.now, reason=reason, message=message)]
-        self.update(history=history[-MAX_HISTORY:])
-
-    def outcome(self) -> Outcome:
-        self.update(observed_generation=self.generation)
-        return Outcome(self.status, self.events)
 
 
 def reconcile(
@@ -117,13 +90,34 @@ def reconcile(
     action: Action | None = None,
 ) -> Outcome:
     """The next status for this spec; `observation` is the due window's data, `action` a user's command."""
-    b = _Builder(status, generation, now)
+    b = Builder(status, generation, now)
     stable = serving_stable(spec, status)
     candidate = desired_candidate(spec, status)
     if status.phase in (None, Phase.FAILED):
         b.event("Normal", "Initialized", f"{stable} serves 100%")
     b.condition(READY, "True", "Reconciled", f"{stable} is stable")
+    window = observation.window if observation is not None else None
+    if observation is not None and window is None:
+        b.condition(METRICS, "False", "MetricsUnavailable", observation.unavailable or "no metrics")
+    elif observation is not None:
+        b.condition(METRICS, "True", "MetricsRead", f"read window ending {observation.end.isoformat()}")
+
+    if status.fallback is not None:
+        # Protecting users comes first: the rollout and spec changes wait until traffic is back.
+        if observation is not None:
+            b.update(last_analysis_at=observation.end)
+        if action in ("promote", "abort"):
+            b.event(
+                "Warning", "ActionDeferred", f"{action} waits until {status.fallback.failed} serves again"
+            )
+        during_fallback(spec, b, window, action)
+        return b.outcome()
     b.update(stable=stable, spec_stable=spec.stable)
+    if observation is not None and status.phase != Phase.PROGRESSING:
+        b.update(last_analysis_at=observation.end)
+    if window is not None and status.phase is not None and fail_over_if_breached(spec, b, stable, window):
+        b.update(last_analysis_at=observation.end if observation else now)
+        return b.outcome()
 
     if candidate is None:
         _settle(spec, b, stable)
@@ -146,7 +140,7 @@ def reconcile(
     return b.outcome()
 
 
-def _settle(spec: LLMDeploymentSpec, b: _Builder, stable: str) -> None:
+def _settle(spec: LLMDeploymentSpec, b: Builder, stable: str) -> None:
     phase = b.status.phase
     if phase not in (Phase.PROMOTED, Phase.IDLE) or b.status.weights != all_to(spec, stable):
         phase = Phase.PROMOTED if phase == Phase.PROMOTED else Phase.IDLE
@@ -157,7 +151,7 @@ def _settle(spec: LLMDeploymentSpec, b: _Builder, stable: str) -> None:
         step=0,
         weights=all_to(spec, stable),
         step_started_at=None,
-        last_analysis_at=None,
+        last_analysis_at=b.status.last_analysis_at or b.now,
         failed_checks=0,
         inconclusive_checks=0,
         step_requests={},
@@ -165,7 +159,7 @@ def _settle(spec: LLMDeploymentSpec, b: _Builder, stable: str) -> None:
     b.condition(PROGRESSING, "False", "NoCandidate", f"{stable} serves 100%; no candidate to roll out")
 
 
-def _start(spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, restarted: bool) -> None:
+def _start(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, restarted: bool) -> None:
     previous = b.status.candidate
     weight = spec.strategy.steps[0]
     b.update(
@@ -189,7 +183,7 @@ def _start(spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, re
     b.event("Normal", "RolloutRestarted" if restarted else "RolloutStarted", message)
 
 
-def _pause(b: _Builder, candidate: str) -> None:
+def _pause(b: Builder, candidate: str) -> None:
     if b.status.phase != Phase.PAUSED:
         message = f"rollout of {candidate} paused at {b.status.candidate_weight}%"
         b.update(phase=Phase.PAUSED)
@@ -197,7 +191,7 @@ def _pause(b: _Builder, candidate: str) -> None:
         b.event("Normal", "Paused", message)
 
 
-def _promote(spec: LLMDeploymentSpec, b: _Builder, candidate: str, message: str) -> None:
+def _promote(spec: LLMDeploymentSpec, b: Builder, candidate: str, message: str) -> None:
     b.update(
         phase=Phase.PROMOTED,
         stable=candidate,
@@ -206,83 +200,118 @@ def _promote(spec: LLMDeploymentSpec, b: _Builder, candidate: str, message: str)
         weights=all_to(spec, candidate),
         step=len(spec.strategy.steps) - 1,
         step_started_at=None,
-        last_analysis_at=None,
+        last_analysis_at=b.now,
     )
     b.condition(PROGRESSING, "False", "Promoted", message)
     b.event("Normal", "Promoted", message)
 
 
 def _roll_back(
-    spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, reason: str, message: str
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, reason: str, message: str
 ) -> None:
     b.update(
         phase=Phase.ROLLED_BACK,
         candidate_weight=0,
         weights=all_to(spec, stable),
         step_started_at=None,
-        last_analysis_at=None,
+        last_analysis_at=b.now,
     )
     b.condition(PROGRESSING, "False", reason, message)
     b.event("Warning", "RolledBack", f"{candidate} rolled back to 0%: {message}")
 
 
 def _analyse(
-    spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, observation: Observation
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, observation: Observation
 ) -> None:
     b.update(last_analysis_at=observation.end)
     if observation.window is None:
-        _inconclusive(spec, b, stable, candidate, observation.unavailable or "no metrics", [])
-        b.condition(METRICS, "False", "MetricsUnavailable", observation.unavailable or "no metrics")
+        _inconclusive(spec, b, stable, candidate, observation.unavailable or "no metrics")
         return
     window = observation.window
-    stable_window = window.variants.get(stable)
-    candidate_window = window.variants.get(candidate)
-    if candidate_window is None or stable_window is None:
-        _inconclusive(spec, b, stable, candidate, "the provider returned no data for a variant", [])
+    if candidate not in window.variants or stable not in window.variants:
+        _inconclusive(spec, b, stable, candidate, "the metrics provider returned no data for a variant")
         return
-    pricing = spec.variant(candidate).pricing
-    results = evaluate_variant(spec.slos, candidate_window, pricing, baseline=stable_window)
-    b.condition(METRICS, "True", "MetricsRead", f"read window ending {observation.end.isoformat()}")
     requests = {
-        name: b.status.step_requests.get(name, 0.0) + (w.requests or 0.0)
-        for name, w in ((stable, stable_window), (candidate, candidate_window))
+        name: b.status.step_requests.get(name, 0.0) + (window.variants[name].requests or 0.0)
+        for name in (stable, candidate)
     }
-    b.update(step_requests=requests, analysis=_analysis_status(observation, results))
-    verdict = worst(r.verdict for r in results) if results else Verdict.PASS
-    if verdict == Verdict.FAIL:
-        _failed(spec, b, stable, candidate, results)
-    elif verdict == Verdict.INCONCLUSIVE:
-        reasons = "; ".join(r.message for r in results if r.verdict == Verdict.INCONCLUSIVE)
-        _inconclusive(spec, b, stable, candidate, reasons, results)
-    else:
-        b.update(inconclusive_checks=0)
-        _maybe_advance(spec, b, stable, candidate, results)
-
-
-def _analysis_status(observation: Observation, results: Sequence[SLOResult]) -> dict[str, object]:
-    return {
+    verdict, results, reason, state = _evaluate(spec, b.status, stable, candidate, window)
+    analysis: dict[str, object] = {
+        "method": spec.analysis.method,
         "windowStart": observation.start.isoformat(),
         "windowEnd": observation.end.isoformat(),
-        "verdict": (worst(r.verdict for r in results) if results else Verdict.PASS).label,
+        "verdict": verdict.label,
+        "reason": reason,
         "results": results_to_status(results),
     }
+    if state is not None:
+        analysis["sequential"] = state
+    b.update(step_requests=requests, analysis=analysis)
+    if verdict == Verdict.FAIL:
+        _failed(spec, b, stable, candidate, results)
+    elif verdict == Verdict.INCONCLUSIVE and _data_missing(results):
+        _inconclusive(spec, b, stable, candidate, reason)
+    else:
+        b.update(inconclusive_checks=0)
+        if verdict == Verdict.PASS:
+            _maybe_advance(spec, b, stable, candidate, results)
+        else:
+            _gathering(spec, b, stable, candidate, reason)
+
+
+def _evaluate(
+    spec: LLMDeploymentSpec, status: LLMDeploymentStatus, stable: str, candidate: str, window: Window
+) -> tuple[Verdict, list[SLOResult], str, dict[str, object] | None]:
+    """The verdict on one window by the spec's method; sequential also returns its next state."""
+    pricing = spec.variant(candidate).pricing
+    if spec.analysis.method == "threshold":
+        results = evaluate_variant(
+            spec.slos, window.variants[candidate], pricing, baseline=window.variants[stable]
+        )
+        verdict = worst(r.verdict for r in results)
+        reason = "; ".join(r.message for r in results if r.verdict == verdict) or "no SLOs configured"
+        return verdict, results, reason, None
+    evaluation = evaluate_sequential(
+        spec.slos,
+        window,
+        candidate=candidate,
+        stable=stable,
+        state=load_state(status.analysis.get("sequential")),
+        false_rollback_rate=spec.analysis.false_rollback_rate,
+        min_requests=spec.strategy.min_requests,
+        step=status.step,
+        candidate_weight=status.candidate_weight,
+        pricing=pricing,
+    )
+    return evaluation.verdict, evaluation.results, evaluation.reason, evaluation.state.to_status()
+
+
+def _data_missing(results: Sequence[SLOResult]) -> bool:
+    """An inconclusive result without a value lacks data (missing series, NaN, no requests); one with a
+    value only lacks evidence yet, which more traffic will bring."""
+    return not results or any(r.verdict == Verdict.INCONCLUSIVE and r.value is None for r in results)
 
 
 def _failed(
-    spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, results: Sequence[SLOResult]
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, results: Sequence[SLOResult]
 ) -> None:
-    breaches = "; ".join(r.message for r in results if r.verdict == Verdict.FAIL)
+    breaches = "; ".join(_naming_the_slo(r) for r in results if r.verdict == Verdict.FAIL)
     failed = b.status.failed_checks + 1
     b.update(failed_checks=failed, inconclusive_checks=0)
-    limit = spec.analysis.failure_threshold
+    # A sequential test that crossed its boundary has decided; only threshold checks get a failure budget.
+    limit = spec.analysis.failure_threshold if spec.analysis.method == "threshold" else 1
     b.event("Warning", "SLOBreached", f"{breaches} (failed check {failed}/{limit})")
     if failed >= limit:
         _roll_back(spec, b, stable, candidate, "SLOBreached", breaches)
 
 
-def _inconclusive(
-    spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, why: str, results: Sequence[SLOResult]
-) -> None:
+def _naming_the_slo(result: SLOResult) -> str:
+    """Events must say which SLO decided; prefix the message when it does not already."""
+    family = result.slo.split(".")[0]
+    return result.message if family.lower() in result.message.lower() else f"{result.slo}: {result.message}"
+
+
+def _inconclusive(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, why: str) -> None:
     count = b.status.inconclusive_checks + 1
     limit = spec.analysis.inconclusive_limit
     b.update(inconclusive_checks=count)
@@ -296,8 +325,30 @@ def _inconclusive(
     b.event("Warning", "AnalysisInconclusive", message)
 
 
+def _gathering(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, why: str) -> None:
+    """Healthy so far but not yet shown within the SLOs: hold, up to the step timeout."""
+    started = b.status.step_started_at or b.now
+    waited = b.now - started
+    if waited >= spec.strategy.step_timeout:
+        _roll_back(
+            spec,
+            b,
+            stable,
+            candidate,
+            "StepTimeout",
+            f"not shown within SLOs after {format_duration(waited)} at {b.status.candidate_weight}%: {why}",
+        )
+        return
+    b.condition(
+        PROGRESSING,
+        "True",
+        "GatheringEvidence",
+        f"holding {candidate} at {b.status.candidate_weight}%: {why}",
+    )
+
+
 def _maybe_advance(
-    spec: LLMDeploymentSpec, b: _Builder, stable: str, candidate: str, results: Sequence[SLOResult]
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, results: Sequence[SLOResult]
 ) -> None:
     needed = spec.strategy.min_requests
     short = {v: n for v, n in b.status.step_requests.items() if n < needed}
@@ -333,7 +384,7 @@ def reject(
 ) -> Outcome:
     """A spec the operator cannot act on: say why once, and keep routing as it was."""
     already_said = (c := status.condition(READY)) is not None and c.message == message
-    b = _Builder(status, generation, now)
+    b = Builder(status, generation, now)
     b.update(phase=Phase.FAILED)
     b.condition(READY, "False", reason, message)
     if not already_said:

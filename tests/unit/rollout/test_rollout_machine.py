@@ -3,72 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import yaml
 
-from llmrollout.analysis import Histogram, VariantWindow, Window
-from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase, parse_spec
+from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
 from llmrollout.rollout import Observation, Outcome, due_window, reconcile, reject, serving_stable
-
-REPO = Path(__file__).resolve().parents[3]
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
-
-
-def spec(**changes: Any) -> LLMDeploymentSpec:
-    raw = yaml.safe_load((REPO / "examples/basic.yaml").read_text())["spec"]
-    raw["slos"] = {"errorRate": {"max": 0.02}, "ttft": {"p95": "800ms"}, "quality": {"maxDropVsStable": 0.05}}
-    raw["strategy"]["minRequests"] = 100
-    for path, value in changes.items():
-        node = raw
-        *parents, last = path.split("__")
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    return parse_spec(raw)
-
-
-def ttft(fast: float, slow: float) -> Histogram:
-    """`fast` requests under 0.5 s, `slow` ones between 1 and 2 s."""
-    return Histogram(((0.5, fast), (1.0, fast), (2.0, fast + slow), (math.inf, fast + slow)))
-
-
-@dataclass
-class Traffic:
-    requests: float = 400
-    errors: float = 4
-    slow: float = 0
-    score: float = 0.9
-    missing: set[str] = field(default_factory=set)
-
-    def window(self, variant: str) -> VariantWindow:
-        def maybe(name: str, value: Any) -> Any:
-            return None if name in self.missing else value
-
-        judged = self.requests / 5
-        return VariantWindow(
-            variant=variant,
-            requests=maybe("requests", self.requests),
-            errors=maybe("errors", self.errors),
-            ttft=maybe("ttft", ttft(self.requests - self.slow, self.slow)),
-            eval_score_sum=maybe("eval", self.score * judged),
-            eval_score_count=maybe("eval", judged),
-        )
-
-
-HEALTHY = Traffic()
-
-
-def observe(
-    start: datetime, end: datetime, candidate: Traffic = HEALTHY, stable: Traffic = HEALTHY
-) -> Observation:
-    variants = {"v1": stable.window("v1"), "v2": candidate.window("v2")}
-    return Observation(start, end, window=Window(start.timestamp(), end.timestamp(), variants))
+from tests.unit.rollout.windows import MINUTE, T0, Traffic, observe, spec
 
 
 def started(s: LLMDeploymentSpec | None = None) -> tuple[LLMDeploymentSpec, Outcome]:
@@ -319,3 +261,79 @@ def test_restart_decides_the_same_from_status_alone() -> None:
     a = reconcile(s, advanced.status, 2, now, observe(*due))
     b = reconcile(s, reloaded, 2, now, observe(*due))
     assert (a.status.step, a.status.weights, reasons(a)) == (b.status.step, b.status.weights, reasons(b))
+
+
+# --- the sequential method ------------------------------------------------------------------------
+
+
+def sequential_spec(**changes: Any) -> LLMDeploymentSpec:
+    return spec(candidate="v2", analysis__method="sequential", **changes)
+
+
+def test_sequential_looks_twice_per_interval_but_a_step_lasts_an_interval() -> None:
+    s, outcome = started(sequential_spec())
+    assert due_window(s, outcome.status, T0 + MINUTE / 2) == (T0, T0 + MINUTE / 2)
+    assert due_window(s, outcome.status, T0 + MINUTE / 3) is None
+    looked = reconcile(
+        s, outcome.status, 2, T0 + MINUTE / 2, observe(T0, T0 + MINUTE / 2, Traffic(20000, 200))
+    )
+    assert looked.status.step == 0  # whatever the evidence, not before a full interval
+
+
+def test_sequential_rolls_back_a_clear_regression_at_the_first_look() -> None:
+    s, outcome = started(sequential_spec())
+    now = T0 + MINUTE / 2
+    bad = Traffic(requests=2000, errors=400)
+    rolled = reconcile(s, outcome.status, 2, now, observe(T0, now, candidate=bad, stable=Traffic(2000, 20)))
+    assert rolled.status.phase == Phase.ROLLED_BACK
+    assert reasons(rolled) == ["SLOBreached", "RolledBack"] and "errorRate" in rolled.events[-1].message
+
+
+def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
+    s, outcome = started(sequential_spec(strategy__maxStepDuration="3m"))
+    status = outcome.status
+    few = Traffic(requests=120, errors=1)
+    for minute in range(1, 7):
+        now = T0 + MINUTE * minute / 2
+        due = due_window(s, status, now)
+        assert due is not None
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=few, stable=few))
+        status = decided.status
+        if status.phase != Phase.PROGRESSING:
+            break
+        # Too little evidence is not missing data: it neither counts toward the inconclusive limit nor alarms.
+        assert status.inconclusive_checks == 0 and decided.events == []
+        assert status.condition("Progressing").reason == "GatheringEvidence"  # type: ignore[union-attr]
+        assert status.analysis["method"] == "sequential" and status.analysis["sequential"]
+    assert status.phase == Phase.ROLLED_BACK
+    assert status.condition("Progressing").reason == "StepTimeout"  # type: ignore[union-attr]
+
+
+def test_sequential_promotes_a_healthy_candidate_with_plenty_of_traffic() -> None:
+    s = sequential_spec(slos={"errorRate": {"max": 0.05}, "ttft": {"p95": "800ms"}}, strategy__steps=[50])
+    _, outcome = started(s)
+    status = outcome.status
+    plenty = Traffic(requests=5000, errors=50)
+    for _ in range(10):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        status = reconcile(s, status, 2, now, observe(*due, candidate=plenty, stable=plenty)).status
+        if status.phase == Phase.PROMOTED:
+            break
+    assert status.phase == Phase.PROMOTED and status.stable == "v2"
+
+
+def look_interval_of(s: LLMDeploymentSpec) -> timedelta:
+    return s.strategy.interval / 2
+
+
+def test_sequential_state_survives_a_restart() -> None:
+    s, outcome = started(sequential_spec())
+    now = T0 + MINUTE / 2
+    looked = reconcile(s, outcome.status, 2, now, observe(T0, now, Traffic(300, 3), Traffic(300, 3)))
+    reloaded = LLMDeploymentStatus.model_validate(looked.status.model_dump(by_alias=True, mode="json"))
+    later = now + MINUTE / 2
+    a = reconcile(s, looked.status, 2, later, observe(now, later, Traffic(300, 3), Traffic(300, 3)))
+    b = reconcile(s, reloaded, 2, later, observe(now, later, Traffic(300, 3), Traffic(300, 3)))
+    assert a.status.analysis == b.status.analysis and a.status.step == b.status.step
