@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,20 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def rollout_env(
+    kube: Kube, namespace: str, prometheus: Any, model_servers: Any, traffic: Any
+) -> dict[str, Any]:
+    """What tests.e2e.scenario.start_rollout needs, for a fresh namespace."""
+    return {
+        "kube": kube,
+        "namespace": namespace,
+        "prometheus": prometheus,
+        "model_servers": model_servers,
+        "traffic": traffic,
+    }
+
+
 _measurements: list[str] = []
 
 
@@ -100,4 +115,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"e2e measured: {line}")
 
 
-__all__ = ["Kube", "Path", "kube", "namespace", "operator", "report", "versions", "wait_for"]
+__all__ = ["Kube", "Path", "kube", "namespace", "operator", "report", "rollout_env", "versions", "wait_for"]

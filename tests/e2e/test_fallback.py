@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Kube, wait_for
-from tests.e2e.harness.fixtures import ModelServers, Traffic
-from tests.e2e.harness.prometheus import PrometheusServer
+from tests.e2e.cluster import wait_for
 from tests.e2e.scenario import INTERVAL_SECONDS, Rollout, start_rollout
 
 pytestmark = pytest.mark.usefixtures("gateway_api", "operator")
@@ -24,18 +22,8 @@ HEALTHY = {"error_rate": 0.0}
 
 
 @pytest.fixture
-def env(
-    kube: Kube, namespace: str, prometheus: PrometheusServer, model_servers: ModelServers, traffic: Traffic
-) -> dict[str, Any]:
-    return {
-        "kube": kube,
-        "namespace": namespace,
-        "prometheus": prometheus,
-        "model_servers": model_servers,
-        "traffic": traffic,
-        "variants": VARIANTS,
-        "fallbacks": ["fb1", "fb2"],
-    }
+def env(rollout_env: dict[str, Any]) -> dict[str, Any]:
+    return {**rollout_env, "variants": VARIANTS, "fallbacks": ["fb1", "fb2"]}
 
 
 def protected(env: dict[str, Any], **changes: Any) -> Rollout:
