@@ -192,3 +192,29 @@ def test_cli_pause_resume_promote_and_abort(env: dict[str, Any]) -> None:
     assert status["weights"] == {"v1": 0, "v2": 100}
     wait_for(lambda: rollout.route_weights() == {"bot-v1": 0, "bot-v2": 100}, 10, "route back on v2")
     assert isinstance(rollout, Rollout)
+
+
+def test_weights_changed_by_someone_else_are_restored(env: dict[str, Any]) -> None:
+    rollout = start_rollout(**env, min_requests=10**6)  # stays at the first step
+    rollout.wait_step(20, DECISION_TIMEOUT)
+    wait_for(lambda: rollout.candidate_share() == 20, 10, "the first step on the route")
+    patch = '[{"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0}]'
+    names = [
+        ref["name"]
+        for ref in rollout.kube.get("httproute", NAME, env["namespace"])["spec"]["rules"][0]["backendRefs"]
+    ]
+    index = names.index("bot-v2")
+    env["kube"].kubectl(
+        "patch",
+        "httproute",
+        NAME,
+        "-n",
+        env["namespace"],
+        "--type=json",
+        "-p",
+        patch.replace("/1/", f"/{index}/"),
+    )
+    assert rollout.candidate_share() == 0
+    wait_for(lambda: rollout.candidate_share() == 20, DECISION_TIMEOUT, "the operator restoring 20%")
+    drifted = wait_for(lambda: rollout.event_messages("WeightsDrifted"), 10, "a WeightsDrifted Event")
+    assert "v2 20% -> 0%" in drifted[0], drifted

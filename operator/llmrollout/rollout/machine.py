@@ -25,6 +25,7 @@ from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
 from llmrollout.rollout.outcome import Outcome
 
 Action = Literal["promote", "abort", "failback"]
+MAX_CONDITION_MESSAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ def reconcile(
     window = observation.window if observation is not None else None
     if observation is not None and window is None:
         b.condition(METRICS, "False", "MetricsUnavailable", observation.unavailable or "no metrics")
+    elif window is not None and window.problems:
+        # Some queries failed (their fields are missing, so inconclusive); say which, briefly.
+        b.condition(METRICS, "False", "QueryFailed", "; ".join(window.problems)[:MAX_CONDITION_MESSAGE])
     elif observation is not None:
         b.condition(METRICS, "True", "MetricsRead", f"read window ending {observation.end.isoformat()}")
 

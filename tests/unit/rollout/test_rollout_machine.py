@@ -337,3 +337,16 @@ def test_sequential_state_survives_a_restart() -> None:
     a = reconcile(s, looked.status, 2, later, observe(now, later, Traffic(300, 3), Traffic(300, 3)))
     b = reconcile(s, reloaded, 2, later, observe(now, later, Traffic(300, 3), Traffic(300, 3)))
     assert a.status.analysis == b.status.analysis and a.status.step == b.status.step
+
+
+def test_failed_queries_are_named_in_the_metrics_condition() -> None:
+    s, outcome = started()
+    now = T0 + MINUTE
+    base = observe(T0, now)
+    assert base.window is not None
+    problems = ("v2 errors: bad_data: parse error at char 12 (query: sum(x{)",)
+    window = type(base.window)(base.window.start, base.window.end, base.window.variants, problems)
+    decided = reconcile(s, outcome.status, 2, now, type(base)(T0, now, window=window))
+    metrics = decided.status.condition("MetricsAvailable")
+    assert metrics is not None and (metrics.status, metrics.reason) == ("False", "QueryFailed")
+    assert "parse error" in metrics.message
