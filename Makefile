@@ -7,7 +7,7 @@ CLUSTER ?= kwok
 CLUSTER_NAME ?= llmrollout
 export CLUSTER CLUSTER_NAME
 
-.PHONY: help setup demo test unit e2e lint crds cluster-up cluster-down kubeconfig binaries run
+.PHONY: help setup demo test unit e2e lint crds cluster-up cluster-down kubeconfig binaries run bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,9 +30,12 @@ unit: setup ## unit tests only (no cluster)
 e2e: setup ## e2e tests only
 	$(PY) -m pytest tests/e2e
 
+bench: setup ## the decision benchmark in quick mode (the full run: $(PY) -m bench.decisions --out bench/results)
+	$(PY) -m bench.decisions --quick --out $${BENCH_OUT:-$$(mktemp -d)}
+
 lint: setup ## ruff and mypy --strict
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy operator/llmrollout
 
 crds: ## regenerate the CRD from the pydantic models (crds/ and the chart)

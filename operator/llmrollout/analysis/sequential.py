@@ -23,8 +23,25 @@ lives in status, so a restarted operator continues the same tests. Per configure
 falseRollbackRate is split evenly (Bonferroni) across the rollback tests of the configured SLOs,
 so a healthy candidate is rolled back with probability at most falseRollbackRate over the whole
 rollout. Passing uses `pass_miscoverage` per SLO: the chance that an SLO which is truly breached
-lets a step pass. A verdict is PASS only when every SLO passes and minRequests is met in the step;
-missing data and too little evidence are INCONCLUSIVE (hold), never PASS.
+lets a step pass. Missing data is INCONCLUSIVE (hold), never PASS, and every PASS needs minRequests
+in the step. Which evidence a PASS needs depends on the step (the caller's `final_step`):
+
+- the final step, whose passing promotes, needs the full proof: every SLO passes (its upper bound
+  is within the SLO);
+- an earlier step passes on "no evidence of harm": no rollback test has crossed its boundary and
+  every SLO's point estimate is within the SLO (a weak safety net), so that a healthy candidate at
+  low traffic is not held until strategy.maxStepDuration rolls it back. Nothing is lost: evidence
+  keeps accumulating over all steps, and the rollback tests are the same at every step.
+
+Warm-up: a new candidate's windows that start within `warmup_seconds` of its first window's start
+(cold caches, JIT, autoscaling) add nothing to any test, nor to the step's minRequests count, and
+hold, so a cold-start spike cannot accumulate into a false rollback. Only a severe breach rolls
+back during the warm-up: errorRate, or the share of requests above a p95 SLO, over the warm-up
+windows so far above `warmup_severe_multiple` (5) x both what the SLO allows and stable's share over
+the same windows, on at least `warmup_severe_min_requests` (50) candidate requests. That rule uses
+point estimates and lies outside the falseRollbackRate guarantee (a candidate exactly at a 2%
+errorRate SLO shows >= 10% on 50 requests with probability about 5e-4). A candidate that only got a
+new stable does not warm up again; neither does state written before warm-ups existed.
 
 Evidence accumulates over the whole rollout (all steps): a regression that starts mid-rollout must
 first outweigh the healthy data seen before it. A FAIL is final for the rollout (kept in the state
@@ -91,6 +108,15 @@ class SequentialConfig:
     # Assumed per-request cost ceiling, as a multiple of costPerRequest.maxUSD.
     cost_cap_multiple: float = 10.0
     custom_breaches_to_fail: int = 2
+    # A new candidate's first windows (those starting within this many seconds of its first window's
+    # start) are not counted as evidence: cold caches, JIT and autoscaling make a healthy candidate
+    # look worse for a minute or two, and an anytime-valid test never forgets what it has counted.
+    warmup_seconds: float = 120.0
+    # ... except a severe breach: during warm-up, the candidate is rolled back when the error rate, or
+    # the share of requests above a p95 SLO, over the warm-up windows so far exceeds this multiple of
+    # what the SLO allows (errorRate.max; 5% above the p95 bound) on at least this many requests.
+    warmup_severe_multiple: float = 5.0
+    warmup_severe_min_requests: int = 50
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,9 @@ class SequentialState:
     # SLO -> the message of its first rollback verdict. A test that crossed its boundary has decided;
     # later data may pull the e-value back down, but Ville's bound is about ever crossing it.
     failures: Mapping[str, str] = field(default_factory=dict)
+    # The start of the candidate's first window, for its warm-up; None when there is none (the state
+    # was started for a new stable only, or was written before warm-ups existed).
+    started_at: float | None = None
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -150,6 +179,7 @@ class SequentialState:
             "ratioTests": {key: test.to_status() for key, test in self.ratio_tests.items()},
             "customBreaches": dict(self.custom_breaches),
             "failures": dict(self.failures),
+            "startedAt": self.started_at,
         }
 
     @classmethod
@@ -159,6 +189,7 @@ class SequentialState:
             raise ValueError(f"sequential state version {data.get('version')!r} is not {STATE_VERSION}")
         last_end = data.get("lastWindowEnd")
         step = data.get("step")
+        started_at = data.get("startedAt")
         return cls(
             candidate=str(data["candidate"]),
             stable=str(data["stable"]),
@@ -170,6 +201,7 @@ class SequentialState:
             ratio_tests={str(k): RateRatioTest.from_status(v) for k, v in data.get("ratioTests", {}).items()},
             custom_breaches={str(k): int(v) for k, v in data.get("customBreaches", {}).items()},
             failures={str(k): str(v) for k, v in data.get("failures", {}).items()},
+            started_at=None if started_at is None else float(started_at),
         )
 
 
@@ -253,6 +285,15 @@ class _Look:
         self.sums: dict[str, Sums] = {}
         self.ratio_tests: dict[str, RateRatioTest] = {}
         self.custom_breaches: dict[str, int] = {}
+        # SLO -> why it shows no evidence of harm (point estimate within the SLO) although not yet
+        # proven within it: enough to pass a step that is not the last before promotion.
+        self.no_harm: dict[str, str] = {}
+
+    def harmless(self, slo: str, label: str, relation: str, evidence: str) -> None:
+        self.no_harm[slo] = (
+            f"{label} {relation} on {self.candidate_name} by point estimate, no evidence of harm "
+            f"({evidence}; not yet proven)"
+        )
 
     @property
     def candidate_name(self) -> str:
@@ -395,6 +436,8 @@ def _error_rate(look: _Look, slo: ErrorRateSLO) -> SLOResult:
         shown = f"{format_ratio(sums.mean)} <= {format_ratio(slo.max)}"
         message = f"{label} {shown} on {look.candidate_name} ({evidence})"
         return look.result(ERROR_RATE, Verdict.PASS, sums.mean, slo.max, sums.count, message)
+    if sums.mean <= slo.max:
+        look.harmless(ERROR_RATE, label, f"{format_ratio(sums.mean)} <= {format_ratio(slo.max)}", evidence)
     reason = f"{format_ratio(sums.mean)}, {evidence}; upper bound not yet <= {format_ratio(slo.max)}"
     return look.inconclusive(ERROR_RATE, label, slo.max, reason, sums.mean, sums.count)
 
@@ -462,6 +505,9 @@ def _percentile(look: _Look, slo_name: str, label: str, slo: PercentileSLO, attr
     if upper <= P95_EXCEEDANCE:
         message = f"{label} {shown_value} <= {format_seconds(bound)} on {look.candidate_name} ({evidence})"
         return look.result(slo_name, Verdict.PASS, value, bound, sums.count, message)
+    if sums.mean <= P95_EXCEEDANCE:
+        relation = f"within {format_seconds(bound)} ({shown_value} this window)"
+        look.harmless(slo_name, label, relation, evidence)
     reason = f"{shown_value} this window, {evidence}; upper bound not yet <= {format_ratio(P95_EXCEEDANCE)}"
     return look.inconclusive(slo_name, label, bound, reason, value, sums.count)
 
@@ -529,6 +575,9 @@ def _min_score(look: _Look, min_score: float, sums: Sums, problem: str | None) -
             f"{label} {format_ratio(mean)} >= {format_ratio(min_score)} on {look.candidate_name} ({evidence})"
         )
         return look.result(QUALITY_MIN_SCORE, Verdict.PASS, mean, min_score, sums.count, message)
+    if mean >= min_score:
+        relation = f"{format_ratio(mean)} >= {format_ratio(min_score)}"
+        look.harmless(QUALITY_MIN_SCORE, label, relation, evidence)
     reason = f"{format_ratio(mean)}, {evidence}; lower bound not yet >= {format_ratio(min_score)}"
     return look.inconclusive(QUALITY_MIN_SCORE, label, min_score, reason, mean, sums.count)
 
@@ -588,6 +637,8 @@ def _max_drop(
             f"{label} {format_ratio(drop)} <= {format_ratio(max_drop)} on {look.candidate_name} ({evidence})"
         )
         return look.result(QUALITY_MAX_DROP, Verdict.PASS, drop, max_drop, candidate.count, message)
+    if drop <= max_drop:
+        look.harmless(QUALITY_MAX_DROP, label, f"{format_ratio(drop)} <= {format_ratio(max_drop)}", evidence)
     reason = f"{format_ratio(drop)}, {evidence}; upper bound not yet <= {format_ratio(max_drop)}"
     return look.inconclusive(QUALITY_MAX_DROP, label, max_drop, reason, drop, candidate.count)
 
@@ -634,6 +685,8 @@ def _cost(look: _Look, slo: CostSLO, pricing: Pricing | None) -> SLOResult:
     if upper * cap <= bound:
         message = f"{label} {format_usd(mean)} <= {format_usd(bound)} on {look.candidate_name} ({evidence})"
         return look.result(COST_PER_REQUEST, Verdict.PASS, mean, bound, sums.count, message)
+    if mean <= bound:
+        look.harmless(COST_PER_REQUEST, label, f"{format_usd(mean)} <= {format_usd(bound)}", evidence)
     reason = f"{format_usd(mean)}, {evidence}; upper bound not yet <= {format_usd(bound)}"
     return look.inconclusive(COST_PER_REQUEST, label, bound, reason, mean, sums.count)
 
@@ -672,6 +725,161 @@ def _custom(look: _Look, slo: CustomSLO) -> SLOResult:
     return result
 
 
+def _window_share(total: float | None, requests: float | None) -> float | None:
+    if not _finite_nonnegative(total, requests) or not requests:
+        return None
+    assert total is not None and requests is not None
+    return min(total, requests) / requests
+
+
+def _severe_breach(
+    look: _Look,
+    slo: str,
+    label: str,
+    bound: float,
+    value: float | None,
+    sums: Sums,
+    stable_sums: Sums,
+    allowed: float,
+    what: str,
+) -> SLOResult | None:
+    """FAIL when a warm-up's share (errors, or requests above a p95 bound) is a severe breach: more
+    than warmup_severe_multiple x both what the SLO allows and stable's share over the same windows
+    (an outage that hits both versions is not the candidate's fault)."""
+    config = look.config
+    mean = sums.mean
+    if mean is None or sums.count < config.warmup_severe_min_requests:
+        return None
+    stable_mean = stable_sums.mean
+    reference = max(allowed, stable_mean or 0.0)
+    if mean <= config.warmup_severe_multiple * reference:
+        return None
+    shown_stable = "n/a" if stable_mean is None else format_ratio(stable_mean)
+    message = (
+        f"{label} on {look.candidate_name} severely breached during warm-up: {what} {format_ratio(mean)} > "
+        f"{config.warmup_severe_multiple:g}x the SLO's {format_ratio(allowed)} and {look.stable_name}'s "
+        f"{shown_stable} (n={count(sums.count)}), which rolls back even before warm-up windows count "
+        "as evidence"
+    )
+    return look.result(slo, Verdict.FAIL, value, bound, sums.count, message)
+
+
+def _warming(
+    look: _Look,
+    slo: str,
+    label: str,
+    bound: float | None,
+    value: float | None,
+    problem: str | None,
+    shown: str,
+) -> SLOResult:
+    if problem is not None:
+        return look.inconclusive(slo, label, bound, f"{problem} (warm-up)")
+    if value is None:
+        return look.inconclusive(slo, label, bound, "no data this window (warm-up)")
+    message = f"{label} {shown} this window on {look.candidate_name}: warm-up, not counted as evidence"
+    return look.result(slo, Verdict.INCONCLUSIVE, value, bound, 0, message)
+
+
+def _warmup_quality(look: _Look, slo: QualitySLO) -> list[SLOResult]:
+    candidate, stable = look.candidate, look.stable
+    results: list[SLOResult] = []
+    problem = data_problem(candidate.eval_score_sum, candidate.eval_score_count)
+    mean = _window_share(candidate.eval_score_sum, candidate.eval_score_count)
+    if slo.min_score is not None:
+        shown = "n/a" if mean is None else format_ratio(mean)
+        results.append(_warming(look, QUALITY_MIN_SCORE, "quality mean", slo.min_score, mean, problem, shown))
+    if slo.max_drop_vs_stable is not None:
+        stable_mean = (
+            _window_share(stable.eval_score_sum, stable.eval_score_count) if stable is not None else None
+        )
+        drop = None if mean is None or stable_mean is None else stable_mean - mean
+        shown = "n/a" if drop is None else format_ratio(drop)
+        label = f"quality drop vs {look.stable_name}"
+        results.append(_warming(look, QUALITY_MAX_DROP, label, slo.max_drop_vs_stable, drop, problem, shown))
+    return results
+
+
+def _warmup_percentile(
+    look: _Look, slo_name: str, label: str, slo: PercentileSLO, attribute: str
+) -> SLOResult:
+    bound = slo.p95.total_seconds()
+    hist: Histogram | None = getattr(look.candidate, attribute)
+    problem = _histogram_problem(hist)
+    usable = hist if problem is None else None
+    value = histogram_quantile(0.95, usable) if usable is not None else None
+    sums = look.updated_sums(
+        f"warmup.{slo_name}@{bound:g}",
+        interpolated_count_above(usable, bound) if usable is not None else None,
+        usable.count if usable is not None else None,
+    )
+    stable_hist: Histogram | None = getattr(look.stable, attribute) if look.stable is not None else None
+    stable_usable = stable_hist if _histogram_problem(stable_hist) is None else None
+    stable_sums = look.updated_sums(
+        f"warmup.stable.{slo_name}@{bound:g}",
+        interpolated_count_above(stable_usable, bound) if stable_usable is not None else None,
+        stable_usable.count if stable_usable is not None else None,
+    )
+    what = f"share above {format_seconds(bound)}"
+    severe = _severe_breach(look, slo_name, label, bound, value, sums, stable_sums, P95_EXCEEDANCE, what)
+    shown = "n/a" if value is None else format_seconds(value)
+    return severe or _warming(look, slo_name, label, bound, value, problem, shown)
+
+
+def _warmup_error_rate(look: _Look, slo: ErrorRateSLO) -> SLOResult:
+    candidate, stable = look.candidate, look.stable
+    problem = data_problem(candidate.requests, candidate.errors)
+    sums = look.updated_sums(f"warmup.{ERROR_RATE}", candidate.errors, candidate.requests)
+    stable_sums = look.updated_sums(
+        f"warmup.stable.{ERROR_RATE}",
+        stable.errors if stable is not None else None,
+        stable.requests if stable is not None else None,
+    )
+    value = sums.mean
+    severe = _severe_breach(
+        look, ERROR_RATE, "errorRate", slo.max, value, sums, stable_sums, slo.max, "error rate"
+    )
+    shown = "n/a" if value is None else format_ratio(value)
+    return severe or _warming(look, ERROR_RATE, "errorRate", slo.max, value, problem, shown)
+
+
+def _warmup_cost(look: _Look, slo: CostSLO, pricing: Pricing | None) -> SLOResult:
+    label = "costPerRequest"
+    if pricing is None:
+        return look.inconclusive(
+            COST_PER_REQUEST, label, slo.max_usd, f"no pricing for {look.candidate_name}"
+        )
+    usd, problem = cost_per_request(look.candidate, pricing)
+    problem = None if problem == NO_REQUESTS else problem
+    shown = "n/a" if usd is None else format_usd(usd)
+    return _warming(look, COST_PER_REQUEST, label, slo.max_usd, usd, problem, shown)
+
+
+def _warmup_results(look: _Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
+    """Results for a warm-up look, in the usual order: nothing is added to any test's evidence, but a
+    severe breach of errorRate or a p95 SLO (config.warmup_severe_*) over the warm-up so far rolls
+    back; custom SLOs' breaches are not counted."""
+    results: list[SLOResult] = []
+    if slos.quality is not None:
+        results.extend(_warmup_quality(look, slos.quality))
+    if slos.ttft is not None:
+        results.append(_warmup_percentile(look, TTFT_P95, "ttft p95", slos.ttft, "ttft"))
+    if slos.latency is not None:
+        results.append(_warmup_percentile(look, LATENCY_P95, "latency p95", slos.latency, "latency"))
+    if slos.error_rate is not None:
+        results.append(_warmup_error_rate(look, slos.error_rate))
+    if slos.cost_per_request is not None:
+        results.append(_warmup_cost(look, slos.cost_per_request, pricing))
+    for custom in slos.custom:
+        result = evaluate_custom(custom, look.candidate)
+        if result.verdict is Verdict.FAIL:
+            result = replace(
+                result, verdict=Verdict.INCONCLUSIVE, message=f"{result.message}; warm-up, not counted"
+            )
+        results.append(result)
+    return results
+
+
 def evaluate_sequential(
     slos: SLOs,
     window: Window,
@@ -685,6 +893,7 @@ def evaluate_sequential(
     candidate_weight: int,
     pricing: Pricing | None,
     config: SequentialConfig | None = None,
+    final_step: bool = True,
 ) -> SequentialEvaluation:
     """Add `window` to the evidence in `state` and judge the candidate; returns the next state.
 
@@ -694,13 +903,29 @@ def evaluate_sequential(
     discarded. `step` and `candidate_weight` (percent) are the rollout's current ones: request
     counts for minRequests restart with each step, and stable needs minRequests (and its series)
     only while it still gets traffic (candidate_weight < 100).
+
+    `final_step` says whether passing this step promotes the candidate. Only that step needs the
+    full proof (every SLO's upper bound within it); an earlier step passes on "no evidence of harm":
+    minRequests met in the step, no rollback test across its boundary, and every SLO's point
+    estimate within the SLO (missing data still holds).
+
+    A new candidate's windows that start within `config.warmup_seconds` of its first window's start
+    are its warm-up: they add nothing to any test's evidence nor to the step's minRequests count,
+    and hold, unless errorRate or a p95 SLO is severely breached over the warm-up so far (see
+    SequentialConfig), which rolls back.
     """
     config = config or SequentialConfig()
-    if state is None or state.candidate != candidate or state.stable != stable:
-        state = SequentialState(candidate=candidate, stable=stable)
+    new_candidate = state is None or state.candidate != candidate
+    if state is None or new_candidate or state.stable != stable:
+        # A candidate seen for the first time warms up; one that only got a new stable is warm.
+        state = SequentialState(
+            candidate=candidate, stable=stable, started_at=window.start if new_candidate else None
+        )
     fresh = (
         state.last_window_end is None or window.start >= state.last_window_end - WINDOW_OVERLAP_SLACK_SECONDS
     )
+    warmup_end = None if state.started_at is None else state.started_at + config.warmup_seconds
+    warmup = warmup_end is not None and window.start < warmup_end - WINDOW_OVERLAP_SLACK_SECONDS
     candidate_window = window.variants.get(candidate) or VariantWindow(variant=candidate)
     stable_window = window.variants.get(stable)
     stable_required = candidate_weight < 100
@@ -716,17 +941,24 @@ def evaluate_sequential(
     )
 
     results: list[SLOResult] = []
-    if slos.quality is not None:
-        results.extend(_quality(look, slos.quality))
-    if slos.ttft is not None:
-        results.append(_percentile(look, TTFT_P95, "ttft p95", slos.ttft, "ttft"))
-    if slos.latency is not None:
-        results.append(_percentile(look, LATENCY_P95, "latency p95", slos.latency, "latency"))
-    if slos.error_rate is not None:
-        results.append(_error_rate(look, slos.error_rate))
-    if slos.cost_per_request is not None:
-        results.append(_cost(look, slos.cost_per_request, pricing))
-    results.extend(_custom(look, custom) for custom in slos.custom)
+    if warmup:
+        # Whatever was counted before (nothing, unless the config changed) is kept as it was.
+        look.sums.update(state.sums)
+        look.ratio_tests.update(state.ratio_tests)
+        look.custom_breaches.update(state.custom_breaches)
+        results = _warmup_results(look, slos, pricing)
+    else:
+        if slos.quality is not None:
+            results.extend(_quality(look, slos.quality))
+        if slos.ttft is not None:
+            results.append(_percentile(look, TTFT_P95, "ttft p95", slos.ttft, "ttft"))
+        if slos.latency is not None:
+            results.append(_percentile(look, LATENCY_P95, "latency p95", slos.latency, "latency"))
+        if slos.error_rate is not None:
+            results.append(_error_rate(look, slos.error_rate))
+        if slos.cost_per_request is not None:
+            results.append(_cost(look, slos.cost_per_request, pricing))
+        results.extend(_custom(look, custom) for custom in slos.custom)
     results = [
         replace(result, verdict=Verdict.FAIL, message=state.failures[result.slo])
         if result.slo in state.failures and result.verdict is not Verdict.FAIL
@@ -739,7 +971,7 @@ def evaluate_sequential(
     }
 
     step_requests = dict(state.step_requests) if state.step == step else {}
-    if fresh:
+    if fresh and not warmup:
         for key, variant_window in zip(STEP_REQUEST_KEYS, (candidate_window, stable_window), strict=True):
             requests = variant_window.requests if variant_window else None
             if _finite_nonnegative(requests):
@@ -758,8 +990,27 @@ def evaluate_sequential(
         ratio_tests=look.ratio_tests,
         custom_breaches=look.custom_breaches,
         failures=failures,
+        started_at=state.started_at,
     )
-    verdict, reason = _overall(results, step_requests, min_requests, candidate, stable, stable_required, step)
+    if warmup and not any(result.verdict is Verdict.FAIL for result in results):
+        assert warmup_end is not None
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"warm-up of {candidate} until {warmup_end:g} ({config.warmup_seconds:g}s from its first "
+            "window): not counted as evidence; only a severe breach rolls back"
+        )
+    else:
+        verdict, reason, results = _overall(
+            results,
+            look.no_harm,
+            step_requests,
+            min_requests,
+            candidate,
+            stable,
+            stable_required,
+            step,
+            final_step,
+        )
     if not fresh:
         reason += f" (window starting {window.start:g} was already counted)"
     return SequentialEvaluation(results=results, state=next_state, verdict=verdict, reason=reason)
@@ -767,21 +1018,25 @@ def evaluate_sequential(
 
 def _overall(
     results: list[SLOResult],
+    no_harm: Mapping[str, str],
     step_requests: Mapping[str, float],
     min_requests: int,
     candidate: str,
     stable: str,
     stable_required: bool,
     step: int,
-) -> tuple[Verdict, str]:
+    final_step: bool,
+) -> tuple[Verdict, str, list[SLOResult]]:
     failed = [result for result in results if result.verdict is Verdict.FAIL]
     if failed:
-        return Verdict.FAIL, failed[0].message
+        return Verdict.FAIL, failed[0].message, results
     if not results:
-        return Verdict.INCONCLUSIVE, "no SLOs configured: nothing can justify a promotion"
+        return Verdict.INCONCLUSIVE, "no SLOs configured: nothing can justify a promotion", results
     open_results = [result for result in results if result.verdict is Verdict.INCONCLUSIVE]
-    if open_results:
-        return Verdict.INCONCLUSIVE, open_results[0].message
+    # Before the final step, an SLO that shows no evidence of harm does not hold the step.
+    holding = open_results if final_step else [r for r in open_results if r.slo not in no_harm]
+    if holding:
+        return Verdict.INCONCLUSIVE, holding[0].message, results
     short = [
         f"{name} {format_number(step_requests.get(key, 0.0))}"
         for key, name, needed in (("candidate", candidate, True), ("stable", stable, stable_required))
@@ -791,5 +1046,24 @@ def _overall(
         return (
             Verdict.INCONCLUSIVE,
             f"waiting for minRequests {min_requests} in step {step}: {', '.join(short)}",
+            results,
         )
-    return Verdict.PASS, f"all {len(results)} SLOs pass on {candidate}"
+    if not open_results:
+        return (
+            Verdict.PASS,
+            f"all {len(results)} SLOs pass on {candidate}: every upper bound within its SLO (full proof)",
+            results,
+        )
+    passed = [
+        replace(result, verdict=Verdict.PASS, message=no_harm[result.slo])
+        if result.verdict is Verdict.INCONCLUSIVE
+        else result
+        for result in results
+    ]
+    proven = len(results) - len(open_results)
+    reason = (
+        f"step {step} passes on no evidence of harm on {candidate} (not the final step): no rollback "
+        f"test crossed its boundary and every SLO's point estimate is within it ({proven} of "
+        f"{len(results)} SLOs proven; the final step needs every upper bound within its SLO)"
+    )
+    return Verdict.PASS, reason, passed

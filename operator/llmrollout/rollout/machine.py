@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from llmrollout.analysis import SLOResult, Verdict, Window, evaluate_variant, results_to_status, worst
-from llmrollout.analysis.sequential import evaluate_sequential, load_state
+from llmrollout.analysis.sequential import SequentialConfig, evaluate_sequential, load_state
 from llmrollout.api import (
     LLMDeploymentSpec,
     LLMDeploymentStatus,
@@ -286,6 +286,9 @@ def _evaluate(
         step=status.step,
         candidate_weight=status.candidate_weight,
         pricing=pricing,
+        final_step=status.step + 1 >= len(spec.strategy.steps) or spec.strategy.steps[status.step + 1] >= 100,
+        # Two intervals of warm-up: 2 minutes at the default 1m interval, seconds in a fast test loop.
+        config=SequentialConfig(warmup_seconds=2 * spec.strategy.interval.total_seconds()),
     )
     return evaluation.verdict, evaluation.results, evaluation.reason, evaluation.state.to_status()
 

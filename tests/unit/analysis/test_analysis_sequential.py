@@ -1,3 +1,4 @@
+import inspect
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -30,6 +31,13 @@ QUERY = "x{v='{{variant}}'}"
 STEP_WEIGHTS = (5, 25, 50, 100)
 LOOKS_PER_STEP = 3
 REQUESTS_PER_LOOK = 1000.0
+# Most tests check the rules after the warm-up; the warm-up has tests of its own.
+NO_WARMUP = SequentialConfig(warmup_seconds=0.0)
+
+
+def is_final_step(step: int, steps: tuple[int, ...] = STEP_WEIGHTS) -> bool:
+    """What the state machine passes as final_step: passing this step promotes."""
+    return step + 1 >= len(steps) or steps[step + 1] >= 100
 
 
 def slos(**fields: Any) -> SLOs:
@@ -90,8 +98,11 @@ def rollout(
     false_rollback_rate: float = 0.01,
     pricing: Pricing | None = PRICING,
     through_status: bool = True,
+    config: SequentialConfig = NO_WARMUP,
+    final_steps: bool = False,
 ) -> Iterator[SequentialEvaluation]:
-    """Looks through every step, LOOKS_PER_STEP each, carrying the state as status would."""
+    """Looks through every step, LOOKS_PER_STEP each, carrying the state as status would; with
+    `final_steps`, final_step is passed as the state machine does, else every step needs the proof."""
     state: SequentialState | None = None
     make_stable = stable_window or (lambda requests: variant("v1", requests))
     for look in range(len(STEP_WEIGHTS) * LOOKS_PER_STEP):
@@ -117,6 +128,8 @@ def rollout(
             step=step,
             candidate_weight=weight,
             pricing=pricing,
+            config=config,
+            final_step=is_final_step(step) if final_steps else True,
         )
         state = (
             load_state(json.loads(json.dumps(evaluation.state.to_status())))
@@ -470,3 +483,217 @@ def test_healthy_candidates_over_fifty_looks_roll_back_at_most_the_configured_ra
     rollbacks = sum(simulated_rollout_rolls_back(rng, spec, alpha, 50) for _ in range(replicates))
     sampling_error = math.sqrt(alpha * (1 - alpha) / replicates)
     assert rollbacks / replicates <= alpha + 3 * sampling_error
+
+
+# --- intermediate steps pass on no evidence of harm; only the final step needs the proof ----------
+
+
+def look_at(
+    spec: SLOs,
+    candidate: VariantWindow,
+    stable: VariantWindow,
+    *,
+    state: SequentialState | None = None,
+    look: int = 0,
+    step: int = 0,
+    weight: int = 10,
+    final_step: bool = True,
+    config: SequentialConfig = NO_WARMUP,
+) -> SequentialEvaluation:
+    return evaluate_sequential(
+        spec,
+        Window(start=60.0 * look, end=60.0 * (look + 1), variants={"v2": candidate, "v1": stable}),
+        candidate="v2",
+        stable="v1",
+        state=state,
+        false_rollback_rate=0.01,
+        min_requests=100,
+        step=step,
+        candidate_weight=weight,
+        pricing=PRICING,
+        config=config,
+        final_step=final_step,
+    )
+
+
+def test_final_step_defaults_to_the_full_proof() -> None:
+    assert inspect.signature(evaluate_sequential).parameters["final_step"].default is True
+
+
+def test_an_intermediate_step_passes_on_no_evidence_of_harm_where_the_final_step_holds() -> None:
+    # 1.5% errors under a 2% SLO: 200 requests cannot prove the upper bound within 2%.
+    spec = slos(errorRate={"max": 0.02})
+    candidate, stable = variant("v2", 200.0, error_rate=0.015), variant("v1", 1800.0, error_rate=0.015)
+    intermediate = look_at(spec, candidate, stable, final_step=False)
+    final = look_at(spec, candidate, stable, final_step=True)
+    assert final.verdict is Verdict.INCONCLUSIVE
+    assert "upper bound not yet <= 0.020" in final.reason
+    assert intermediate.verdict is Verdict.PASS
+    assert "passes on no evidence of harm" in intermediate.reason
+    assert "0 of 1 SLOs proven" in intermediate.reason
+    [result] = intermediate.results
+    assert result.verdict is Verdict.PASS
+    assert "by point estimate, no evidence of harm" in result.message
+    assert "not yet proven" in result.message
+    # The evidence is the same either way: only the rule that reads it differs.
+    assert intermediate.state == final.state
+
+
+def test_the_final_step_passes_only_on_the_full_proof_and_says_so() -> None:
+    evaluations = list(rollout(EVERY_SLO, healthy, final_steps=True))
+    assert all(e.verdict is not Verdict.FAIL for e in evaluations)
+    final = [e for look, e in enumerate(evaluations) if is_final_step(look // LOOKS_PER_STEP)]
+    passed = [e for e in final if e.verdict is Verdict.PASS]
+    assert passed
+    for evaluation in passed:
+        assert "every upper bound within its SLO (full proof)" in evaluation.reason
+        assert all("no evidence of harm" not in r.message for r in evaluation.results)
+
+
+def test_healthy_candidates_pass_intermediate_steps_sooner() -> None:
+    proof = list(rollout(EVERY_SLO, healthy))
+    no_harm = list(rollout(EVERY_SLO, healthy, final_steps=True))
+    first_proof, _ = first_verdict(iter(proof), Verdict.PASS)
+    first_no_harm, passed = first_verdict(iter(no_harm), Verdict.PASS)
+    assert first_no_harm < first_proof
+    assert "no evidence of harm" in passed.reason
+
+
+def test_a_point_estimate_beyond_the_slo_holds_an_intermediate_step() -> None:
+    # 2.5% errors on both versions: no rollback test crosses (not worse than stable), but the
+    # candidate's point estimate breaches the 2% SLO, so the safety net holds the step.
+    spec = slos(errorRate={"max": 0.02})
+    candidate, stable = variant("v2", 200.0, error_rate=0.025), variant("v1", 1800.0, error_rate=0.025)
+    evaluation = look_at(spec, candidate, stable, final_step=False)
+    assert evaluation.verdict is Verdict.INCONCLUSIVE
+    assert "upper bound not yet <= 0.020" in evaluation.reason
+
+
+def test_no_evidence_of_harm_still_needs_min_requests_and_data() -> None:
+    spec = slos(errorRate={"max": 0.02}, ttft={"p95": "800ms"})
+    stable = variant("v1", 1800.0, error_rate=0.015)
+    few = look_at(spec, variant("v2", 50.0, error_rate=0.015), stable, final_step=False)
+    assert few.verdict is Verdict.INCONCLUSIVE
+    assert "waiting for minRequests 100 in step 0: v2 50" in few.reason
+    missing = look_at(
+        spec, replace(variant("v2", 200.0, error_rate=0.015), ttft=None), stable, final_step=False
+    )
+    assert missing.verdict is Verdict.INCONCLUSIVE
+    assert "series missing" in missing.reason
+
+
+def test_a_crossed_rollback_test_fails_an_intermediate_step() -> None:
+    evaluations = list(rollout(EVERY_SLO, lambda n: variant("v2", n, error_rate=0.05), final_steps=True))
+    look, failed = first_verdict(iter(evaluations), Verdict.FAIL)
+    assert look < 2 * LOOKS_PER_STEP
+    assert failed.reason.startswith("errorRate on v2 worse")
+
+
+# --- warm-up ------------------------------------------------------------------------------------------
+
+
+WARMUP = SequentialConfig()  # the default: 120 s
+
+
+def warmup_rollout(
+    spec: SLOs, candidate: Callable[[int], VariantWindow], looks: int, stable_error_rate: float = 0.01
+) -> list[SequentialEvaluation]:
+    state: SequentialState | None = None
+    evaluations = []
+    for look in range(looks):
+        stable = variant("v1", 1800.0, error_rate=stable_error_rate if look < 2 else 0.01)
+        evaluation = look_at(spec, candidate(look), stable, state=state, look=look, config=WARMUP)
+        state = load_state(json.loads(json.dumps(evaluation.state.to_status())))
+        evaluations.append(evaluation)
+    return evaluations
+
+
+def test_the_warm_up_is_not_counted_as_evidence() -> None:
+    assert WARMUP.warmup_seconds == 120.0
+    spec = slos(errorRate={"max": 0.05}, ttft={"p95": "800ms"})
+
+    # Four times stable's error rate and three times its TTFT for the first two minutes, then healthy.
+    def cold(look: int) -> VariantWindow:
+        if look < 2:
+            return variant("v2", 200.0, error_rate=0.04, ttft_scale=0.3)
+        return variant("v2", 200.0)
+
+    evaluations = warmup_rollout(spec, cold, 6)
+    for evaluation in evaluations[:2]:
+        assert evaluation.verdict is Verdict.INCONCLUSIVE
+        assert "warm-up of v2 until 120" in evaluation.reason
+        assert evaluation.state.ratio_tests == {}
+        assert evaluation.state.step_requests == {}
+        # A value (not missing data): the state machine gathers rather than counting an inconclusive.
+        assert all(r.value is not None and "warm-up" in r.message for r in evaluation.results)
+    assert evaluations[0].state.started_at == 0.0
+    assert all(e.verdict is not Verdict.FAIL for e in evaluations)
+    # From the third window on, the tests count only what came after the warm-up.
+    assert evaluations[2].state.ratio_tests["errorRate"].candidate_exposure == 200.0
+    assert evaluations[2].state.step_requests["candidate"] == 200.0
+    assert evaluations[-1].state.ratio_tests["errorRate"].candidate_exposure == 800.0
+    # Without a warm-up the same cold start is a rollback.
+    no_warmup = list(rollout(spec, lambda n: variant("v2", n)))  # sanity: healthy never fails
+    assert all(e.verdict is not Verdict.FAIL for e in no_warmup)
+    state: SequentialState | None = None
+    verdicts = []
+    for look in range(6):
+        evaluation = look_at(spec, cold(look), variant("v1", 1800.0), state=state, look=look)
+        state = evaluation.state
+        verdicts.append(evaluation.verdict)
+    assert Verdict.FAIL in verdicts
+
+
+def test_a_severe_breach_during_the_warm_up_rolls_back() -> None:
+    spec = slos(errorRate={"max": 0.02}, ttft={"p95": "800ms"})
+    # 12% errors is more than 5 x the 2% SLO (and 5 x stable's 1%), on 60 requests.
+    [evaluation] = warmup_rollout(spec, lambda look: variant("v2", 60.0, error_rate=0.12), 1)
+    assert evaluation.verdict is Verdict.FAIL
+    assert "severely breached during warm-up" in evaluation.reason
+    assert evaluation.state.failures["errorRate"] == evaluation.reason
+    # TTFT: most requests above the 800 ms bound is more than 5 x the 5% a p95 allows.
+    [slow] = warmup_rollout(spec, lambda look: variant("v2", 60.0, ttft_scale=2.0), 1)
+    assert slow.verdict is Verdict.FAIL
+    assert slow.reason.startswith("ttft p95 on v2 severely breached during warm-up")
+
+
+def test_a_severe_breach_needs_enough_requests_and_must_not_hit_stable_too() -> None:
+    spec = slos(errorRate={"max": 0.02})
+    # 40 requests a window: the rule waits for 50, which the second warm-up window brings.
+    evaluations = warmup_rollout(spec, lambda look: variant("v2", 40.0, error_rate=0.12), 2)
+    assert [e.verdict for e in evaluations] == [Verdict.INCONCLUSIVE, Verdict.FAIL]
+    assert "n=80" in evaluations[1].reason
+    # An outage that fails 30% of both versions' requests is not the candidate's fault.
+    outage = warmup_rollout(spec, lambda look: variant("v2", 200.0, error_rate=0.3), 2, stable_error_rate=0.3)
+    assert all(e.verdict is Verdict.INCONCLUSIVE for e in outage)
+
+
+def test_only_a_new_candidate_warms_up() -> None:
+    spec = slos(errorRate={"max": 0.02})
+    candidate, stable = variant("v2", 200.0), variant("v1", 1800.0)
+    first = look_at(spec, candidate, stable, config=WARMUP)
+    assert "warm-up" in first.reason
+    # A new stable restarts the evidence, but the candidate is already serving: no warm-up.
+    new_stable = evaluate_sequential(
+        spec,
+        Window(start=60.0, end=120.0, variants={"v2": candidate, "v3": variant("v3", 1800.0)}),
+        candidate="v2",
+        stable="v3",
+        state=first.state,
+        false_rollback_rate=0.01,
+        min_requests=100,
+        step=0,
+        candidate_weight=10,
+        pricing=PRICING,
+        config=WARMUP,
+    )
+    assert new_stable.state.started_at is None
+    assert "warm-up" not in new_stable.reason
+    assert new_stable.state.ratio_tests["errorRate"].candidate_exposure == 200.0
+    # State written before warm-ups existed has no startedAt: its candidate is long warm.
+    status = first.state.to_status()
+    del status["startedAt"]
+    old = load_state(status)
+    assert old is not None and old.started_at is None
+    later = look_at(spec, candidate, stable, state=old, look=1, config=WARMUP)
+    assert "warm-up" not in later.reason

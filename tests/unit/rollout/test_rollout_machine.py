@@ -290,7 +290,7 @@ def test_sequential_rolls_back_a_clear_regression_at_the_first_look() -> None:
 
 
 def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
-    s, outcome = started(sequential_spec(strategy__maxStepDuration="3m"))
+    s, outcome = started(sequential_spec(strategy__maxStepDuration="3m", strategy__steps=[50]))
     status = outcome.status
     few = Traffic(requests=120, errors=1)
     for minute in range(1, 7):

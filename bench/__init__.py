@@ -1,0 +1,1 @@
+"""Benchmarks of llmrollout's decisions; see bench/decisions."""

@@ -1,0 +1,204 @@
+"""`python -m bench.decisions [--quick] --out DIR`: run the decision benchmark and write its report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from bench.decisions.fast_sequential import FastSequentialPolicy
+from bench.decisions.model import FAILURE_LIMITS, FALSE_ROLLBACK_RATE, SCENARIOS, Scenario, scenario
+from bench.decisions.policies import (
+    KayentaPolicy,
+    OraclePolicy,
+    Policy,
+    ThresholdPolicy,
+    Thresholds,
+    oracle_model,
+)
+from bench.decisions.report import CALIBRATED, ORACLE, OURS, Row, summarise, write
+from bench.decisions.rollout import ROLLED_BACK, Outcome, run
+from bench.decisions.simulate import Trace, generate
+from bench.decisions.stats import upper_bound
+
+SEED = 20241126
+IDENTICAL = "healthy: identical"
+CALIBRATION_STREAM = 1_000_000  # keeps calibration traces apart from the measured ones
+# Calibrating below this is noise at any affordable number of replicates; a floor makes the
+# comparison, if anything, kinder to threshold-calibrated (more sensitive than ours is allowed to be).
+CALIBRATION_FLOOR = 0.001
+
+
+def _chunks(replicates: int, chunk: int) -> list[int]:
+    sizes = [chunk] * (replicates // chunk)
+    if replicates % chunk:
+        sizes.append(replicates % chunk)
+    return sizes
+
+
+def _traces(
+    item: Scenario, index: int, rps: float, replicates: int, chunk: int, seed: int
+) -> list[Callable[[], Trace]]:
+    return [
+        partial(generate, item, rps, size, (seed, index, round(rps * 1000), c))
+        for c, size in enumerate(_chunks(replicates, chunk))
+    ]
+
+
+def _run_all(
+    policies: dict[str, Callable[[], Policy]], traces: Sequence[Callable[[], Trace]], counters: str
+) -> dict[str, Outcome]:
+    """Every policy on every chunk: each trace is generated once and replayed to all policies."""
+    outcomes: dict[str, list[Outcome]] = {name: [] for name in policies}
+    for make_trace in traces:
+        trace = make_trace()
+        for name, make in policies.items():
+            outcomes[name].append(run(make(), trace, counters))
+    return {name: Outcome.concatenate(parts) for name, parts in outcomes.items()}
+
+
+def calibrate(maxima: np.ndarray, target: float) -> Thresholds:
+    """Bounds that put each SLO at the same tail level of its per-rollout maximum on healthy traces,
+    with the level chosen so that the share of rollouts with any bound exceeded is `target`."""
+
+    def bounds(level: float) -> np.ndarray:
+        return np.array(
+            [np.quantile(maxima[:, k], 1.0 - level, method="higher") for k in range(maxima.shape[1])]
+        )
+
+    def rate(level: float) -> float:
+        return float(np.any(maxima > bounds(level), axis=1).mean())
+
+    low, high = 0.0, min(1.0, 4 * target)
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if rate(middle) <= target else (low, middle)
+    chosen = bounds(low)
+    return Thresholds(*(float(b) for b in chosen))
+
+
+@dataclass(frozen=True)
+class Settings:
+    replicates: int
+    calibration_replicates: int
+    counters: str
+    seed: int
+    chunk: int
+
+
+def _calibrated_thresholds(rps: float, target: float, settings: Settings) -> Thresholds:
+    """threshold-calibrated's bounds for this rate, from healthy traces kept apart from the measured."""
+    recorder = ThresholdPolicy(
+        "calibration", 1, Thresholds(math.inf, math.inf, math.inf, math.inf), record=True
+    )
+    maxima = []
+    identical = scenario(IDENTICAL)
+    for make_trace in _traces(
+        identical, CALIBRATION_STREAM, rps, settings.calibration_replicates, settings.chunk, settings.seed
+    ):
+        run(recorder, make_trace(), settings.counters)
+        maxima.append(recorder.maxima)
+    return calibrate(np.concatenate(maxima), max(target, CALIBRATION_FLOOR))
+
+
+def _run_rate(rps: float, chosen: Sequence[Scenario], settings: Settings) -> dict[str, dict[str, Outcome]]:
+    """Every policy on every chosen scenario at one rate; identical versions first, since
+    threshold-calibrated is tuned to ours' false rollback rate there."""
+    index = {s.name: i for i, s in enumerate(SCENARIOS)}
+
+    def traces(item: Scenario) -> list[Callable[[], Trace]]:
+        return _traces(item, index[item.name], rps, settings.replicates, settings.chunk, settings.seed)
+
+    policies: dict[str, Callable[[], Policy]] = {
+        f"threshold (limit {limit})": partial(ThresholdPolicy, f"threshold (limit {limit})", limit)
+        for limit in FAILURE_LIMITS
+    }
+    policies["kayenta"] = KayentaPolicy
+    policies[OURS] = FastSequentialPolicy
+    identical = scenario(IDENTICAL)
+    results = {IDENTICAL: _run_all(policies, traces(identical), settings.counters)}
+    ours_frr = float((results[IDENTICAL][OURS].decision == ROLLED_BACK).mean())
+    thresholds = _calibrated_thresholds(rps, ours_frr, settings)
+    print(f"{rps:g} rps: ours' false rollback rate {ours_frr:.4f}; calibrated {thresholds}", flush=True)
+    calibrated: dict[str, Callable[[], Policy]] = {
+        CALIBRATED: partial(ThresholdPolicy, CALIBRATED, 1, thresholds)
+    }
+    results[IDENTICAL].update(_run_all(calibrated, traces(identical), settings.counters))
+    for item in chosen:
+        if item.name == IDENTICAL:
+            continue
+        cell_policies = {**policies, **calibrated}
+        model = oracle_model(item)
+        if model is not None:
+            cell_policies[ORACLE] = partial(OraclePolicy, model)
+        results[item.name] = _run_all(cell_policies, traces(item), settings.counters)
+    return results
+
+
+def _rows(
+    rps: float, chosen: Sequence[Scenario], results: dict[str, dict[str, Outcome]], replicates: int
+) -> list[Row]:
+    # Wald's bound is taken at each policy's false rollback rate on identical versions: its upper
+    # bound, so that noise can only make the bound smaller and the ratio larger.
+    alpha = {
+        name: upper_bound(int(np.sum(outcome.decision == ROLLED_BACK)), replicates)
+        for name, outcome in results[IDENTICAL].items()
+    }
+    alpha[ORACLE] = FALSE_ROLLBACK_RATE
+    rows = []
+    for item in chosen:
+        model = oracle_model(item)
+        for name, outcome in results[item.name].items():
+            rows.append(
+                summarise(name, item, rps, outcome, model, alpha.get(name) if item.regression else None)
+            )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="directory for decisions.md and .json")
+    parser.add_argument("--quick", action="store_true", help="a small run for CI (under a minute)")
+    parser.add_argument("--replicates", type=int, help="replicates per cell (default 2000; quick 40)")
+    parser.add_argument("--rps", type=float, nargs="+", help="request rates (default 1 10 100)")
+    parser.add_argument("--scenario", action="append", help="run only these scenarios (repeatable)")
+    parser.add_argument("--counters", choices=("increase", "exact"), default="increase")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--chunk", type=int, default=500, help="replicates simulated at once")
+    args = parser.parse_args(argv)
+    replicates = args.replicates or (40 if args.quick else 2000)
+    settings = Settings(replicates, max(2 * replicates, 200), args.counters, args.seed, args.chunk)
+    names = args.scenario or [s.name for s in SCENARIOS]
+    chosen = [scenario(name) for name in names]
+    if IDENTICAL not in names:
+        chosen.insert(0, scenario(IDENTICAL))  # calibration needs ours' false rollback rate
+    command = "python -m bench.decisions " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for rps in args.rps or [1.0, 10.0, 100.0]:
+        clock = time.perf_counter()
+        results = _run_rate(rps, chosen, settings)
+        rows += [row for row in _rows(rps, chosen, results, replicates) if row["scenario"] in names]
+        print(f"{rps:g} rps done in {time.perf_counter() - clock:.0f} s", flush=True)
+    seconds = time.perf_counter() - started
+    write(
+        args.out,
+        rows,
+        command,
+        {"replicates": replicates, "seed": args.seed, "counters": args.counters},
+        seconds,
+    )
+    print(f"wrote {args.out / 'decisions.md'} and decisions.json in {seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""What is simulated: the two versions' behaviour, the scenarios, the SLOs and the rollout schedule.
+
+Every request is independent. A request fails with the version's error rate; a successful one has a
+lognormal time to first token (TTFT), gamma-distributed input and output token counts, and with
+probability JUDGED_SHARE gets a pass/fail verdict from a binary judge (score 1 or 0) that arrives one
+or two intervals later. This mirrors the e2e model server (tests/e2e/harness/modelserver.py): errors
+have no TTFT or tokens, only successful responses are judged, and TTFT uses the same bucket edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from statistics import NormalDist
+
+from llmrollout.api.spec import Pricing, SLOs
+
+# Prometheus scrapes every SCRAPE_SECONDS; the analysis interval is INTERVAL_SECONDS.
+SCRAPE_SECONDS = 15.0
+INTERVAL_SECONDS = 60.0
+SLOTS_PER_INTERVAL = round(INTERVAL_SECONDS / SCRAPE_SECONDS)
+CAP_MINUTES = 60  # a rollout still undecided after this long counts as undecided
+STEPS = (5, 10, 25, 50)  # candidate weight, percent; passing the last step promotes (to 100)
+MIN_REQUESTS = 100
+FALSE_ROLLBACK_RATE = 0.01
+FAILURE_LIMITS = (1, 2, 3)
+# Verdicts for the requests of one interval arrive this many intervals later (half each).
+JUDGE_DELAYS = (1, 2)
+JUDGED_SHARE = 0.2
+
+# The e2e model server's TTFT bucket edges (a unit test keeps them equal).
+TTFT_EDGES: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10)
+
+Z95 = NormalDist().inv_cdf(0.95)
+TTFT_SIGMA = 0.5
+# Stable's TTFT p95 sits on a bucket edge, so "share above stable's p95" is exactly 5%: the
+# representation in which REFERENCE.md states Wald's bound (5% -> 13.1% for p95 +30%).
+STABLE_TTFT_P95 = 0.5
+TTFT_MEDIAN = STABLE_TTFT_P95 / math.exp(TTFT_SIGMA * Z95)
+TTFT_Q90 = TTFT_MEDIAN * math.exp(TTFT_SIGMA * NormalDist().inv_cdf(0.90))
+
+ERROR_RATE = 0.01
+PASS_RATE = 0.90
+INPUT_TOKENS, INPUT_SHAPE = 500.0, 4.0
+OUTPUT_TOKENS, OUTPUT_SHAPE = 300.0, 2.0
+PRICING = Pricing.model_validate({"inputPerMillionTokens": 0.15, "outputPerMillionTokens": 0.60})
+BASE_COST_USD = (
+    INPUT_TOKENS * PRICING.input_per_million_tokens + OUTPUT_TOKENS * PRICING.output_per_million_tokens
+) / 1e6
+
+# What a user who knows stable's numbers would write: headroom over stable on every SLO.
+SLO_SPEC = SLOs.model_validate(
+    {
+        "quality": {"maxDropVsStable": 0.03},
+        "ttft": {"p95": "800ms"},
+        "errorRate": {"max": 0.02},
+        "costPerRequest": {"maxUSD": 0.0004},
+    }
+)
+ERROR_RATE_MAX = 0.02
+QUALITY_MAX_DROP = 0.03
+TTFT_P95_MAX = 0.8
+COST_MAX_USD = 0.0004
+
+WARMUP_SECONDS = 120.0
+OUTAGE_START, OUTAGE_END, OUTAGE_ERROR_RATE = 120.0, 240.0, 0.30
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """One version's request distribution at one moment."""
+
+    error_rate: float = ERROR_RATE
+    pass_rate: float = PASS_RATE
+    ttft_scale: float = 1.0  # multiplies every TTFT: a whole-distribution shift
+    # TTFTs above tail_from are stretched to tail_from * (x / tail_from) ** tail_power: only the tail moves.
+    tail_from: float = math.inf
+    tail_power: float = 1.0
+    output_tokens: float = OUTPUT_TOKENS
+
+    def ttft_cdf(self, x: float) -> float:
+        if x <= 0:
+            return 0.0
+        if x > self.tail_from:
+            x = self.tail_from * (x / self.tail_from) ** (1.0 / self.tail_power)
+        return _normal_cdf(math.log(x / (TTFT_MEDIAN * self.ttft_scale)) / TTFT_SIGMA)
+
+    def ttft_bin_probabilities(self) -> list[float]:
+        """Probability of each bucket (the finite edges, then +Inf), summing to 1."""
+        cumulative = [self.ttft_cdf(edge) for edge in TTFT_EDGES]
+        bins = [cumulative[0], *(b - a for a, b in pairwise(cumulative))]
+        bins.append(1.0 - cumulative[-1])
+        return [max(p, 0.0) for p in bins]
+
+    def ttft_exceedance(self, edge: float = STABLE_TTFT_P95) -> float:
+        return 1.0 - self.ttft_cdf(edge)
+
+    def ttft_p95(self) -> float:
+        low, high = 0.0, 100.0
+        for _ in range(100):
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.ttft_cdf(middle) < 0.95 else (low, middle)
+        return high
+
+
+STABLE = Behaviour()
+
+
+def tail_power_for(p95_factor: float) -> float:
+    """The stretch above stable's p90 that multiplies the p95 by p95_factor, leaving the body alone."""
+    return 1.0 + math.log(p95_factor) / math.log(STABLE_TTFT_P95 / TTFT_Q90)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    family: str  # healthy | errors | quality | ttft | tokens: what regressed, if anything
+    candidate: Behaviour = field(default_factory=Behaviour)
+    warmup: bool = False  # the candidate's first WARMUP_SECONDS are slow and error-prone
+    outage: bool = False  # an upstream outage fails requests on both versions for two minutes
+
+    @property
+    def regression(self) -> bool:
+        return self.family != "healthy"
+
+    def behaviour(self, candidate: bool, seconds: float) -> Behaviour:
+        """The behaviour of a version during the scrape slot starting at `seconds` into the rollout."""
+        behaviour = self.candidate if candidate else STABLE
+        if self.warmup and candidate and seconds < WARMUP_SECONDS:
+            behaviour = replace(
+                behaviour, error_rate=2 * behaviour.error_rate, ttft_scale=1.5 * behaviour.ttft_scale
+            )
+        if self.outage and OUTAGE_START <= seconds < OUTAGE_END:
+            behaviour = replace(behaviour, error_rate=OUTAGE_ERROR_RATE)
+        return behaviour
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("healthy: identical", "healthy"),
+    # Within the analysis' 10% relative tolerance on every rate it compares.
+    Scenario(
+        "healthy: within tolerance",
+        "healthy",
+        Behaviour(error_rate=0.0105, pass_rate=0.895, ttft_scale=1.01, output_tokens=OUTPUT_TOKENS * 1.05),
+    ),
+    Scenario("healthy: warm-up spike", "healthy", warmup=True),
+    Scenario("healthy: outage on both", "healthy", outage=True),
+    Scenario("errors 1% -> 1.5%", "errors", Behaviour(error_rate=0.015)),
+    Scenario("errors 1% -> 2%", "errors", Behaviour(error_rate=0.02)),
+    Scenario("errors 1% -> 5%", "errors", Behaviour(error_rate=0.05)),
+    Scenario("pass rate 90% -> 85%", "quality", Behaviour(pass_rate=0.85)),
+    Scenario("pass rate 90% -> 80%", "quality", Behaviour(pass_rate=0.80)),
+    Scenario("TTFT p95 +30% (shift)", "ttft", Behaviour(ttft_scale=1.3)),
+    Scenario("TTFT p95 +100% (shift)", "ttft", Behaviour(ttft_scale=2.0)),
+    Scenario("TTFT p95 +30% (tail)", "ttft", Behaviour(tail_from=TTFT_Q90, tail_power=tail_power_for(1.3))),
+    Scenario("TTFT p95 +100% (tail)", "ttft", Behaviour(tail_from=TTFT_Q90, tail_power=tail_power_for(2.0))),
+    Scenario("output tokens +20%", "tokens", Behaviour(output_tokens=OUTPUT_TOKENS * 1.2)),
+)
+
+
+def scenario(name: str) -> Scenario:
+    for candidate in SCENARIOS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)

@@ -1,0 +1,169 @@
+"""The rollout every policy drives, and running policies over traces.
+
+Every policy gets the same rollout: the candidate starts at STEPS[0]; each minute the policy judges the
+window that just closed. FAIL counts a failed check and rolls back at the policy's failure limit
+(failed checks restart with each step, as in the operator); PASS moves to the next step once the step
+has seen MIN_REQUESTS per version, and passing the last step promotes; INCONCLUSIVE holds. A rollout
+still undecided after CAP_MINUTES is undecided. (The operator would also roll back a step that holds
+longer than strategy.maxStepDuration and after inconclusiveLimit windows without data; those are
+state-machine limits, not analysis, and are left out so that the table shows what each analysis
+decides on its own.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench.decisions.model import (
+    CAP_MINUTES,
+    JUDGE_DELAYS,
+    MIN_REQUESTS,
+    SLOTS_PER_INTERVAL,
+    STABLE_TTFT_P95,
+    STEPS,
+    TTFT_EDGES,
+)
+from bench.decisions.policies import FAIL, PASS, Look, Policy
+from bench.decisions.simulate import SLOTS, Slots, Trace, VersionTrace, read
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+UNDECIDED, ROLLED_BACK, PROMOTED = 0, 1, 2
+_P95_EDGE = TTFT_EDGES.index(STABLE_TTFT_P95)
+
+
+@dataclass
+class Outcome:
+    """Per replicate: how the rollout ended, when, and what the candidate had served by then."""
+
+    decision: IntArray
+    minutes: FloatArray  # NaN when undecided
+    requests: FloatArray  # canary requests served until the decision (or the cap)
+    bad: FloatArray  # canary requests that were bad in the scenario's sense, until then
+
+    @classmethod
+    def concatenate(cls, outcomes: Sequence[Outcome]) -> Outcome:
+        return cls(
+            decision=np.concatenate([o.decision for o in outcomes]),
+            minutes=np.concatenate([o.minutes for o in outcomes]),
+            requests=np.concatenate([o.requests for o in outcomes]),
+            bad=np.concatenate([o.bad for o in outcomes]),
+        )
+
+
+class _Verdicts:
+    """Judge verdicts in flight: they count in the interval in which they arrive, which depends on the
+    weights the policy chose when the judged requests were served."""
+
+    def __init__(self, replicates: int) -> None:
+        width = SLOTS + max(JUDGE_DELAYS) * SLOTS_PER_INTERVAL
+        self.passed = np.zeros((replicates, width))
+        self.failed = np.zeros((replicates, width))
+
+    def serve(self, version: VersionTrace, level: IntArray, slots: IntArray, index: IntArray) -> None:
+        for delay in JUDGE_DELAYS:
+            arrival = slots + delay * SLOTS_PER_INTERVAL
+            for outcome, buffer in (("passed", self.passed), ("failed", self.failed)):
+                served = version.verdicts[f"{outcome}_{delay}"][
+                    level[:, None], slots[None, :], index[:, None]
+                ]
+                buffer[index[:, None], arrival[None, :]] += served
+
+    def arriving(self, slots: IntArray, index: IntArray) -> tuple[FloatArray, FloatArray]:
+        return self.passed[index[:, None], slots[None, :]], self.failed[index[:, None], slots[None, :]]
+
+
+def _slots(
+    version: VersionTrace, verdicts: _Verdicts, level: IntArray, slots: IntArray, index: IntArray
+) -> Slots:
+    at = (level[:, None], slots[None, :], index[:, None])
+    passed, failed = verdicts.arriving(slots, index)
+    return Slots(
+        requests=version.requests[at].astype(float),
+        errors=version.errors[at].astype(float),
+        ttft=version.ttft[at].astype(float),
+        in_tokens=version.in_tokens[at],
+        out_tokens=version.out_tokens[at],
+        passed=passed,
+        failed=failed,
+    )
+
+
+def _bad(family: str, version: VersionTrace, level: IntArray, slots: IntArray, index: IntArray) -> FloatArray:
+    at = (level[:, None], slots[None, :], index[:, None])
+    if family == "errors":
+        return np.asarray(version.errors[at].sum(axis=1), dtype=float)
+    if family == "quality":
+        return np.asarray(version.failed_all[at].sum(axis=1), dtype=float)
+    if family == "ttft":
+        ok = version.requests[at] - version.errors[at]
+        return np.asarray((ok - version.ttft[at][..., _P95_EDGE]).sum(axis=1), dtype=float)
+    return np.zeros(len(index))
+
+
+def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
+    """Drive one rollout per replicate of `trace` with `policy`."""
+    replicates = trace.replicates
+    level = np.zeros(replicates, np.int64)
+    failed_checks = np.zeros(replicates, np.int64)
+    step_requests = np.zeros((replicates, 2))
+    decision = np.zeros(replicates, np.int64)
+    minutes = np.full(replicates, np.nan)
+    served = np.zeros(replicates)
+    bad = np.zeros(replicates)
+    verdicts = {"candidate": _Verdicts(replicates), "stable": _Verdicts(replicates)}
+    policy.start(replicates)
+    for minute in range(1, CAP_MINUTES + 1):
+        index = np.flatnonzero(decision == UNDECIDED)
+        if len(index) == 0:
+            break
+        lev = level[index]
+        slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
+        verdicts["candidate"].serve(trace.candidate, lev, slots, index)
+        verdicts["stable"].serve(trace.stable, lev, slots, index)
+        candidate_slots = _slots(trace.candidate, verdicts["candidate"], lev, slots, index)
+        stable_slots = _slots(trace.stable, verdicts["stable"], lev, slots, index)
+        look = Look(
+            minute=minute,
+            index=index,
+            level=lev,
+            candidate=read(candidate_slots, mode),
+            stable=read(stable_slots, mode),
+            candidate_exact=read(candidate_slots, "exact"),
+        )
+        served[index] += look.candidate_exact.requests
+        bad[index] += _bad(trace.scenario.family, trace.candidate, lev, slots, index)
+        step_requests[index, 0] += look.candidate.requests
+        step_requests[index, 1] += look.stable.requests
+        verdict = policy.look(look)
+
+        failing = index[verdict == FAIL]
+        failed_checks[failing] += 1
+        rolled_back = failing[failed_checks[failing] >= policy.failure_limit]
+        decision[rolled_back] = ROLLED_BACK
+        minutes[rolled_back] = minute
+
+        passing = index[verdict == PASS]
+        ready = passing[np.all(step_requests[passing] >= MIN_REQUESTS, axis=1)]
+        last = ready[level[ready] == len(STEPS) - 1]
+        decision[last] = PROMOTED
+        minutes[last] = minute
+        advancing = ready[level[ready] < len(STEPS) - 1]
+        level[advancing] += 1
+        failed_checks[advancing] = 0
+        step_requests[advancing] = 0.0
+    return Outcome(decision=decision, minutes=minutes, requests=served, bad=bad)
+
+
+def run_chunks(
+    make_policy: Callable[[], Policy],
+    traces: Callable[[int], Trace],
+    chunks: int,
+    mode: str,
+) -> Outcome:
+    return Outcome.concatenate([run(make_policy(), traces(chunk), mode) for chunk in range(chunks)])
