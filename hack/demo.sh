@@ -12,7 +12,7 @@ export KUBECONFIG="$KUBECONFIG_FILE" KUBECTL="$KUBE_BIN_DIR/kubectl"
 say "Installing the LLMDeployment CRD and the Gateway API CRDs"
 kubectl apply --server-side --force-conflicts -f crds/
 bash hack/install-gateway-api.sh
-kubectl wait --for=condition=Established crd/llmdeployments.llmrollout.io --timeout=60s >/dev/null
+wait_established crd/llmdeployments.llmrollout.io
 
 .venv/bin/python hack/demo.py
 

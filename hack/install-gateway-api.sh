@@ -46,5 +46,5 @@ fetch
 log "applying Gateway API $GATEWAY_API_VERSION standard CRDs to $(kubectl config current-context 2>/dev/null || echo "$KUBECONFIG")"
 kubectl apply --server-side --field-manager=llmrollout-hack -f "$GATEWAY_API_DIR" >&2
 mapfile -t crds < <(kubectl get -f "$GATEWAY_API_DIR" -o name)
-kubectl wait --for=condition=Established --timeout=60s "${crds[@]}" >&2
+wait_established "${crds[@]}"
 log "Gateway API CRDs established: ${crds[*]#*/}"

@@ -13,6 +13,19 @@ HELM_BIN_DIR="$LLMROLLOUT_CACHE/helm-$HELM_VERSION"
 export LLMROLLOUT_CACHE
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# kubectl wait --for=condition=Established on CRDs; a CRD applied a moment ago may have no
+# status.conditions yet, which kubectl reports as an error instead of waiting, so retry that.
+wait_established() {
+  local deadline=$((SECONDS + 60)) output
+  until output=$(kubectl wait --for=condition=Established --timeout=60s "$@" 2>&1); do
+    if ((SECONDS >= deadline)); then
+      printf '%s\n' "$output" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
+
 CLUSTER=${CLUSTER:-kwok}            # kwok (processes, works everywhere) | kind (needs a Docker engine)
 CLUSTER_NAME=${CLUSTER_NAME:-llmrollout}
 CLUSTER_DIR="$LLMROLLOUT_CACHE/clusters/$CLUSTER_NAME"

@@ -31,12 +31,14 @@ from bench.decisions.model import (
     TTFT_EDGES,
     TTFT_P95_MAX,
 )
-from bench.decisions.policies import FAIL, HOLD, PASS, Look, is_final_step
+from bench.decisions.policies import FAIL, HOLD, PASS, Look, histogram_p95, is_final_step
 from bench.decisions.simulate import WindowArrays
 from llmrollout.analysis.confidence import PRIOR_A, PRIOR_B
 from llmrollout.analysis.ratio_test import RateRatioTest
 from llmrollout.analysis.sequential import (
     P95_EXCEEDANCE,
+    PERCENTILE_EDGE_TESTS,
+    STABLE_P95_MIN_REQUESTS,
     WINDOW_OVERLAP_SLACK_SECONDS,
     SequentialConfig,
     rollback_test_count,
@@ -47,6 +49,7 @@ BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 
 _BISECTION_STEPS = 64
+_EDGES = np.array(TTFT_EDGES)
 _TTFT_EDGE_INDEX = TTFT_EDGES.index(max(edge for edge in TTFT_EDGES if edge <= TTFT_P95_MAX))
 SLO_ORDER = ("quality", "ttft", "errors", "cost")  # the order evaluate_sequential reports them in
 
@@ -196,9 +199,14 @@ class FastSequentialPolicy:
         assert SLO_SPEC.quality.min_score is None, "only maxDropVsStable is mirrored"
         self.rollback = self.false_rollback_rate / max(rollback_test_count(SLO_SPEC), 1)
         self.threshold = math.log(1.0 / self.rollback)
+        # TTFT's two edge tests (the SLO's, stable's p95) share its budget.
+        self.edge_threshold = self.threshold + math.log(PERCENTILE_EDGE_TESTS)
         null = 1.0 + self.config.relative_tolerance
         self.errors_test = _RatioTests(replicates, null)
         self.ttft_test = _RatioTests(replicates, null)
+        self.ttft_stable_p95_test = _RatioTests(replicates, null)
+        # Per replicate, the index of the edge nearest stable's p95, once chosen; -1 before.
+        self.stable_p95_edge = np.full(replicates, -1, np.int64)
         self.eval_test = _RatioTests(replicates, null)
         self.sums = {
             key: (np.zeros(replicates), np.zeros(replicates))
@@ -213,6 +221,18 @@ class FastSequentialPolicy:
         self.step = np.full(replicates, -1, np.int64)
         self.step_requests = np.zeros((replicates, 2))
 
+    def _choose_stable_p95_edge(self, index: IntArray, stable: WindowArrays) -> None:
+        """sequential._stable_p95_edge: the edge nearest stable's p95 in the first window with enough
+        stable requests, if it lies below the SLO's edge."""
+        unchosen = (self.stable_p95_edge[index] < 0) & (stable.ttft_count >= STABLE_P95_MIN_REQUESTS)
+        if not unchosen.any():
+            return
+        p95, _ = histogram_p95(stable.ttft[unchosen], stable.ttft_count[unchosen])
+        # argmin takes the first of equals: the lower edge on a tie, as min() over sorted edges does.
+        nearest = np.abs(_EDGES[None, :] - p95[:, None]).argmin(axis=1)
+        rows = index[unchosen]
+        self.stable_p95_edge[rows] = np.where(nearest < _TTFT_EDGE_INDEX, nearest, -1)
+
     def _update(self, index: IntArray, candidate: WindowArrays, stable: WindowArrays) -> FloatArray:
         sums = self.sums
         _add_sums(*sums["errors"], index, candidate.errors, candidate.requests, clip=True)
@@ -225,6 +245,18 @@ class FastSequentialPolicy:
             index,
             count - cumulative,
             stable.ttft_count - stable.ttft[:, _TTFT_EDGE_INDEX],
+            count,
+            stable.ttft_count,
+        )
+        edge = self.stable_p95_edge[index]
+        chosen = edge >= 0
+        column = np.maximum(edge, 0)[:, None]
+        candidate_below = np.take_along_axis(candidate.ttft, column, axis=1)[:, 0]
+        stable_below = np.take_along_axis(stable.ttft, column, axis=1)[:, 0]
+        self.ttft_stable_p95_test.update(
+            index,
+            np.where(chosen, count - candidate_below, np.nan),
+            np.where(chosen, stable.ttft_count - stable_below, np.nan),
             count,
             stable.ttft_count,
         )
@@ -254,6 +286,7 @@ class FastSequentialPolicy:
     def _warmup_look(self, look: Look) -> IntArray:
         """A warm-up window: only the severe-breach sums grow; nothing counts toward minRequests."""
         index, candidate, stable = look.index, look.candidate, look.stable
+        self._choose_stable_p95_edge(index, stable)
         sums = self.warmup_sums
         for key, window in (("", candidate), ("_stable", stable)):
             _add_sums(*sums[f"errors{key}"], index, window.errors, window.requests, clip=True)
@@ -277,6 +310,7 @@ class FastSequentialPolicy:
         start = (look.minute - 1) * INTERVAL_SECONDS
         if start < self.config.warmup_seconds - WINDOW_OVERLAP_SLACK_SECONDS:
             return self._warmup_look(look)
+        self._choose_stable_p95_edge(index, look.stable)
         self._update(index, look.candidate, look.stable)
         sums = {key: (total[index], count[index]) for key, (total, count) in self.sums.items()}
         rollback, passing = self.rollback, self.config.pass_miscoverage
@@ -305,7 +339,8 @@ class FastSequentialPolicy:
         drop_pass = defined & (b["drop_pass_stable"] - b["drop_pass_candidate"] <= QUALITY_MAX_DROP)
         verdicts[:, 0] = np.where(drop_fail, FAIL, np.where(drop_pass, PASS, HOLD))
         # ttft.p95
-        ttft_fail = self.ttft_test.log_e_value(index) >= self.threshold
+        ttft_fail = self.ttft_test.log_e_value(index) >= self.edge_threshold
+        ttft_fail |= self.ttft_stable_p95_test.log_e_value(index) >= self.edge_threshold
         ttft_pass = (sums["ttft"][1] > 0) & (b["ttft_pass"] <= P95_EXCEEDANCE)
         verdicts[:, 1] = np.where(ttft_fail, FAIL, np.where(ttft_pass, PASS, HOLD))
         # errorRate

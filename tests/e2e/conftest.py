@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,10 +61,25 @@ def kube() -> Iterator[Kube]:
     cluster.server_version = json.loads(version.stdout)["gitVersion"]
     _session_facts["cluster"] = f"kube-apiserver {cluster.server_version} ({cluster.kubeconfig})"
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    _wait_established(cluster)
     yield cluster
     if cluster.started_here and os.environ.get("LLMROLLOUT_KEEP_CLUSTER") != "1":
         _hack("cluster-down.sh", env)
+
+
+def _wait_established(cluster: Kube, seconds: float = 60.0) -> None:
+    """Every CRD Established. One applied a moment ago may have no status.conditions yet, which
+    `kubectl wait` reports as an error instead of waiting: retry that until the deadline."""
+    deadline = time.monotonic() + seconds
+    while True:
+        waited = cluster.kubectl(
+            "wait", "--for=condition=Established", "crd", "--all", f"--timeout={seconds:.0f}s", check=False
+        )
+        if waited.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            pytest.fail(f"CRDs not Established within {seconds:.0f}s: {waited.stderr}", pytrace=False)
+        time.sleep(1.0)
 
 
 @pytest.fixture(scope="session")

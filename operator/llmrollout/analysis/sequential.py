@@ -6,10 +6,15 @@ lives in status, so a restarted operator continues the same tests. Per configure
 - errorRate: a Lindon-Malek rate-ratio test of candidate vs stable errors (ratio_test.py) that rolls
   back when the candidate is worse than stable by more than `relative_tolerance`; it passes when the
   candidate's error rate has a confidence upper bound (confidence.py) within `errorRate.max`.
-- ttft.p95 / latency.p95: the same rate-ratio test on the counts above the largest bucket edge <= the
-  SLO (Histogram.count_above), plus the absolute check: the step passes when the upper bound of the
-  share of requests above the SLO (interpolated within the bucket, as histogram_quantile does) is
-  within 5%, which is what "p95 <= bound" means.
+- ttft.p95 / latency.p95: the same rate-ratio test on the counts above two bucket edges, sharing the
+  SLO's part of falseRollbackRate: the largest edge <= the SLO (Histogram.count_above), and the edge
+  nearest stable's p95, chosen once from stable's first window with enough requests (usually in the
+  candidate's warm-up, whose data count for nothing else) and kept in the state. Near the SLO few
+  requests of a healthy version land above the edge, so a regression that stays under the SLO takes
+  many requests to show there; at stable's p95 one request in twenty does, and a shift of the whole
+  distribution shows soon. The step passes on the absolute check: the upper bound of the share of
+  requests above the SLO (interpolated within the bucket, as histogram_quantile does) is within 5%,
+  which is what "p95 <= bound" means.
 - quality.minScore: a confidence sequence on the candidate's mean eval score; rolls back when its
   upper bound falls below minScore, passes when its lower bound reaches it.
 - quality.maxDropVsStable: confidence sequences on both means bound the drop; rolls back when the
@@ -94,6 +99,10 @@ P95_EXCEEDANCE = 0.05
 # Windows are [start, end] in unix seconds; providers may round them, so allow a little overlap.
 WINDOW_OVERLAP_SLACK_SECONDS = 1e-3
 STEP_REQUEST_KEYS = ("candidate", "stable")
+# Stable's p95 is read from one window; with fewer requests its rank lies in the highest bucket.
+STABLE_P95_MIN_REQUESTS = 20
+# The percentile SLOs' rate-ratio tests (the SLO's edge, stable's p95 edge) share the SLO's budget.
+PERCENTILE_EDGE_TESTS = 2
 
 
 @dataclass(frozen=True)
@@ -370,21 +379,30 @@ class _Look:
         message = f"{label} inconclusive on {self.candidate_name}: {reason}"
         return self.result(slo, Verdict.INCONCLUSIVE, value, bound, samples, message)
 
-    def ratio_note(self, test: RateRatioTest) -> str:
+    def ratio_note(self, test: RateRatioTest, shares: int = 1) -> str:
         estimate = test.estimate
         shown = "n/a" if estimate is None else f"{estimate:.2f}"
         evidence = math.exp(min(test.log_e_value(), 700.0))
         return (
-            f"vs {self.stable_name} ratio {shown}, e={evidence:.3g} of {1 / self.rollback_miscoverage:.3g}"
-            " to roll back"
+            f"vs {self.stable_name} ratio {shown}, e={evidence:.3g} of "
+            f"{shares / self.rollback_miscoverage:.3g} to roll back"
         )
 
     def ratio_failure(
-        self, slo: str, label: str, bound: float | None, value: float | None, test: RateRatioTest, what: str
+        self,
+        slo: str,
+        label: str,
+        bound: float | None,
+        value: float | None,
+        test: RateRatioTest,
+        what: str,
+        shares: int = 1,
     ) -> SLOResult | None:
-        """FAIL when the rate-ratio test has crossed its boundary, else None."""
+        """FAIL when the rate-ratio test has crossed its boundary, else None. A test that shares its
+        SLO's miscoverage with `shares - 1` others needs `shares` times the evidence."""
         log_e = test.log_e_value()
-        if log_e < self.rollback_log_threshold:
+        threshold = self.rollback_log_threshold + math.log(shares)
+        if log_e < threshold:
             return None
         candidate_rate = (
             test.candidate_events / test.candidate_exposure if test.candidate_exposure else math.nan
@@ -395,7 +413,7 @@ class _Look:
             f"{label} on {self.candidate_name} worse than {self.stable_name} beyond "
             f"{self.config.relative_tolerance:.0%}: {what} {format_ratio(candidate_rate)} vs "
             f"{format_ratio(stable_rate)} (ratio {'n/a' if estimate is None else f'{estimate:.2f}'}, "
-            f"e={math.exp(min(log_e, 700.0)):.3g} >= {1 / self.rollback_miscoverage:.3g}, "
+            f"e={math.exp(min(log_e, 700.0)):.3g} >= {shares / self.rollback_miscoverage:.3g}, "
             f"n={count(test.candidate_exposure)} vs {count(test.stable_exposure)})"
         )
         return self.result(slo, Verdict.FAIL, value, bound, test.candidate_exposure, message)
@@ -459,29 +477,30 @@ def _percentile(look: _Look, slo_name: str, label: str, slo: PercentileSLO, attr
         candidate_hist.count if candidate_hist and problem is None else None,
     )
 
-    # The ratio test counts exactly (no interpolation) above one bucket edge that both versions share.
-    edge = edge_at_or_below(candidate_hist, bound) if candidate_hist and problem is None else None
-    stable_edge = edge_at_or_below(stable_hist, bound) if stable_hist and stable_problem is None else None
-    shared_edge = edge if edge is not None and edge == stable_edge else None
-    test = None
-    if shared_edge is not None and candidate_hist and stable_hist:
-        test = look.updated_ratio_test(
-            f"{slo_name}@{shared_edge:g}",
-            candidate_hist.count_above(bound),
-            stable_hist.count_above(bound),
-            candidate_hist.count,
-            stable_hist.count,
-        )
-    else:
-        # A window without a usable edge adds nothing, but must not drop the evidence kept so far.
-        prefix = f"{slo_name}@"
-        kept = next((key for key in look.previous.ratio_tests if key.startswith(prefix)), None)
-        if kept is not None:
-            test = look.updated_ratio_test(kept, None, None, None, None)
-            shared_edge = float(kept[len(prefix) :])
-    if test is not None and shared_edge is not None:
+    # The ratio tests count exactly (no interpolation) above bucket edges that both versions share.
+    usable = candidate_hist if problem is None else None
+    stable_usable = stable_hist if _histogram_problem(stable_hist) is None else None
+    edge_tests: list[tuple[RateRatioTest, float, str]] = []
+    for prefix, edge, what in (
+        (f"{slo_name}@", _shared_edge_at_or_below(usable, stable_usable, bound), "share above"),
+        (
+            _stable_p95_prefix(slo_name),
+            _stable_p95_edge(look, slo_name, bound, stable_usable),
+            f"share above {look.stable_name}'s p95 edge",
+        ),
+    ):
+        found = _edge_test(look, prefix, edge, usable, stable_usable)
+        if found is not None:
+            edge_tests.append((*found, what))
+    for test, edge, what in edge_tests:
         failure = look.ratio_failure(
-            slo_name, label, bound, value, test, f"share above {format_seconds(shared_edge)}"
+            slo_name,
+            label,
+            bound,
+            value,
+            test,
+            f"{what} {format_seconds(edge)}",
+            shares=PERCENTILE_EDGE_TESTS,
         )
         if failure is not None:
             return failure
@@ -500,8 +519,8 @@ def _percentile(look: _Look, slo_name: str, label: str, slo: PercentileSLO, attr
         f"share above {format_seconds(bound)} {format_ratio(sums.mean)}, {_confidence_label(miscoverage)} "
         f"upper bound {format_ratio(upper)}, n={count(sums.count)}"
     )
-    if test is not None:
-        evidence += "; " + look.ratio_note(test)
+    for test, edge, _ in edge_tests:
+        evidence += f"; above {format_seconds(edge)} " + look.ratio_note(test, shares=PERCENTILE_EDGE_TESTS)
     if upper <= P95_EXCEEDANCE:
         message = f"{label} {shown_value} <= {format_seconds(bound)} on {look.candidate_name} ({evidence})"
         return look.result(slo_name, Verdict.PASS, value, bound, sums.count, message)
@@ -510,6 +529,58 @@ def _percentile(look: _Look, slo_name: str, label: str, slo: PercentileSLO, attr
         look.harmless(slo_name, label, relation, evidence)
     reason = f"{shown_value} this window, {evidence}; upper bound not yet <= {format_ratio(P95_EXCEEDANCE)}"
     return look.inconclusive(slo_name, label, bound, reason, value, sums.count)
+
+
+def _kept_edge(state: SequentialState, prefix: str) -> float | None:
+    key = next((key for key in state.ratio_tests if key.startswith(prefix)), None)
+    return None if key is None else float(key[len(prefix) :])
+
+
+def _has_edge(hist: Histogram, edge: float) -> bool:
+    return any(upper == edge for upper, _ in hist.buckets)
+
+
+def _shared_edge_at_or_below(
+    candidate: Histogram | None, stable: Histogram | None, bound: float
+) -> float | None:
+    edge = edge_at_or_below(candidate, bound) if candidate else None
+    return edge if edge is not None and stable and edge_at_or_below(stable, bound) == edge else None
+
+
+def _stable_p95_prefix(slo_name: str) -> str:
+    return f"{slo_name}.stableP95@"
+
+
+def _stable_p95_edge(look: _Look, slo_name: str, bound: float, stable: Histogram | None) -> float | None:
+    """The edge of the test at stable's p95: the one chosen before, or else the finite bucket edge
+    nearest stable's p95 in this window (the lower one on a tie) if that lies below the SLO's edge,
+    whose own test covers it otherwise. Chosen once, so that the test keeps counting the same thing."""
+    kept = _kept_edge(look.previous, _stable_p95_prefix(slo_name))
+    if kept is not None or stable is None or stable.count < STABLE_P95_MIN_REQUESTS:
+        return kept
+    p95 = histogram_quantile(0.95, stable)
+    slo_edge = edge_at_or_below(stable, bound)
+    if p95 is None or slo_edge is None:
+        return None
+    edges = [upper for upper, _ in stable.buckets if 0 < upper < math.inf]
+    nearest = min(edges, key=lambda edge: (abs(edge - p95), edge))
+    return nearest if nearest < slo_edge else None
+
+
+def _edge_test(
+    look: _Look, prefix: str, edge: float | None, candidate: Histogram | None, stable: Histogram | None
+) -> tuple[RateRatioTest, float] | None:
+    """The rate-ratio test above `edge` (or the edge kept from before), with this window added when
+    both histograms have that edge; a window without it adds nothing but keeps the evidence so far."""
+    if edge is None:
+        edge = _kept_edge(look.previous, prefix)
+        if edge is None:
+            return None
+    key = f"{prefix}{edge:g}"
+    if candidate and stable and _has_edge(candidate, edge) and _has_edge(stable, edge):
+        counts = (candidate.count_above(edge), stable.count_above(edge), candidate.count, stable.count)
+        return look.updated_ratio_test(key, *counts), edge
+    return look.updated_ratio_test(key, None, None, None, None), edge
 
 
 def _quality(look: _Look, slo: QualitySLO) -> list[SLOResult]:
@@ -815,6 +886,10 @@ def _warmup_percentile(
     )
     stable_hist: Histogram | None = getattr(look.stable, attribute) if look.stable is not None else None
     stable_usable = stable_hist if _histogram_problem(stable_hist) is None else None
+    # Stable's p95 edge is best chosen now, from windows that count as evidence for nothing.
+    stable_edge = _stable_p95_edge(look, slo_name, bound, stable_usable)
+    if stable_edge is not None:
+        look.updated_ratio_test(f"{_stable_p95_prefix(slo_name)}{stable_edge:g}", None, None, None, None)
     stable_sums = look.updated_sums(
         f"warmup.stable.{slo_name}@{bound:g}",
         interpolated_count_above(stable_usable, bound) if stable_usable is not None else None,

@@ -189,6 +189,53 @@ def test_each_regression_rolls_back_naming_its_slo(regression: tuple[Any, ...]) 
     assert look < 2 * LOOKS_PER_STEP
 
 
+def test_a_ttft_shift_under_the_slo_rolls_back_at_stables_p95_edge() -> None:
+    # Stable's p95 is 0.30 s (nearest edge 0.25 s); the candidate is 1.5x slower everywhere, its p95
+    # of 0.45 s still under the 800 ms SLO. Above 0.8 s both versions show almost nothing.
+    spec = slos(ttft={"p95": "800ms"})
+    evaluations = list(rollout(spec, lambda n: variant("v2", n, ttft_scale=0.15)))
+    look, failed = first_verdict(iter(evaluations), Verdict.FAIL)
+    assert "ttft p95 on v2 worse than v1 beyond 10%: share above v1's p95 edge 0.25s" in failed.reason
+    slo_edge_test = failed.state.ratio_tests["ttft.p95@0.8"]
+    # Each edge's test needs e >= 2 / 0.01: they share the SLO's budget.
+    assert "e=" in failed.reason and f">= {2 / 0.01:.3g}" in failed.reason
+    assert slo_edge_test.log_e_value() < math.log(2 / 0.01)
+    assert look < 2 * LOOKS_PER_STEP
+
+
+@pytest.mark.parametrize(
+    ("bound", "stable_requests", "tests"),
+    [
+        ("800ms", 1000.0, {"ttft.p95@0.8", "ttft.p95.stableP95@0.25"}),
+        # Stable's p95 edge would be the SLO's own: one test.
+        ("250ms", 1000.0, {"ttft.p95@0.25"}),
+        # Too few stable requests to read its p95 from.
+        ("800ms", 19.0, {"ttft.p95@0.8"}),
+    ],
+)
+def test_stables_p95_edge_needs_requests_and_room_below_the_slo(
+    bound: str, stable_requests: float, tests: set[str]
+) -> None:
+    evaluation = look_at(slos(ttft={"p95": bound}), variant("v2", 100.0), variant("v1", stable_requests))
+    assert set(evaluation.state.ratio_tests) == tests
+
+
+def test_stables_p95_edge_is_chosen_once() -> None:
+    # Stable's p95 moves from 0.30 s to 0.60 s after the first look; the test keeps its edge.
+    looks = iter(range(1000))
+
+    def stable(requests: float) -> VariantWindow:
+        return variant("v1", requests, ttft_scale=0.1 if next(looks) == 0 else 0.2)
+
+    evaluations = list(rollout(slos(ttft={"p95": "800ms"}), healthy, stable_window=stable))
+    assert {key for e in evaluations for key in e.state.ratio_tests} == {
+        "ttft.p95@0.8",
+        "ttft.p95.stableP95@0.25",
+    }
+    counted = evaluations[-1].state.ratio_tests["ttft.p95.stableP95@0.25"].candidate_exposure
+    assert counted == sum(REQUESTS_PER_LOOK * weight / 100 for weight in STEP_WEIGHTS) * LOOKS_PER_STEP
+
+
 def test_a_regression_that_hits_both_versions_is_not_the_candidates_fault() -> None:
     def outage(name: str) -> Callable[[float], VariantWindow]:
         return lambda requests: variant(name, requests, error_rate=0.3, ttft_scale=0.6)
@@ -358,8 +405,11 @@ def test_false_rollback_rate_is_split_across_the_rollback_tests() -> None:
     assert rollback_test_count(EVERY_SLO) == 7
     assert rollback_test_count(slos()) == 0
     evaluation = next(iter(rollout(slos(errorRate={"max": 0.02}, ttft={"p95": "1s"}), healthy)))
-    # 0.01 split over two tests: each rolls back at e >= 1 / 0.005
-    assert f"of {1 / (0.01 / 2):.3g} to roll back" in evaluation.results[0].message
+    ttft, errors = evaluation.results
+    # 0.01 split over two SLOs: errorRate rolls back at e >= 1 / 0.005 ...
+    assert errors.message.count(f"of {1 / (0.01 / 2):.3g} to roll back") == 1
+    # ... and ttft's two edge tests (its SLO's edge, stable's p95 edge) at e >= 2 / 0.005 each.
+    assert ttft.message.count(f"of {2 / (0.01 / 2):.3g} to roll back") == 2
 
 
 def test_custom_slo_rolls_back_after_consecutive_breaches() -> None:
@@ -622,7 +672,10 @@ def test_the_warm_up_is_not_counted_as_evidence() -> None:
     for evaluation in evaluations[:2]:
         assert evaluation.verdict is Verdict.INCONCLUSIVE
         assert "warm-up of v2 until 120" in evaluation.reason
-        assert evaluation.state.ratio_tests == {}
+        # Stable's p95 edge is chosen in the warm-up, with no evidence counted at it.
+        tests = evaluation.state.ratio_tests
+        assert list(tests) == ["ttft.p95.stableP95@0.25"]
+        assert tests["ttft.p95.stableP95@0.25"].candidate_exposure == 0.0
         assert evaluation.state.step_requests == {}
         # A value (not missing data): the state machine gathers rather than counting an inconclusive.
         assert all(r.value is not None and "warm-up" in r.message for r in evaluation.results)
