@@ -66,18 +66,17 @@ def test_increase_matches_prometheus_on_request_level_traffic() -> None:
         slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
         # The simulator's slot s holds what arrives between the scrapes that bracket it.
         per_slot = np.array([[np.sum((slot_of == s + 1) & (ttft <= edge)) for edge in edges] for s in slots])
-        window = read(
-            Slots(
-                requests=per_slot[None, :, -1].astype(float),
-                errors=np.zeros((1, SLOTS_PER_INTERVAL)),
-                ttft=per_slot[None, :, :-1].astype(float),
-                in_tokens=np.zeros((1, SLOTS_PER_INTERVAL)),
-                out_tokens=np.zeros((1, SLOTS_PER_INTERVAL)),
-                passed=np.zeros((1, SLOTS_PER_INTERVAL)),
-                failed=np.zeros((1, SLOTS_PER_INTERVAL)),
-            ),
-            "increase",
+        none = np.zeros((1, SLOTS_PER_INTERVAL))
+        counts = Slots(
+            requests=per_slot[None, :, -1].astype(float),
+            errors=none,
+            ttft=per_slot[None, :, :-1].astype(float),
+            in_tokens=none,
+            out_tokens=none,
+            passed=none,
+            failed=none,
         )
+        window = read(counts, "increase")
         for k, edge in enumerate(edges):
             counter = [float(np.sum((arrivals <= t) & (ttft <= edge))) for t in scrapes]
             expected = prometheus_increase(scrapes.tolist(), counter, start, end)
@@ -85,18 +84,7 @@ def test_increase_matches_prometheus_on_request_level_traffic() -> None:
             assert expected is not None
             # The zero-point rule moves the first window by OFFSET / 45 s at most.
             assert got == pytest.approx(expected, rel=1e-4, abs=1e-9), (minute, edge)
-        exact = read(
-            Slots(
-                requests=per_slot[None, :, -1].astype(float),
-                errors=np.zeros((1, SLOTS_PER_INTERVAL)),
-                ttft=per_slot[None, :, :-1].astype(float),
-                in_tokens=np.zeros((1, SLOTS_PER_INTERVAL)),
-                out_tokens=np.zeros((1, SLOTS_PER_INTERVAL)),
-                passed=np.zeros((1, SLOTS_PER_INTERVAL)),
-                failed=np.zeros((1, SLOTS_PER_INTERVAL)),
-            ),
-            "exact",
-        )
+        exact = read(counts, "exact")
         # Exact reads count everything between the scrapes that open this window and the next.
         in_window = (arrivals > start + OFFSET) & (arrivals <= end + OFFSET)
         assert exact.requests[0] == np.sum(in_window)
