@@ -21,8 +21,14 @@ from tests.e2e.cluster import REPO, Kube, built_kubectl, cache_dir, versions, wa
 from tests.e2e.harness.fixtures import *  # noqa: F403  (prometheus, model_servers, traffic, gateway_api)
 from tests.e2e.operator_process import OperatorProcess
 
-E2E_CLUSTER_NAME = "llmrollout-e2e"
+# Overridable so that two checkouts on one machine can each run their own cluster at once.
+E2E_CLUSTER_NAME = os.environ.get("LLMROLLOUT_E2E_CLUSTER", "llmrollout-e2e")
 _session_facts: dict[str, str] = {}
+# Subprocesses (the operator, the CLI) run this checkout's package, not whichever one the venv was
+# installed from.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])
+)
 
 
 def _hack(script: str, env: dict[str, str]) -> None:
