@@ -15,9 +15,10 @@ from llmrollout.analysis.confidence import lower_confidence_bound
 from llmrollout.analysis.observations import Histogram, VariantWindow
 from llmrollout.analysis.quantiles import interpolated_count_above
 from llmrollout.analysis.results import ERROR_RATE, LATENCY_P95, QUALITY_MIN_SCORE, TTFT_P95, SLOResult
+from llmrollout.analysis.slos import hard_slos
 from llmrollout.analysis.threshold import evaluate_variant
 from llmrollout.analysis.verdict import Verdict, worst
-from llmrollout.api.spec import Pricing, SLOs, hard_slos
+from llmrollout.api.spec import Pricing, SLOs
 
 CONFIRMATION_MISCOVERAGE = 0.001
 P95_EXCEEDANCE = 0.05

@@ -18,7 +18,6 @@ from llmrollout.api.spec import (
     Strategy,
     Traffic,
     Variant,
-    hard_slos,
 )
 from llmrollout.api.status import (
     MAX_HISTORY,
@@ -68,7 +67,6 @@ __all__ = [
     "Traffic",
     "Variant",
     "format_duration",
-    "hard_slos",
     "parse_duration",
     "parse_spec",
     "with_condition",

@@ -209,9 +209,6 @@ class CustomSLO(Model):
         return query
 
 
-HARD_BY_DEFAULT = ("errorRate", "ttft", "latency")
-
-
 class FallbackPolicy(Model):
     probe_weight: int = Field(
         5, ge=1, le=50, description="Percent of traffic left on a failed version to see it recover."
@@ -251,27 +248,6 @@ class SLOs(Model):
         default_factory=list,
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
-
-
-def hard_slos(slos: SLOs) -> SLOs:
-    """Only the SLOs whose breach by a serving version reroutes traffic to a fallback."""
-
-    def hard(family: str, slo: Any) -> bool:
-        default = "hard" if family in HARD_BY_DEFAULT else "soft"
-        return slo is not None and (slo.severity or default) == "hard"
-
-    return slos.model_copy(
-        update={
-            "quality": slos.quality if hard("quality", slos.quality) else None,
-            "ttft": slos.ttft if hard("ttft", slos.ttft) else None,
-            "latency": slos.latency if hard("latency", slos.latency) else None,
-            "error_rate": slos.error_rate if hard("errorRate", slos.error_rate) else None,
-            "cost_per_request": slos.cost_per_request
-            if hard("costPerRequest", slos.cost_per_request)
-            else None,
-            "custom": [c for c in slos.custom if hard("custom", c)],
-        }
     )
 
 

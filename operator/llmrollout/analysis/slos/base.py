@@ -1,0 +1,39 @@
+"""What every SLO family provides; the registry in __init__.py is the only place that knows them all."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from llmrollout.analysis.evidence import Look
+from llmrollout.analysis.observations import VariantWindow
+from llmrollout.analysis.results import SLOResult
+from llmrollout.api.spec import Pricing, SLOs
+
+
+class SLOFamily(Protocol):
+    """One kind of SLO (errors, a percentile, quality, cost, custom queries).
+
+    `field` is its attribute on api.spec.SLOs; every method returns nothing when the spec does not
+    configure the family. Results come in a fixed order, the same for every method.
+    """
+
+    field: str
+    hard_by_default: bool
+
+    def rollback_tests(self, slos: SLOs) -> int:
+        """How many sequential rollback tests share falseRollbackRate for this family."""
+        ...
+
+    def threshold(
+        self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
+    ) -> list[SLOResult]:
+        """The threshold method: this one window against the SLO's bounds."""
+        ...
+
+    def sequential(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
+        """The sequential method: add the look's window to the evidence and judge it."""
+        ...
+
+    def warmup(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
+        """A warm-up look: nothing counts as evidence; only a severe breach rolls back."""
+        ...
