@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decisions.fast_sequential import FastSequentialPolicy
 from bench.decisions.model import FAILURE_LIMITS, FALSE_ROLLBACK_RATE, SCENARIOS, Scenario, scenario
+from bench.decisions.ours import OperatorPolicy
 from bench.decisions.policies import (
     KayentaPolicy,
     OraclePolicy,
@@ -122,7 +122,7 @@ def _run_rate(rps: float, chosen: Sequence[Scenario], settings: Settings) -> dic
         for limit in FAILURE_LIMITS
     }
     policies["kayenta"] = KayentaPolicy
-    policies[OURS] = FastSequentialPolicy
+    policies[OURS] = OperatorPolicy
     identical = scenario(IDENTICAL)
     results = {IDENTICAL: _run_all(policies, traces(identical), settings.counters)}
     ours_frr = float((results[IDENTICAL][OURS].decision == ROLLED_BACK).mean())

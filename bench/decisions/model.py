@@ -24,6 +24,7 @@ CAP_MINUTES = 60  # a rollout still undecided after this long counts as undecide
 STEPS = (5, 10, 25, 50)  # candidate weight, percent; passing the last step promotes (to 100)
 MIN_REQUESTS = 100
 FALSE_ROLLBACK_RATE = 0.01
+MISS_RATE = 0.05
 FAILURE_LIMITS = (1, 2, 3)
 # Verdicts for the requests of one interval arrive this many intervals later (half each).
 JUDGE_DELAYS = (1, 2)
@@ -53,8 +54,8 @@ BASE_COST_USD = (
 SLO_SPEC = SLOs.model_validate(
     {
         "quality": {"maxDropVsStable": 0.03},
-        "ttft": {"p95": "800ms"},
-        "errorRate": {"max": 0.02},
+        "ttft": {"p95": "800ms", "maxIncreaseVsStable": 0.2},
+        "errorRate": {"max": 0.02, "maxIncreaseVsStable": 1.0},
         "costPerRequest": {"maxUSD": 0.0004},
     }
 )

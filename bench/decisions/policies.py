@@ -46,6 +46,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 PASS, HOLD, FAIL = int(Verdict.PASS), int(Verdict.INCONCLUSIVE), int(Verdict.FAIL)
+# Promote now, whatever the step: a decision taken at the horizon.
+PROMOTE = 3
 EDGES = np.array(TTFT_EDGES)
 CANDIDATE, STABLE_NAME = "candidate", "stable"
 
@@ -59,7 +61,8 @@ class Look:
     level: IntArray  # index into STEPS
     candidate: WindowArrays  # as the operator reads it
     stable: WindowArrays
-    candidate_exact: WindowArrays  # exact per-interval increments, for the oracle only
+    candidate_exact: WindowArrays  # exact per-interval increments: what ours and the oracle read
+    stable_exact: WindowArrays
 
 
 class Policy(Protocol):

@@ -27,7 +27,7 @@ from bench.decisions.model import (
     STEPS,
     TTFT_EDGES,
 )
-from bench.decisions.policies import FAIL, PASS, Look, Policy
+from bench.decisions.policies import FAIL, PASS, PROMOTE, Look, Policy
 from bench.decisions.simulate import SLOTS, Slots, Trace, VersionTrace, read
 
 FloatArray = NDArray[np.float64]
@@ -135,6 +135,7 @@ def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
             candidate=read(candidate_slots, mode),
             stable=read(stable_slots, mode),
             candidate_exact=read(candidate_slots, "exact"),
+            stable_exact=read(stable_slots, "exact"),
         )
         served[index] += look.candidate_exact.requests
         bad[index] += _bad(trace.scenario.family, trace.candidate, lev, slots, index)
@@ -147,6 +148,10 @@ def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
         rolled_back = failing[failed_checks[failing] >= policy.failure_limit]
         decision[rolled_back] = ROLLED_BACK
         minutes[rolled_back] = minute
+
+        promoting = index[verdict == PROMOTE]
+        decision[promoting] = PROMOTED
+        minutes[promoting] = minute
 
         passing = index[verdict == PASS]
         ready = passing[np.all(step_requests[passing] >= MIN_REQUESTS, axis=1)]

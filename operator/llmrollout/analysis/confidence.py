@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 PRIOR_A = 0.5
 PRIOR_B = 0.5
 # Halving [0, 1] 64 times pins a boundary far below any difference a decision could hinge on.
@@ -94,3 +97,48 @@ def confidence_interval(total: float, count: float, miscoverage: float) -> tuple
     return lower_confidence_bound(total, count, miscoverage), upper_confidence_bound(
         total, count, miscoverage
     )
+
+
+# --- the same bounds for arrays of replicates (the sequential method's batch kernels) --------------
+
+
+def _lgamma(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    # math.lgamma element by element: numpy has no lgamma, and this keeps the scalar functions' floats.
+    return np.array([math.lgamma(value) for value in values.ravel().tolist()]).reshape(values.shape)
+
+
+def lower_bounds(total: ArrayLike, count: ArrayLike, miscoverage: ArrayLike) -> NDArray[np.float64]:
+    """lower_confidence_bound element by element."""
+    count_ = np.asarray(count, dtype=float)
+    total_ = np.minimum(np.maximum(np.asarray(total, dtype=float), 0.0), count_)
+    level = np.broadcast_to(np.asarray(miscoverage, dtype=float), total_.shape)
+    with np.errstate(invalid="ignore"):
+        valid = (count_ > 0) & (total_ > 0)
+    t = np.where(valid, total_, 1.0)
+    n = np.where(valid, count_, 2.0)
+    failures = n - t
+    log_beta_prior = _log_beta(PRIOR_A, PRIOR_B)
+    a, b = t + PRIOR_A, failures + PRIOR_B
+    mixture = _lgamma(a) + _lgamma(b) - _lgamma(a + b) - log_beta_prior
+    floor = mixture - np.array([math.log(1.0 / m) for m in level.ravel().tolist()]).reshape(level.shape)
+    rejected = np.zeros_like(t)
+    accepted = t / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(_BISECTION_STEPS):
+            middle = (rejected + accepted) / 2
+            likelihood = np.where(t > 0, t * np.log(middle), 0.0) + np.where(
+                failures > 0, failures * np.log1p(-middle), 0.0
+            )
+            reject = (middle <= 0.0) | (likelihood <= floor)
+            rejected = np.where(reject, middle, rejected)
+            accepted = np.where(reject, accepted, middle)
+    return np.where(valid, rejected, 0.0)
+
+
+def upper_bounds(total: ArrayLike, count: ArrayLike, miscoverage: ArrayLike) -> NDArray[np.float64]:
+    """upper_confidence_bound element by element."""
+    count_ = np.asarray(count, dtype=float)
+    total_ = np.minimum(np.maximum(np.asarray(total, dtype=float), 0.0), count_)
+    with np.errstate(invalid="ignore"):
+        positive = count_ > 0
+    return np.where(positive, 1.0 - lower_bounds(count_ - total_, count_, miscoverage), 1.0)

@@ -114,14 +114,17 @@ class Strategy(Model):
         json_schema_extra={"default": "1m"},
     )
     min_requests: int = Field(100, ge=0, description="Requests per version per step before a step can pass.")
+    max_duration: Duration = Field(
+        default=timedelta(hours=1),
+        description="Horizon: a rollout still undecided this long after it started is decided by the rule"
+        " fixed in advance (each open SLO test goes the way its evidence leans), so every rollout ends"
+        " promoted or rolled back by then.",
+        json_schema_extra={"default": "1h"},
+    )
     max_step_duration: Duration | None = Field(
         None,
-        description="Longest a step may gather evidence before rolling back (default: 20 intervals).",
+        description="Optional: longest a step may gather evidence before rolling back (StepTimeout).",
     )
-
-    @property
-    def step_timeout(self) -> timedelta:
-        return self.max_step_duration or self.interval * 20
 
 
 class Prometheus(Model):
@@ -167,13 +170,25 @@ class QualitySLO(Model):
     severity: Severity = _severity()
 
 
+def _max_increase(default: float | None, what: str) -> Any:
+    return Field(
+        default,
+        gt=0,
+        le=100,
+        description=f"Largest acceptable increase of the candidate's {what} over stable's, as a fraction"
+        " (0.2 = 20% worse); the regression a rollout must catch even within the absolute bound.",
+    )
+
+
 class PercentileSLO(Model):
     p95: Duration = Field(description="Highest acceptable 95th percentile.")
+    max_increase_vs_stable: float | None = _max_increase(0.2, "95th percentile")
     severity: Severity = _severity()
 
 
 class ErrorRateSLO(Model):
     max: float = Field(ge=0, le=1, description="Highest acceptable share of failed requests.")
+    max_increase_vs_stable: float | None = _max_increase(1.0, "error rate")
     severity: Severity = _severity()
 
 
@@ -257,6 +272,13 @@ class Analysis(Model):
     )
     false_rollback_rate: float = Field(
         0.01, gt=0, lt=0.5, description="For sequential: chance of rolling back a healthy candidate."
+    )
+    miss_rate: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="For sequential: chance of promoting a candidate that breaches a stated bound (at the"
+        " bound; a larger breach is missed less often).",
     )
     failure_threshold: int = Field(
         1, ge=1, le=100, description="For threshold: failed intervals in a step before rolling back."

@@ -73,6 +73,9 @@ class LLMDeploymentStatus(StatusModel):
     step: int = Field(0, description="Index of the current step in spec.strategy.steps.")
     spec_stable: str | None = Field(None, description="spec.stable when status.stable was last set.")
     step_started_at: datetime | None = Field(None, description="When the current step began.")
+    rollout_started_at: datetime | None = Field(
+        None, description="When the current rollout began; strategy.maxDuration counts from here."
+    )
     last_analysis_at: datetime | None = Field(None, description="End of the last analysed window.")
     failed_checks: int = Field(0, description="Failed analyses in the current step.")
     inconclusive_checks: int = Field(0, description="Inconclusive analyses in a row.")
@@ -80,6 +83,11 @@ class LLMDeploymentStatus(StatusModel):
         default_factory=dict, description="Requests seen per version during the current step."
     )
     analysis: dict[str, Any] = Field(default_factory=dict, description="Last analysis per SLO and variant.")
+    plan: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per SLO: the canary requests and minutes a decision should take at the traffic seen,"
+        " and the smallest regression the horizon can still catch.",
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list, description="The latest decisions, newest last."
     )

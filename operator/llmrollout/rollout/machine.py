@@ -7,13 +7,20 @@ decides the same, because status is the only state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from llmrollout.analysis import SLOResult, Verdict, Window, evaluate_variant, results_to_status, worst
-from llmrollout.analysis.sequential import SequentialConfig, evaluate_sequential, load_state
+from llmrollout.analysis.sequential import (
+    SequentialConfig,
+    SequentialEvaluation,
+    evaluate_sequential,
+    load_state,
+)
+from llmrollout.analysis.sequential.plan import plan
 from llmrollout.api import (
     LLMDeploymentSpec,
     LLMDeploymentStatus,
@@ -25,6 +32,7 @@ from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
 from llmrollout.rollout.outcome import Outcome
 
 Action = Literal["promote", "abort", "failback"]
+PLAN = "Planned"
 MAX_CONDITION_MESSAGE = 1000
 
 
@@ -173,6 +181,7 @@ def _start(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, res
         candidate_weight=weight,
         weights=split(spec, stable, candidate, weight),
         step_started_at=b.now,
+        rollout_started_at=b.now,
         last_analysis_at=b.now,
         failed_checks=0,
         inconclusive_checks=0,
@@ -239,7 +248,12 @@ def _analyse(
         name: b.status.step_requests.get(name, 0.0) + (window.variants[name].requests or 0.0)
         for name in (stable, candidate)
     }
-    verdict, results, reason, state = _evaluate(spec, b.status, stable, candidate, window)
+    if spec.analysis.method == "threshold":
+        verdict, results, reason = _threshold(spec, stable, candidate, window)
+        sequential = None
+    else:
+        sequential = _sequential(spec, b.status, stable, candidate, window, b.now)
+        verdict, results, reason = sequential.verdict, sequential.results, sequential.reason
     analysis: dict[str, object] = {
         "method": spec.analysis.method,
         "windowStart": observation.start.isoformat(),
@@ -248,49 +262,143 @@ def _analyse(
         "reason": reason,
         "results": results_to_status(results),
     }
-    if state is not None:
-        analysis["sequential"] = state
+    if sequential is not None:
+        analysis["sequential"] = sequential.state.to_status()
+        _plan(spec, b, candidate, stable, sequential, window, observation)
     b.update(step_requests=requests, analysis=analysis)
     if verdict == Verdict.FAIL:
         _failed(spec, b, stable, candidate, results)
-    elif verdict == Verdict.INCONCLUSIVE and _data_missing(results):
+    elif sequential is not None and sequential.batch.at_horizon and verdict == Verdict.PASS:
+        _promote(
+            spec,
+            b,
+            candidate,
+            f"{candidate} promoted at the horizon ({format_duration(spec.strategy.max_duration)}): {reason}",
+        )
+    elif sequential is not None and sequential.batch.at_horizon and not sequential.warming:
+        # Only a spec without SLOs is still undecided here, and nothing can justify promoting it.
+        _roll_back(spec, b, stable, candidate, "HorizonReached", f"undecided at the horizon: {reason}")
+    elif sequential is not None and sequential.warming:
+        # Warm-up looks count as evidence for nothing, and so neither against the inconclusive limit.
+        b.update(inconclusive_checks=0)
+        b.condition(
+            PROGRESSING, "True", "WarmingUp", f"holding {candidate} at {b.status.candidate_weight}%: {reason}"
+        )
+    elif verdict == Verdict.INCONCLUSIVE and (
+        sequential.data_missing and not sequential.passes_step
+        if sequential is not None
+        else _data_missing(results)
+    ):
         _inconclusive(spec, b, stable, candidate, reason)
     else:
         b.update(inconclusive_checks=0)
-        if verdict == Verdict.PASS:
+        passes = sequential.passes_step if sequential is not None else verdict == Verdict.PASS
+        if passes:
             _maybe_advance(spec, b, stable, candidate, results)
         else:
             _gathering(spec, b, stable, candidate, reason)
 
 
-def _evaluate(
-    spec: LLMDeploymentSpec, status: LLMDeploymentStatus, stable: str, candidate: str, window: Window
-) -> tuple[Verdict, list[SLOResult], str, dict[str, object] | None]:
-    """The verdict on one window by the spec's method; sequential also returns its next state."""
-    pricing = spec.variant(candidate).pricing
-    if spec.analysis.method == "threshold":
-        results = evaluate_variant(
-            spec.slos, window.variants[candidate], pricing, baseline=window.variants[stable]
+def _plan(
+    spec: LLMDeploymentSpec,
+    b: Builder,
+    candidate: str,
+    stable: str,
+    sequential: SequentialEvaluation,
+    window: Window,
+    observation: Observation,
+) -> None:
+    """status.plan: per SLO, the canary requests and minutes a decision should take at this traffic.
+    Once warm, before the candidate leaves its first step, a Warning says if the horizon is too short."""
+    minutes = (observation.end - observation.start).total_seconds() / 60
+    seen = [window.variants[name].requests for name in (candidate, stable)]
+    total = sum(value for value in seen if value is not None and math.isfinite(value))
+    steps = [weight for weight in spec.strategy.steps if weight < 100] or [100]
+    weight = steps[-1] / 100
+    per_minute = total * weight / minutes if minutes > 0 and total > 0 else None
+    started = b.status.rollout_started_at or b.status.step_started_at or b.now
+    left = (spec.strategy.max_duration - (b.now - started)).total_seconds() / 60
+    judged = [
+        (w.eval_passed or 0.0) + (w.eval_failed or 0.0)
+        for w in (window.variants[candidate], window.variants[stable])
+    ]
+    per_request = {"quality": sum(judged) / total} if total > 0 else {}
+    plans = plan(
+        sequential.batch,
+        candidate_requests_per_minute=per_minute,
+        exposure_per_request=per_request,
+        weight=weight,
+        minutes_left=max(left, 0.0),
+    )
+    summary = "; ".join(p.describe() for p in plans)
+    b.update(
+        plan={
+            "weight": steps[-1],
+            "minutesLeft": round(max(left, 0.0), 1),
+            "slos": {p.slo: p.to_status() for p in plans},
+            "summary": summary,
+        }
+    )
+    too_long = [p for p in plans if p.expected_minutes is not None and p.expected_minutes > left]
+    warned = (c := b.status.condition(PLAN)) is not None and c.status == "False"
+    if sequential.warming or b.status.step > 0:
+        return
+    if too_long:
+        message = (
+            f"the horizon ({format_duration(spec.strategy.max_duration)}) is too short at this traffic: "
+            + "; ".join(p.describe() for p in too_long)
+            + "; raise strategy.maxDuration or traffic, or loosen the SLO"
         )
-        verdict = worst(r.verdict for r in results)
-        reason = "; ".join(r.message for r in results if r.verdict == verdict) or "no SLOs configured"
-        return verdict, results, reason, None
-    evaluation = evaluate_sequential(
+        b.condition(PLAN, "False", "HorizonTooShort", message)
+        if not warned:
+            b.event("Warning", "HorizonTooShort", message)
+    else:
+        b.condition(PLAN, "True", "Planned", summary or "no SLO test open")
+
+
+def _threshold(
+    spec: LLMDeploymentSpec, stable: str, candidate: str, window: Window
+) -> tuple[Verdict, list[SLOResult], str]:
+    """Flagger/Argo-style: this window's values against the SLOs' bounds."""
+    pricing = spec.variant(candidate).pricing
+    results = evaluate_variant(
+        spec.slos, window.variants[candidate], pricing, baseline=window.variants[stable]
+    )
+    verdict = worst(r.verdict for r in results)
+    reason = "; ".join(r.message for r in results if r.verdict == verdict) or "no SLOs configured"
+    return verdict, results, reason
+
+
+def at_horizon(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime) -> bool:
+    started = status.rollout_started_at or status.step_started_at
+    return started is not None and now - started >= spec.strategy.max_duration
+
+
+def _sequential(
+    spec: LLMDeploymentSpec,
+    status: LLMDeploymentStatus,
+    stable: str,
+    candidate: str,
+    window: Window,
+    now: datetime,
+) -> SequentialEvaluation:
+    steps = spec.strategy.steps
+    return evaluate_sequential(
         spec.slos,
         window,
         candidate=candidate,
         stable=stable,
         state=load_state(status.analysis.get("sequential")),
         false_rollback_rate=spec.analysis.false_rollback_rate,
-        min_requests=spec.strategy.min_requests,
-        step=status.step,
+        miss_rate=spec.analysis.miss_rate,
+        pricing=spec.variant(candidate).pricing,
         candidate_weight=status.candidate_weight,
-        pricing=pricing,
-        final_step=status.step + 1 >= len(spec.strategy.steps) or spec.strategy.steps[status.step + 1] >= 100,
+        final_step=status.step + 1 >= len(steps) or steps[status.step + 1] >= 100,
+        at_horizon=at_horizon(spec, status, now),
+        horizon=format_duration(spec.strategy.max_duration),
         # Two intervals of warm-up: 2 minutes at the default 1m interval, seconds in a fast test loop.
         config=SequentialConfig(warmup_seconds=2 * spec.strategy.interval.total_seconds()),
     )
-    return evaluation.verdict, evaluation.results, evaluation.reason, evaluation.state.to_status()
 
 
 def _data_missing(results: Sequence[SLOResult]) -> bool:
@@ -336,7 +444,8 @@ def _gathering(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str,
     """Healthy so far but not yet shown within the SLOs: hold, up to the step timeout."""
     started = b.status.step_started_at or b.now
     waited = b.now - started
-    if waited >= spec.strategy.step_timeout:
+    timeout = spec.strategy.max_step_duration
+    if timeout is not None and waited >= timeout:
         _roll_back(
             spec,
             b,

@@ -70,7 +70,9 @@ def _sprt(p_true: float, replicates: int, seed: int) -> tuple[np.ndarray, np.nda
             break
         errors = (rng.random(len(index)) < p_true).astype(float)
         window = _windows(errors, np.ones(len(index)))
-        verdict = policy.look(Look(step, index, np.zeros(len(index), np.int64), window, window, window))
+        verdict = policy.look(
+            Look(step, index, np.zeros(len(index), np.int64), window, window, window, window)
+        )
         used[index] += 1
         decision[index[verdict == FAIL]] = 1
         decision[index[verdict == PASS]] = 2
@@ -97,6 +99,6 @@ def test_oracle_increments_are_binomial_log_likelihood_ratios() -> None:
     policy.start(3)
     events, trials = np.array([0.0, 3.0, 10.0]), np.array([100.0, 120.0, 150.0])
     window = _windows(events, trials)
-    policy.look(Look(1, np.arange(3), np.zeros(3, np.int64), window, window, window))
+    policy.look(Look(1, np.arange(3), np.zeros(3, np.int64), window, window, window, window))
     expected = binom.logpmf(events, trials, 0.02) - binom.logpmf(events, trials, 0.01)
     assert policy.llr == pytest.approx(expected)

@@ -303,7 +303,9 @@ def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
             break
         # Too little evidence is not missing data: it neither counts toward the inconclusive limit nor alarms.
         assert status.inconclusive_checks == 0 and decided.events == []
-        assert status.condition("Progressing").reason == "GatheringEvidence"  # type: ignore[union-attr]
+        # The first two intervals are the candidate's warm-up, which counts for nothing either.
+        expected = "WarmingUp" if minute <= 4 else "GatheringEvidence"
+        assert status.condition("Progressing").reason == expected  # type: ignore[union-attr]
         assert status.analysis["method"] == "sequential" and status.analysis["sequential"]
     assert status.phase == Phase.ROLLED_BACK
     assert status.condition("Progressing").reason == "StepTimeout"  # type: ignore[union-attr]
@@ -350,3 +352,41 @@ def test_failed_queries_are_named_in_the_metrics_condition() -> None:
     metrics = decided.status.condition("MetricsAvailable")
     assert metrics is not None and (metrics.status, metrics.reason) == ("False", "QueryFailed")
     assert "parse error" in metrics.message
+
+
+def test_the_plan_is_in_status_and_a_short_horizon_warns_before_the_first_step_ends() -> None:
+    s = sequential_spec(
+        slos={"errorRate": {"max": 0.02}}, strategy__maxDuration="5m", strategy__steps=[10, 50]
+    )
+    _, outcome = started(s)
+    status = outcome.status
+    few = Traffic(requests=40, errors=0.4)
+    warnings: list[str] = []
+    for _ in range(8):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=few, stable=few))
+        status = decided.status
+        warnings += [e.message for e in decided.events if e.reason == "HorizonTooShort"]
+    assert len(warnings) == 1 and "the horizon (5m) is too short at this traffic" in warnings[0]
+    assert "errorRate: ~" in warnings[0] and "canary requests" in warnings[0]
+    assert status.plan["slos"]["errorRate"]["expectedRequests"] > 0
+    assert status.condition("Planned").reason == "HorizonTooShort"  # type: ignore[union-attr]
+
+
+def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
+    s = sequential_spec(slos={"errorRate": {"max": 0.05}}, strategy__steps=[10, 50])
+    _, outcome = started(s)
+    status = outcome.status
+    plenty = Traffic(requests=5000, errors=50)
+    events: list[str] = []
+    for _ in range(5):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=plenty, stable=plenty))
+        status = decided.status
+        events += [e.reason for e in decided.events]
+    assert "HorizonTooShort" not in events
+    assert status.condition("Planned").status == "True"  # type: ignore[union-attr]

@@ -60,6 +60,9 @@ class Traffic:
             ttft=maybe("ttft", ttft(self.requests - self.slow, self.slow)),
             eval_score_sum=maybe("eval", self.score * judged),
             eval_score_count=maybe("eval", judged),
+            # A binary judge: a pass scores 1, a fail 0.
+            eval_passed=maybe("eval", self.score * judged),
+            eval_failed=maybe("eval", (1 - self.score) * judged),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from llmrollout.analysis.evidence import Look
+from llmrollout.analysis.hypotheses import LookInput, SequentialConfig, SLOLook
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import SLOResult
 from llmrollout.api.spec import Pricing, SLOs
@@ -21,7 +21,7 @@ class SLOFamily(Protocol):
     hard_by_default: bool
 
     def rollback_tests(self, slos: SLOs) -> int:
-        """How many sequential rollback tests share falseRollbackRate for this family."""
+        """How many sequential tests share falseRollbackRate; fixed by the spec, never by the data."""
         ...
 
     def threshold(
@@ -30,10 +30,8 @@ class SLOFamily(Protocol):
         """The threshold method: this one window against the SLO's bounds."""
         ...
 
-    def sequential(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        """The sequential method: add the look's window to the evidence and judge it."""
-        ...
-
-    def warmup(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        """A warm-up look: nothing counts as evidence; only a severe breach rolls back."""
+    def observe(
+        self, look: LookInput, slos: SLOs, pricing: Pricing | None, config: SequentialConfig
+    ) -> list[SLOLook]:
+        """The sequential method: this window's tests for the family's SLOs."""
         ...

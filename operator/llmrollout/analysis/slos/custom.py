@@ -1,15 +1,15 @@
-"""custom: one number per window from the user's PromQL; no anytime-valid test applies to it."""
+"""custom: one number per window from the user's PromQL; no anytime-valid test applies to it, so it
+rolls back after consecutive breaching looks, outside the falseRollbackRate guarantee."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import numpy as np
 
 from llmrollout.analysis.checks import compare_lower, compare_upper, data_problem, inconclusive
-from llmrollout.analysis.evidence import Look
+from llmrollout.analysis.hypotheses import BreachCount, LookInput, SequentialConfig, SLOLook
 from llmrollout.analysis.messages import format_number
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import SLOResult, custom_slo_name
-from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import CustomSLO, Pricing, SLOs
 
 
@@ -31,36 +31,20 @@ def evaluate_threshold(slo: CustomSLO, window: VariantWindow) -> SLOResult:
     return compare_lower(name, name, variant, value, slo.min, None, format_number)
 
 
-def evaluate_sequential(look: Look, slo: CustomSLO) -> SLOResult:
-    result = evaluate_threshold(slo, look.candidate)
-    breaches = look.previous.custom_breaches.get(slo.name, 0)
-    if look.fresh:
-        if result.verdict is Verdict.FAIL:
-            breaches += 1
-        elif result.verdict is Verdict.PASS:
-            breaches = 0
-    look.custom_breaches[slo.name] = breaches
-    limit = look.config.custom_breaches_to_fail
-    if breaches >= limit:
-        message = f"{result.message}; {breaches} breaching looks in a row"
-        return replace(result, verdict=Verdict.FAIL, message=message)
-    if result.verdict is Verdict.FAIL:
-        return replace(
-            result,
-            verdict=Verdict.INCONCLUSIVE,
-            message=f"{result.message}; breach {breaches} of {limit} before rollback",
-        )
-    return result
-
-
-def evaluate_warmup(look: Look, slo: CustomSLO) -> SLOResult:
-    """A breach during warm-up is not counted toward custom_breaches_to_fail."""
-    result = evaluate_threshold(slo, look.candidate)
-    if result.verdict is Verdict.FAIL:
-        result = replace(
-            result, verdict=Verdict.INCONCLUSIVE, message=f"{result.message}; warm-up, not counted"
-        )
-    return result
+def observe(look: LookInput, slo: CustomSLO) -> SLOLook:
+    n = look.replicates
+    name = custom_slo_name(slo.name)
+    value = look.candidate.custom.get(slo.name, np.full(n, np.nan))
+    present = np.isfinite(value)
+    breached = np.zeros(n, bool)
+    if slo.max is not None:
+        breached |= present & (value > slo.max)
+    if slo.min is not None:
+        breached |= present & (value < slo.min)
+    bound = slo.max if slo.max is not None else slo.min
+    assert bound is not None
+    test = BreachCount(key=name, slo=name, breached=breached, within=present & ~breached)
+    return SLOLook(name, name, bound, (test,), ~present, "series missing", value)
 
 
 class Custom:
@@ -68,7 +52,6 @@ class Custom:
     hard_by_default = False
 
     def rollback_tests(self, slos: SLOs) -> int:
-        # Outside the falseRollbackRate guarantee: see custom_breaches_to_fail.
         return 0
 
     def threshold(
@@ -76,8 +59,7 @@ class Custom:
     ) -> list[SLOResult]:
         return [evaluate_threshold(slo, window) for slo in slos.custom]
 
-    def sequential(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        return [evaluate_sequential(look, slo) for slo in slos.custom]
-
-    def warmup(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        return [evaluate_warmup(look, slo) for slo in slos.custom]
+    def observe(
+        self, look: LookInput, slos: SLOs, pricing: Pricing | None, config: SequentialConfig
+    ) -> list[SLOLook]:
+        return [observe(look, slo) for slo in slos.custom]

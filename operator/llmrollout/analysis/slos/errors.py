@@ -1,16 +1,25 @@
-"""errorRate: the share of failed requests."""
+"""errorRate: the share of failed requests, against errorRate.max and against stable's rate."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from llmrollout.analysis.checks import NO_REQUESTS, compare_upper, data_problem, inconclusive
-from llmrollout.analysis.confidence import upper_confidence_bound
-from llmrollout.analysis.evidence import Look
-from llmrollout.analysis.evidence.warmup import severe_breach, warming
-from llmrollout.analysis.messages import confidence_label, count, format_ratio
+from llmrollout.analysis.hypotheses import (
+    CountTest,
+    LookInput,
+    SequentialConfig,
+    SLOLook,
+    nan_to_missing,
+    shared_incident,
+)
+from llmrollout.analysis.messages import count, format_ratio
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import ERROR_RATE, SLOResult
-from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import ErrorRateSLO, Pricing, SLOs
+
+# An errorRate.max of 0 still needs a rate for H1: any error then is a breach beyond doubt soon.
+SMALLEST_RATE = 1e-4
 
 
 def evaluate_threshold(slo: ErrorRateSLO, window: VariantWindow) -> SLOResult:
@@ -26,62 +35,56 @@ def evaluate_threshold(slo: ErrorRateSLO, window: VariantWindow) -> SLOResult:
     return compare_upper(ERROR_RATE, label, variant, rate, slo.max, count(window.requests), format_ratio)
 
 
-def evaluate_sequential(look: Look, slo: ErrorRateSLO) -> SLOResult:
-    label = "errorRate"
-    candidate, stable = look.candidate, look.stable
-    problem = data_problem(candidate.requests, candidate.errors)
-    stable_problem = look.stable_problem(
-        stable.requests if stable else None, stable.errors if stable else None
+def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLOLook:
+    c, s = look.candidate, look.stable
+    n = look.replicates
+    bound = max(slo.max, SMALLEST_RATE)
+    tests: list[CountTest] = [
+        CountTest(
+            key=f"{ERROR_RATE}/max@{slo.max:g}",
+            slo=ERROR_RATE,
+            what="error rate",
+            candidate_events=c.errors,
+            candidate_exposure=c.requests,
+            null=np.full(n, bound * config.absolute_null_fraction),
+            alternative=np.full(n, bound),
+            skip=shared_incident(s.errors, s.requests, bound, look.stable_required),
+        )
+    ]
+    missing = nan_to_missing(c.errors, c.requests)
+    reason = "series missing"
+    if slo.max_increase_vs_stable is not None:
+        # Kept at 100% too, where stable has no traffic: it adds nothing then, but keeps its verdict.
+        tests.append(
+            CountTest(
+                key=f"{ERROR_RATE}/vsStable@{slo.max_increase_vs_stable:g}",
+                slo=ERROR_RATE,
+                what="error rate",
+                candidate_events=c.errors,
+                candidate_exposure=c.requests,
+                stable_events=s.errors,
+                stable_exposure=s.requests,
+                null=np.full(n, config.ratio_null),
+                alternative=np.full(n, 1.0 + slo.max_increase_vs_stable),
+            )
+        )
+    if look.stable_required:
+        stable_missing = nan_to_missing(s.errors, s.requests)
+        if not missing[0] and stable_missing[0]:
+            reason = f"series missing on {look.stable_name}"
+        missing = missing | stable_missing
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = np.where(c.requests > 0, c.errors / c.requests, np.nan)
+    return SLOLook(
+        slo=ERROR_RATE,
+        label="errorRate",
+        bound=slo.max,
+        tests=tuple(tests),
+        missing=missing,
+        missing_reason=reason,
+        estimate=estimate,
+        warmup=(c.errors, c.requests, s.errors, s.requests, slo.max),
     )
-    sums = look.updated_sums(ERROR_RATE, candidate.errors, candidate.requests)
-    test = look.updated_ratio_test(
-        ERROR_RATE,
-        candidate.errors,
-        stable.errors if stable else None,
-        candidate.requests,
-        stable.requests if stable else None,
-    )
-    failure = look.ratio_failure(ERROR_RATE, label, slo.max, sums.mean, test, "error rate")
-    if failure is not None:
-        return failure
-    if problem is not None:
-        return look.inconclusive(ERROR_RATE, label, slo.max, problem, sums.mean, sums.count)
-    if stable_problem is not None:
-        reason = f"{stable_problem} on {look.stable_name}"
-        return look.inconclusive(ERROR_RATE, label, slo.max, reason, sums.mean, sums.count)
-    if sums.mean is None:
-        return look.inconclusive(ERROR_RATE, label, slo.max, NO_REQUESTS)
-    miscoverage = look.config.pass_miscoverage
-    upper = upper_confidence_bound(sums.total, sums.count, miscoverage)
-    evidence = (
-        f"{confidence_label(miscoverage)} upper bound {format_ratio(upper)}, n={count(sums.count)}; "
-        + look.ratio_note(test)
-    )
-    if upper <= slo.max:
-        shown = f"{format_ratio(sums.mean)} <= {format_ratio(slo.max)}"
-        message = f"{label} {shown} on {look.candidate_name} ({evidence})"
-        return look.result(ERROR_RATE, Verdict.PASS, sums.mean, slo.max, sums.count, message)
-    if sums.mean <= slo.max:
-        look.harmless(ERROR_RATE, label, f"{format_ratio(sums.mean)} <= {format_ratio(slo.max)}", evidence)
-    reason = f"{format_ratio(sums.mean)}, {evidence}; upper bound not yet <= {format_ratio(slo.max)}"
-    return look.inconclusive(ERROR_RATE, label, slo.max, reason, sums.mean, sums.count)
-
-
-def evaluate_warmup(look: Look, slo: ErrorRateSLO) -> SLOResult:
-    candidate, stable = look.candidate, look.stable
-    problem = data_problem(candidate.requests, candidate.errors)
-    sums = look.updated_sums(f"warmup.{ERROR_RATE}", candidate.errors, candidate.requests)
-    stable_sums = look.updated_sums(
-        f"warmup.stable.{ERROR_RATE}",
-        stable.errors if stable is not None else None,
-        stable.requests if stable is not None else None,
-    )
-    value = sums.mean
-    severe = severe_breach(
-        look, ERROR_RATE, "errorRate", slo.max, value, sums, stable_sums, slo.max, "error rate"
-    )
-    shown = "n/a" if value is None else format_ratio(value)
-    return severe or warming(look, ERROR_RATE, "errorRate", slo.max, value, problem, shown)
 
 
 class ErrorRate:
@@ -89,15 +92,15 @@ class ErrorRate:
     hard_by_default = True
 
     def rollback_tests(self, slos: SLOs) -> int:
-        return 1 if slos.error_rate is not None else 0
+        slo = slos.error_rate
+        return 0 if slo is None else 1 + (slo.max_increase_vs_stable is not None)
 
     def threshold(
         self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
     ) -> list[SLOResult]:
         return [] if slos.error_rate is None else [evaluate_threshold(slos.error_rate, window)]
 
-    def sequential(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        return [] if slos.error_rate is None else [evaluate_sequential(look, slos.error_rate)]
-
-    def warmup(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        return [] if slos.error_rate is None else [evaluate_warmup(look, slos.error_rate)]
+    def observe(
+        self, look: LookInput, slos: SLOs, pricing: Pricing | None, config: SequentialConfig
+    ) -> list[SLOLook]:
+        return [] if slos.error_rate is None else [observe(look, slos.error_rate, config)]

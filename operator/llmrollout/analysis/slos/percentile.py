@@ -1,39 +1,47 @@
-"""ttft.p95 and latency.p95: a 95th percentile read from a histogram."""
+"""ttft.p95 and latency.p95: a 95th percentile read from a histogram.
+
+Two tests per SLO:
+- the absolute bound: the share of requests above the bound (interpolated within its bucket, as
+  histogram_quantile does, so the verdict agrees with the p95 users see) is at most 5% (H0: 2.5%);
+- the relative bound: the share above the bucket edge nearest stable's p95, candidate against
+  stable. "p95 at most maxIncreaseVsStable worse" becomes a rate ratio through stable's own
+  distribution: if the candidate's latencies were stable's stretched by (1 + maxIncrease), its share
+  above that edge would be stable's share above edge / (1 + maxIncrease). The edge and the ratio are
+  chosen once, from stable's data pooled over the warm-up, and kept in the state.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from llmrollout.analysis.batch import HistogramBatch
 from llmrollout.analysis.checks import (
     NO_DATA,
     NO_REQUESTS,
     NOT_A_NUMBER,
     P95,
     compare_upper,
-    histogram_problem,
     inconclusive,
 )
-from llmrollout.analysis.confidence import upper_confidence_bound
-from llmrollout.analysis.evidence import (
-    P95_EXCEEDANCE,
-    PERCENTILE_EDGE_TESTS,
-    STABLE_P95_MIN_REQUESTS,
-    Look,
-    SequentialState,
+from llmrollout.analysis.hypotheses import (
+    CountTest,
+    LookInput,
+    SequentialConfig,
+    SLOLook,
+    nan_to_missing,
+    shared_incident,
 )
-from llmrollout.analysis.evidence.warmup import severe_breach, warming
-from llmrollout.analysis.messages import confidence_label, count, format_ratio, format_seconds
+from llmrollout.analysis.messages import count, format_seconds
 from llmrollout.analysis.observations import Histogram, VariantWindow
-from llmrollout.analysis.quantiles import (
-    edge_at_or_below,
-    histogram_quantile,
-    interpolated_count_above,
-    quantile_exceeds_finite_buckets,
-)
-from llmrollout.analysis.ratio_test import RateRatioTest
+from llmrollout.analysis.quantiles import histogram_quantile, quantile_exceeds_finite_buckets
 from llmrollout.analysis.results import LATENCY_P95, TTFT_P95, SLOResult
-from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import PercentileSLO, Pricing, SLOs
+
+P95_EXCEEDANCE = 1 - P95
+# A relative bound that stable's shape turns into a ratio below this is tested at this ratio.
+SMALLEST_RATIO = 1.05
 
 
 def evaluate_threshold(
@@ -60,157 +68,141 @@ def evaluate_threshold(
     return compare_upper(slo_name, label, variant, value, bound, samples, format_seconds)
 
 
-def evaluate_sequential(
-    look: Look, slo_name: str, label: str, slo: PercentileSLO, attribute: str
-) -> SLOResult:
-    bound = slo.p95.total_seconds()
-    candidate_hist: Histogram | None = getattr(look.candidate, attribute)
-    stable_hist: Histogram | None = getattr(look.stable, attribute) if look.stable else None
-    problem = histogram_problem(candidate_hist)
-    stable_problem = histogram_problem(stable_hist) if look.stable_required else None
-    value = histogram_quantile(0.95, candidate_hist) if problem is None and candidate_hist else None
-
-    above_bound = (
-        interpolated_count_above(candidate_hist, bound) if candidate_hist and problem is None else None
-    )
-    sums = look.updated_sums(
-        f"{slo_name}@{bound:g}",
-        above_bound,
-        candidate_hist.count if candidate_hist and problem is None else None,
-    )
-
-    # The ratio tests count exactly (no interpolation) above bucket edges that both versions share.
-    usable = candidate_hist if problem is None else None
-    stable_usable = stable_hist if histogram_problem(stable_hist) is None else None
-    edge_tests: list[tuple[RateRatioTest, float, str]] = []
-    for prefix, edge, what in (
-        (f"{slo_name}@", _shared_edge_at_or_below(usable, stable_usable, bound), "share above"),
-        (
-            _stable_p95_prefix(slo_name),
-            _stable_p95_edge(look, slo_name, bound, stable_usable),
-            f"share above {look.stable_name}'s p95 edge",
-        ),
-    ):
-        found = _edge_test(look, prefix, edge, usable, stable_usable)
-        if found is not None:
-            edge_tests.append((*found, what))
-    for test, edge, what in edge_tests:
-        failure = look.ratio_failure(
-            slo_name,
-            label,
-            bound,
-            value,
-            test,
-            f"{what} {format_seconds(edge)}",
-            shares=PERCENTILE_EDGE_TESTS,
-        )
-        if failure is not None:
-            return failure
-    if problem is not None:
-        return look.inconclusive(slo_name, label, bound, problem, value, sums.count)
-    if stable_problem is not None:
-        return look.inconclusive(
-            slo_name, label, bound, f"{stable_problem} on {look.stable_name}", value, sums.count
-        )
-    if sums.mean is None:
-        return look.inconclusive(slo_name, label, bound, NO_REQUESTS)
-    miscoverage = look.config.pass_miscoverage
-    upper = upper_confidence_bound(sums.total, sums.count, miscoverage)
-    shown_value = "n/a" if value is None else format_seconds(value)
-    evidence = (
-        f"share above {format_seconds(bound)} {format_ratio(sums.mean)}, {confidence_label(miscoverage)} "
-        f"upper bound {format_ratio(upper)}, n={count(sums.count)}"
-    )
-    for test, edge, _ in edge_tests:
-        evidence += f"; above {format_seconds(edge)} " + look.ratio_note(test, shares=PERCENTILE_EDGE_TESTS)
-    if upper <= P95_EXCEEDANCE:
-        message = f"{label} {shown_value} <= {format_seconds(bound)} on {look.candidate_name} ({evidence})"
-        return look.result(slo_name, Verdict.PASS, value, bound, sums.count, message)
-    if sums.mean <= P95_EXCEEDANCE:
-        relation = f"within {format_seconds(bound)} ({shown_value} this window)"
-        look.harmless(slo_name, label, relation, evidence)
-    reason = f"{shown_value} this window, {evidence}; upper bound not yet <= {format_ratio(P95_EXCEEDANCE)}"
-    return look.inconclusive(slo_name, label, bound, reason, value, sums.count)
-
-
-def _kept_edge(state: SequentialState, prefix: str) -> float | None:
-    key = next((key for key in state.ratio_tests if key.startswith(prefix)), None)
-    return None if key is None else float(key[len(prefix) :])
-
-
-def _has_edge(hist: Histogram, edge: float) -> bool:
-    return any(upper == edge for upper, _ in hist.buckets)
-
-
-def _shared_edge_at_or_below(
-    candidate: Histogram | None, stable: Histogram | None, bound: float
-) -> float | None:
-    edge = edge_at_or_below(candidate, bound) if candidate else None
-    return edge if edge is not None and stable and edge_at_or_below(stable, bound) == edge else None
-
-
-def _stable_p95_prefix(slo_name: str) -> str:
-    return f"{slo_name}.stableP95@"
-
-
-def _stable_p95_edge(look: Look, slo_name: str, bound: float, stable: Histogram | None) -> float | None:
-    """The edge of the test at stable's p95: the one chosen before, or else the finite bucket edge
-    nearest stable's p95 in this window (the lower one on a tie) if that lies below the SLO's edge,
-    whose own test covers it otherwise. Chosen once, so that the test keeps counting the same thing."""
-    kept = _kept_edge(look.previous, _stable_p95_prefix(slo_name))
-    if kept is not None or stable is None or stable.count < STABLE_P95_MIN_REQUESTS:
-        return kept
-    p95 = histogram_quantile(0.95, stable)
-    slo_edge = edge_at_or_below(stable, bound)
-    if p95 is None or slo_edge is None:
+def resolution_problem(hist: HistogramBatch, bound: float, factor: float) -> str | None:
+    """Why the buckets cannot judge a p95 bound: no edge within `factor` of it on either side."""
+    if any(bound / factor <= edge <= bound * factor for edge in hist.edges):
         return None
-    edges = [upper for upper, _ in stable.buckets if 0 < upper < math.inf]
-    nearest = min(edges, key=lambda edge: (abs(edge - p95), edge))
-    return nearest if nearest < slo_edge else None
+    shown = ", ".join(format_seconds(edge) for edge in hist.edges) or "none"
+    return (
+        f"no bucket edge between {format_seconds(bound / factor)} and {format_seconds(bound * factor)} "
+        f"(edges: {shown}); add buckets around {format_seconds(bound)} to judge it"
+    )
 
 
-def _edge_test(
-    look: Look, prefix: str, edge: float | None, candidate: Histogram | None, stable: Histogram | None
-) -> tuple[RateRatioTest, float] | None:
-    """The rate-ratio test above `edge` (or the edge kept from before), with this window added when
-    both histograms have that edge; a window without it adds nothing but keeps the evidence so far."""
-    if edge is None:
-        edge = _kept_edge(look.previous, prefix)
-        if edge is None:
-            return None
-    key = f"{prefix}{edge:g}"
-    if candidate and stable and _has_edge(candidate, edge) and _has_edge(stable, edge):
-        counts = (candidate.count_above(edge), stable.count_above(edge), candidate.count, stable.count)
-        return look.updated_ratio_test(key, *counts), edge
-    return look.updated_ratio_test(key, None, None, None, None), edge
+# An edge above which stable has less than this share of its requests cannot show a ratio.
+SMALLEST_STABLE_SHARE = 0.005
+UNTESTABLE = -1.0
 
 
-def evaluate_warmup(look: Look, slo_name: str, label: str, slo: PercentileSLO, attribute: str) -> SLOResult:
+def _stable_p95_edge(stable: HistogramBatch, pooled: np.ndarray) -> np.ndarray:
+    """Per replicate, the finite edge nearest stable's p95 among those with some of stable's requests
+    above it (the lower one on a tie); UNTESTABLE where no edge has."""
+    hist = HistogramBatch(stable.edges, pooled)
+    p95 = hist.quantile(P95)
+    edges = np.array(stable.edges)
+    total = pooled[:, -1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = (total - pooled[:, :-1]) / total
+    usable = shares >= SMALLEST_STABLE_SHARE
+    distance = np.where(usable, np.abs(edges[None, :] - p95[:, None]), np.inf)
+    chosen = np.where(np.isfinite(distance).any(axis=1), edges[np.argmin(distance, axis=1)], UNTESTABLE)
+    return np.where(np.isfinite(p95), chosen, np.nan)
+
+
+def observe(
+    look: LookInput, slo_name: str, label: str, slo: PercentileSLO, attribute: str, config: SequentialConfig
+) -> SLOLook:
     bound = slo.p95.total_seconds()
-    hist: Histogram | None = getattr(look.candidate, attribute)
-    problem = histogram_problem(hist)
-    usable = hist if problem is None else None
-    value = histogram_quantile(0.95, usable) if usable is not None else None
-    sums = look.updated_sums(
-        f"warmup.{slo_name}@{bound:g}",
-        interpolated_count_above(usable, bound) if usable is not None else None,
-        usable.count if usable is not None else None,
+    n = look.replicates
+    candidate: HistogramBatch | None = getattr(look.candidate, attribute)
+    stable: HistogramBatch | None = getattr(look.stable, attribute)
+    nan = np.full(n, np.nan)
+    if candidate is None:
+        return SLOLook(slo_name, label, bound, (), np.ones(n, bool), NO_DATA, nan)
+    problem = resolution_problem(candidate, bound, config.histogram_resolution)
+    if problem is not None:
+        return SLOLook(slo_name, label, bound, (), np.ones(n, bool), problem, nan)
+    total = candidate.total
+    above = candidate.share_above(np.full(n, bound)) * total
+    stable_total = stable.total if stable is not None else nan
+    stable_above = stable.share_above(np.full(n, bound)) * stable_total if stable is not None else nan
+    tests: list[CountTest] = [
+        CountTest(
+            key=f"{slo_name}/max@{bound:g}",
+            slo=slo_name,
+            what=f"share above {format_seconds(bound)}",
+            candidate_events=above,
+            candidate_exposure=total,
+            null=np.full(n, P95_EXCEEDANCE * config.absolute_null_fraction),
+            alternative=np.full(n, P95_EXCEEDANCE),
+            skip=shared_incident(stable_above, stable_total, P95_EXCEEDANCE, look.stable_required),
+        )
+    ]
+    missing = nan_to_missing(total)
+    reason = NO_DATA
+    if look.stable_required:
+        stable_missing = np.ones(n, bool) if stable is None else nan_to_missing(stable.total)
+        if not missing[0] and stable_missing[0]:
+            reason = f"{NO_DATA} on {look.stable_name}"
+        missing = missing | stable_missing
+    if slo.max_increase_vs_stable is not None:
+        # Kept at 100% too, where stable has no traffic: it adds nothing then, but keeps its verdict.
+        no_stable = HistogramBatch(candidate.edges, np.full((n, len(candidate.edges) + 1), np.nan))
+        versus = _versus_stable(
+            look, slo_name, slo.max_increase_vs_stable, candidate, stable or no_stable, config
+        )
+        tests.extend(versus)
+    return SLOLook(
+        slo=slo_name,
+        label=label,
+        bound=bound,
+        tests=tuple(tests),
+        missing=missing,
+        missing_reason=reason,
+        estimate=candidate.quantile(P95),
+        warmup=(above, total, stable_above, stable_total, P95_EXCEEDANCE),
     )
-    stable_hist: Histogram | None = getattr(look.stable, attribute) if look.stable is not None else None
-    stable_usable = stable_hist if histogram_problem(stable_hist) is None else None
-    # Stable's p95 edge is best chosen now, from windows that count as evidence for nothing.
-    stable_edge = _stable_p95_edge(look, slo_name, bound, stable_usable)
-    if stable_edge is not None:
-        look.updated_ratio_test(f"{_stable_p95_prefix(slo_name)}{stable_edge:g}", None, None, None, None)
-    stable_sums = look.updated_sums(
-        f"warmup.stable.{slo_name}@{bound:g}",
-        interpolated_count_above(stable_usable, bound) if stable_usable is not None else None,
-        stable_usable.count if stable_usable is not None else None,
-    )
-    what = f"share above {format_seconds(bound)}"
-    severe = severe_breach(look, slo_name, label, bound, value, sums, stable_sums, P95_EXCEEDANCE, what)
-    shown = "n/a" if value is None else format_seconds(value)
-    return severe or warming(look, slo_name, label, bound, value, problem, shown)
+
+
+def _versus_stable(
+    look: LookInput,
+    slo_name: str,
+    max_increase: float,
+    candidate: HistogramBatch,
+    stable: HistogramBatch,
+    config: SequentialConfig,
+) -> list[CountTest]:
+    key = f"{slo_name}/vsStable@{max_increase:g}"
+    n = look.replicates
+    # Stable's histogram pooled until enough observations to place its p95; then edge and ratio are fixed.
+    if np.isnan(look.param(f"{key}.edge")).any():
+        pooled = look.pool(f"{key}.pool", stable.cumulative)
+        enough = pooled[:, -1] >= config.stable_min_observations
+        edge = np.where(enough, _stable_p95_edge(stable, pooled), np.nan)
+        testable = np.isfinite(edge) & (edge > 0)
+        pooled_hist = HistogramBatch(stable.edges, pooled)
+        at_edge = pooled_hist.tail_share(np.where(testable, edge, np.nan))
+        stretched = pooled_hist.tail_share(np.where(testable, edge / (1.0 + max_increase), np.nan))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.maximum(stretched / at_edge, SMALLEST_RATIO)
+        look.choose(f"{key}.edge", edge)
+        look.choose(f"{key}.rho1", np.where(testable, ratio, np.where(np.isfinite(edge), UNTESTABLE, np.nan)))
+    edge = look.param(f"{key}.edge")
+    rho1 = look.param(f"{key}.rho1")
+    ready = np.isfinite(edge) & (edge > 0) & np.isfinite(rho1) & (rho1 > 0)
+    applicable = ~(edge == UNTESTABLE)
+    c_above, s_above = np.full(n, np.nan), np.full(n, np.nan)
+    for value in np.unique(edge[ready]):
+        rows = edge == value
+        if candidate.has_edge(float(value)) and stable.has_edge(float(value)):
+            c_above = np.where(rows, candidate.count_above(float(value)), c_above)
+            s_above = np.where(rows, stable.count_above(float(value)), s_above)
+    shown = format_seconds(float(edge[0])) if ready[0] else "(not chosen yet)"
+    return [
+        CountTest(
+            key=key,
+            slo=slo_name,
+            what=f"share above {look.stable_name}'s p95 edge {shown}",
+            candidate_events=c_above,
+            candidate_exposure=np.where(np.isfinite(c_above), candidate.total, np.nan),
+            stable_events=s_above,
+            stable_exposure=np.where(np.isfinite(s_above), stable.total, np.nan),
+            null=np.full(n, config.ratio_null),
+            alternative=np.where(ready, rho1, 1.0 + max_increase),
+            ready=ready,
+            applicable=applicable,
+        )
+    ]
 
 
 class Percentile:
@@ -229,7 +221,8 @@ class Percentile:
         return slo
 
     def rollback_tests(self, slos: SLOs) -> int:
-        return 1 if self._slo(slos) is not None else 0
+        slo = self._slo(slos)
+        return 0 if slo is None else 1 + (slo.max_increase_vs_stable is not None)
 
     def threshold(
         self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
@@ -240,15 +233,13 @@ class Percentile:
         hist: Histogram | None = getattr(window, self.attribute)
         return [evaluate_threshold(self.slo_name, self.label, slo, window.variant, hist)]
 
-    def sequential(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
+    def observe(
+        self, look: LookInput, slos: SLOs, pricing: Pricing | None, config: SequentialConfig
+    ) -> list[SLOLook]:
         slo = self._slo(slos)
-        return (
-            [] if slo is None else [evaluate_sequential(look, self.slo_name, self.label, slo, self.attribute)]
-        )
-
-    def warmup(self, look: Look, slos: SLOs, pricing: Pricing | None) -> list[SLOResult]:
-        slo = self._slo(slos)
-        return [] if slo is None else [evaluate_warmup(look, self.slo_name, self.label, slo, self.attribute)]
+        if slo is None:
+            return []
+        return [observe(look, self.slo_name, self.label, slo, self.attribute, config)]
 
 
 TTFT = Percentile("ttft", TTFT_P95, "ttft p95", "ttft")

@@ -1,0 +1,202 @@
+"""What an SLO family hands the sequential method for one look: its tests and this window's data.
+
+A family (llmrollout.analysis.slos) turns a window into tests of three shapes, all on arrays of
+replicates:
+
+- CountTest: events among exposures, judged by Wald's SPRT (sprt.py): one-sample against an
+  absolute bound, or two-sample against stable's rate.
+- MeanTest: a mean in [0, cap] (eval scores, cost per request) judged by confidence sequences
+  (confidence.py): rolls back when the bound is breached beyond doubt at the rollback level,
+  clears when it is met at the miss level.
+- BreachCount: a custom query's value, which no test can judge; rolls back after consecutive
+  breaching looks.
+
+Each test's `key` names its evidence in the state and carries whatever the evidence depends on
+(the bound, the tolerance), so that a spec change starts it afresh instead of misreading it.
+Families also say, per SLO, whether this window's data are missing and what the point estimate
+shows (for "no evidence of harm" before the final step). Parameters a family chooses from stable's
+data (a bucket edge, the rate ratio that a relative bound means) are kept in the state through
+`LookInput.param`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from llmrollout.analysis.batch import SideBatch, WindowBatch
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+# Windows are [start, end] in unix seconds; providers may round them, so allow a little overlap.
+WINDOW_OVERLAP_SLACK_SECONDS = 1e-3
+P95_EXCEEDANCE = 0.05
+
+
+@dataclass(frozen=True)
+class SequentialConfig:
+    # An absolute bound's H0 ("comfortably inside") is this fraction of the bound, its H1 the bound.
+    absolute_null_fraction: float = 0.5
+    # Every relative bound's H0: the candidate no worse than stable.
+    ratio_null: float = 1.0
+    # Stable's data chosen from (its p95's bucket edge, its eval failure share) must rest on this many.
+    stable_min_observations: float = 20.0
+    stable_min_judged: float = 50.0
+    # A percentile SLO needs a bucket edge within this factor of its bound (either side).
+    histogram_resolution: float = 2.0
+    # Assumed per-request cost ceiling, as a multiple of costPerRequest.maxUSD.
+    cost_cap_multiple: float = 10.0
+    custom_breaches_to_fail: int = 2
+    # A new candidate's first windows (those starting within this many seconds of its first window's
+    # start) count as evidence for nothing: cold caches, JIT and autoscaling make a healthy candidate
+    # look worse for a minute or two, and a test never forgets what it has counted.
+    warmup_seconds: float = 120.0
+    # ... except a severe breach: during warm-up the candidate is rolled back when its error rate, or
+    # its share of requests above a p95 bound, over the warm-up so far exceeds this multiple of both
+    # what the SLO allows and stable's, on at least this many requests.
+    warmup_severe_multiple: float = 5.0
+    warmup_severe_min_requests: int = 50
+
+
+@dataclass(frozen=True)
+class CountTest:
+    key: str
+    slo: str
+    what: str  # what is counted, for messages: "error rate", "share above 0.80s"
+    candidate_events: FloatArray
+    candidate_exposure: FloatArray
+    # One-sample tests compare the candidate's rate with p0/p1; two-sample ones with stable's.
+    null: FloatArray  # p0, or rho0
+    alternative: FloatArray  # p1, or rho1
+    stable_events: FloatArray | None = None
+    stable_exposure: FloatArray | None = None
+    # Where False, the test is not set up yet (a parameter still unknown): nothing is added.
+    ready: BoolArray | None = None
+    # Where False, stable's data showed that this test cannot be set up (no bucket edge with stable's
+    # requests above it): it is left out, as if cleared, and the SLO rests on its other tests.
+    applicable: BoolArray | None = None
+    # Where True, this window adds nothing to the test (a shared incident: see shared_incident).
+    skip: BoolArray | None = None
+
+    @property
+    def two_sample(self) -> bool:
+        return self.stable_events is not None
+
+
+@dataclass(frozen=True)
+class MeanTest:
+    """A mean of values in [0, cap]: the window adds `total` over `count` observations."""
+
+    key: str
+    slo: str
+    what: str
+    total: FloatArray
+    count: FloatArray
+    bound: float
+    cap: float
+    direction: Literal["max", "min"]  # the SLO is an upper bound on the mean (cost) or a lower one
+
+
+@dataclass(frozen=True)
+class BreachCount:
+    key: str
+    slo: str
+    breached: BoolArray
+    within: BoolArray  # breached and within are both False when the value is missing
+
+
+Test = CountTest | MeanTest | BreachCount
+
+
+@dataclass(frozen=True)
+class SLOLook:
+    """One SLO's part of a look: its tests, and facts about this window for its result. Whether the
+    SLO shows no evidence of harm is read off its tests' pooled counts (each at most its H1)."""
+
+    slo: str
+    label: str  # "errorRate", "ttft p95", ...
+    bound: float
+    tests: tuple[Test, ...]
+    missing: BoolArray  # this window lacks data the SLO needs (a series, NaN, no stable)
+    missing_reason: str  # for messages (operator: replicate 0)
+    estimate: FloatArray  # this window's value, shown in status (NaN when none)
+    # Severe breaches during warm-up are judged on these (events, exposure), for both versions.
+    warmup: tuple[FloatArray, FloatArray, FloatArray, FloatArray, float] | None = None
+
+
+@dataclass
+class LookInput:
+    """What a family reads: the window, the stable version's identity and the state's parameters."""
+
+    window: WindowBatch
+    candidate_name: str
+    stable_name: str
+    stable_required: bool  # stable still gets traffic (candidate below 100%)
+    params: dict[str, FloatArray] = field(default_factory=dict)
+    # Whether this window adds to pools (a window already counted, retried, adds nothing).
+    fresh: bool = True
+    warmup: bool = False
+
+    @property
+    def candidate(self) -> SideBatch:
+        return self.window.candidate
+
+    @property
+    def stable(self) -> SideBatch:
+        return self.window.stable
+
+    @property
+    def replicates(self) -> int:
+        return self.window.replicates
+
+    def param(self, key: str) -> FloatArray:
+        """A parameter chosen at an earlier look (NaN where none was)."""
+        return self.params.get(key, np.full(self.replicates, math.nan))
+
+    def choose(self, key: str, value: FloatArray) -> FloatArray:
+        """Keep `value` where no parameter was chosen yet; a chosen one never changes."""
+        kept = self.param(key)
+        chosen = np.where(np.isnan(kept), value, kept)
+        self.params[key] = chosen
+        return chosen
+
+    def pool(self, key: str, value: FloatArray) -> FloatArray:
+        """Stable's data summed over the looks so far (this one included), for choosing parameters;
+        NaN (missing) adds nothing."""
+        pooled = self.params.get(key)
+        if pooled is None or pooled.shape != value.shape:
+            # Nothing pooled yet, or the histogram's buckets changed: start again.
+            pooled = np.zeros_like(value)
+        if self.fresh:
+            pooled = pooled + np.where(np.isfinite(value), value, 0.0)
+            self.params[key] = pooled
+        return pooled
+
+
+def shared_incident(
+    stable_events: FloatArray, stable_exposure: FloatArray, bound: float, stable_required: bool
+) -> BoolArray:
+    """Windows in which stable itself is far beyond an absolute bound (more than twice it): an outage
+    or overload hitting both versions. Such a window says nothing about the candidate against the
+    bound, so absolute tests skip it; the tests against stable's rate still count it, since the
+    shared part cancels out there."""
+    if not stable_required:
+        return np.zeros(len(stable_events), bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = stable_events / stable_exposure
+        incident: BoolArray = np.isfinite(share) & (share > 2 * bound)
+    return incident
+
+
+def nan_to_missing(*values: FloatArray) -> BoolArray:
+    """Where any of the arrays is NaN (a series missing) or negative/infinite (unusable)."""
+    missing = np.zeros(np.broadcast(*values).shape, dtype=bool)
+    for value in values:
+        with np.errstate(invalid="ignore"):
+            missing |= ~(np.isfinite(value) & (value >= 0))
+    return missing

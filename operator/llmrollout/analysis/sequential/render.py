@@ -1,0 +1,200 @@
+"""Words for one replicate's typed results: the operator's SLOResults and reasons, with the numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from llmrollout.analysis.hypotheses import BreachCount, MeanTest, SequentialConfig
+from llmrollout.analysis.messages import count, format_number, format_ratio, format_seconds, format_usd
+from llmrollout.analysis.results import SLOResult
+from llmrollout.analysis.sequential.engine import FAIL, PASS, BatchEvaluation, How, SLODecision, TestReport
+from llmrollout.analysis.verdict import Verdict
+
+FloatArray = NDArray[np.float64]
+FORMATS = {"ttft": format_seconds, "latency": format_seconds, "costPerRequest": format_usd}
+
+
+def _fmt(slo: str, value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    for prefix, fmt in FORMATS.items():
+        if slo.startswith(prefix):
+            return fmt(value)
+    return format_number(value) if slo.startswith("custom.") else format_ratio(value)
+
+
+def _rate(events: float, exposure: float) -> str:
+    return format_ratio(events / exposure) if exposure > 0 else "n/a"
+
+
+def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
+    """One test's evidence so far, e.g. "error rate 0.012 vs v1 0.010 (n=812 vs 15,230): LLR -1.20,
+    rolls back at 6.52, clears at -2.99"."""
+    test = report.test
+    if isinstance(test, BreachCount):
+        return f"{int(report.candidate_events[i])} breaching looks in a row"
+    if isinstance(test, MeanTest):
+        level = "rollback" if test.direction == "max" else "miss"
+        return (
+            f"{test.what} bounds {_fmt(test.slo, float(report.lower[i]))}.."
+            f"{_fmt(test.slo, float(report.upper[i]))} (n={count(float(report.candidate_exposure[i]))}; "
+            f"lower at the {level} level)"
+        )
+    ce, cx = float(report.candidate_events[i]), float(report.candidate_exposure[i])
+    llr = float(report.log_evidence[i])
+    tail = f"LLR {llr:.2f}, rolls back at {report.rollback_at:.2f}, clears at {report.clear_at:.2f}"
+    if test.two_sample:
+        se, sx = float(report.stable_events[i]), float(report.stable_exposure[i])
+        if test.applicable is not None and not bool(test.applicable[i]):
+            return f"{test.what}: not testable with these buckets (no edge with {stable}'s requests above it)"
+        if not bool(test.ready[i] if test.ready is not None else True):
+            return f"{test.what}: waiting for enough of {stable}'s data to set the test up"
+        return (
+            f"{test.what} {_rate(ce, cx)} vs {stable} {_rate(se, sx)} (n={count(cx)} vs {count(sx)}; "
+            f"H1 ratio {float(test.alternative[i]):.2f} vs H0 {float(test.null[i]):.2f}): {tail}"
+        )
+    return (
+        f"{test.what} {_rate(ce, cx)} (n={count(cx)}; H1 {format_ratio(float(test.alternative[i]))} vs "
+        f"H0 {format_ratio(float(test.null[i]))}): {tail}"
+    )
+
+
+def slo_result(
+    decision: SLODecision,
+    candidate: str,
+    stable: str,
+    horizon: str,
+    values: Mapping[str, FloatArray],
+    i: int = 0,
+) -> SLOResult:
+    look = decision.look
+    value = float(look.estimate[i])
+    shown = _fmt(look.slo, value)
+    bound = _fmt(look.slo, look.bound)
+    how = How(int(decision.how[i]))
+    reports = decision.tests
+    details = "; ".join(describe_test(r, stable, i) for r in reports)
+    samples = (
+        float(reports[0].candidate_exposure[i])
+        if reports and not isinstance(reports[0].test, BreachCount)
+        else 0.0
+    )
+    verdict = Verdict(int(decision.verdict[i]))
+    if how == How.HORIZON_ROLLED_BACK and not reports:
+        message = (
+            f"{look.label} on {candidate} undecided at the horizon ({horizon}) with nothing that could clear "
+            f"it: {look.missing_reason}"
+        )
+    elif how in (How.ROLLED_BACK, How.HORIZON_ROLLED_BACK):
+        decider = reports[int(decision.decided_by[i])] if decision.decided_by[i] >= 0 else reports[0]
+        message = _rollback_message(look.label, decider, candidate, stable, shown, bound, i)
+        if how == How.HORIZON_ROLLED_BACK:
+            message = (
+                f"{message}; undecided at the horizon ({horizon}), where the evidence leaned to a breach"
+            )
+    elif how == How.SEVERE_WARMUP:
+        message = _severe_message(decision, candidate, stable, values, i)
+    elif how == How.CLEARED:
+        message = f"{look.label} {shown} this window, within {bound} on {candidate}: cleared ({details})"
+    elif how == How.HORIZON_CLEARED:
+        message = (
+            f"{look.label} {shown} this window on {candidate}: undecided at the horizon ({horizon}), the "
+            f"evidence leaned to within {bound} ({details})"
+        )
+    elif how == How.WARMUP:
+        message = f"{look.label} {shown} this window on {candidate}: warm-up, not counted as evidence"
+    elif how == How.MISSING:
+        message = f"{look.label} inconclusive on {candidate}: {look.missing_reason}"
+    else:
+        message = f"{look.label} {shown} this window on {candidate}, gathering evidence ({details})"
+    return SLOResult(
+        slo=look.slo,
+        variant=candidate,
+        value=value if math.isfinite(value) else None,
+        bound=look.bound,
+        samples=count(samples),
+        verdict=verdict,
+        message=message,
+    )
+
+
+def _rollback_message(
+    label: str, report: TestReport, candidate: str, stable: str, shown: str, bound: str, i: int
+) -> str:
+    test = report.test
+    if isinstance(test, BreachCount):
+        breaches = int(report.candidate_events[i])
+        return f"{label} {shown} outside {bound} on {candidate}; {breaches} breaching looks in a row"
+    if isinstance(test, MeanTest):
+        relation = ">" if test.direction == "max" else "<"
+        mean = float(report.candidate_events[i]) / max(float(report.candidate_exposure[i]), 1e-300)
+        side = report.lower if test.direction == "max" else report.upper
+        which = "lower" if test.direction == "max" else "upper"
+        return (
+            f"{label} {_fmt(test.slo, mean)} {relation} {bound} on {candidate} ({which} bound "
+            f"{_fmt(test.slo, float(side[i]))}, n={count(float(report.candidate_exposure[i]))})"
+        )
+    if test.two_sample:
+        evidence = describe_test(report, stable, i)
+        return f"{label} on {candidate} worse than {stable} beyond its relative bound: {evidence}"
+    return f"{label} {shown} > {bound} on {candidate}: {describe_test(report, stable, i)}"
+
+
+def _severe_message(
+    decision: SLODecision, candidate: str, stable: str, values: Mapping[str, FloatArray], i: int
+) -> str:
+    look = decision.look
+    c_events, c_exposure, s_events, s_exposure = (
+        float(values.get(f"warmup.{look.slo}.{name}", [math.nan])[i])
+        for name in ("cEvents", "cExposure", "sEvents", "sExposure")
+    )
+    what = "error rate" if look.slo == "errorRate" else f"share above {_fmt(look.slo, look.bound)}"
+    return (
+        f"{look.label} on {candidate} severely breached during warm-up: {what} {_rate(c_events, c_exposure)}"
+        f" vs {stable}'s {_rate(s_events, s_exposure)} (n={count(c_exposure)}), which rolls back even before"
+        " warm-up windows count as evidence"
+    )
+
+
+def reason(
+    evaluation: BatchEvaluation,
+    results: list[SLOResult],
+    candidate: str,
+    config: SequentialConfig,
+    i: int = 0,
+) -> str:
+    verdict = int(evaluation.verdict[i])
+    failed = [r for r in results if r.verdict == Verdict.FAIL]
+    if verdict == FAIL and failed:
+        text = failed[0].message
+    elif evaluation.warming:
+        assert evaluation.warmup_ends is not None
+        until = datetime.fromtimestamp(evaluation.warmup_ends, UTC).strftime("%H:%M:%S")
+        text = (
+            f"warm-up of {candidate} until {until} UTC ({config.warmup_seconds:g}s from its first window): "
+            "not counted as evidence; only a severe breach rolls back"
+        )
+    elif not results:
+        text = "no SLOs configured: nothing can justify a promotion"
+    elif verdict == PASS:
+        text = f"all {len(results)} SLOs cleared on {candidate}"
+        if evaluation.at_horizon:
+            text += " (some at the horizon, by the evidence they leaned to)"
+    elif bool(evaluation.passes_step[i]):
+        cleared = sum(r.verdict == Verdict.PASS for r in results)
+        text = (
+            f"step passes on no evidence of harm on {candidate}: no test crossed its rollback boundary and "
+            f"every estimate is within its bound ({cleared} of {len(results)} SLOs cleared; the final step "
+            "needs all)"
+        )
+    else:
+        holding = [r for r in results if r.verdict == Verdict.INCONCLUSIVE]
+        text = holding[0].message if holding else "holding"
+    if not evaluation.fresh:
+        text += " (this window was already counted)"
+    return text

@@ -1,0 +1,160 @@
+"""Wald's sequential probability ratio test on counts, for arrays of replicates.
+
+Every SLO test of the sequential method reduces a window to counts: events (errors, failed evals,
+requests above a bucket edge) among exposures (requests, judged answers, histogram observations).
+Two shapes of test use them:
+
+- one-sample: the candidate's events are Binomial(exposure, p); H0: p = p0 against H1: p = p1 > p0.
+  It states an absolute bound: p1 is the bound (errorRate.max, 5% above a p95 bound) and p0 a level
+  comfortably inside it.
+- two-sample, conditional: given a window's total events X, the candidate's share is
+  Binomial(X, q(rho)) with q(rho) = w rho / (w rho + 1 - w), w the candidate's share of the exposure
+  and rho the ratio of the candidate's event rate to stable's. H0: rho = rho0 against H1: rho = rho1.
+  A shared, time-varying baseline (an outage hitting both, a load spike) cancels out, and w may
+  change from window to window (the steps) since it is fixed before the window's events happen.
+
+The log-likelihood ratio (LLR) of H1 to H0 adds up over windows. The test rolls back when it reaches
+log((1 - beta) / alpha) and clears when it falls to log(beta / (1 - alpha)). Under H0 the likelihood
+ratio is a martingale, so by Ville's inequality it ever reaches (1 - beta) / alpha with probability
+at most alpha / (1 - beta), however often it is looked at and even if it keeps running after
+clearing; symmetrically for a miss under H1. Both hypotheses are composite in the usual way: the
+family has a monotone likelihood ratio, so a rate below p0 (or rho0) rolls back less often and one
+above p1 (or rho1) is missed less often.
+
+Everything here is numpy on arrays of any shape; the operator passes arrays of one replicate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+OPEN, CLEARED, ROLLED_BACK = 0, -1, 1
+
+
+def boundaries(alpha: float, beta: float) -> tuple[float, float]:
+    """(rollback, clear) thresholds on the LLR for error rates alpha (false rollback) and beta (miss)."""
+    if not (0 < alpha < 1 and 0 < beta < 1 and alpha + beta < 1):
+        raise ValueError(f"error rates must be in (0, 1) and sum below 1, not alpha={alpha}, beta={beta}")
+    return math.log((1 - beta) / alpha), math.log(beta / (1 - alpha))
+
+
+def usable(*values: ArrayLike) -> BoolArray:
+    """Where every value is a finite count >= 0 (NaN marks a missing series)."""
+    ok = np.ones(np.broadcast(*[np.asarray(v) for v in values]).shape, dtype=bool)
+    for value in values:
+        array = np.asarray(value, dtype=float)
+        with np.errstate(invalid="ignore"):
+            ok &= np.isfinite(array) & (array >= 0)
+    return ok
+
+
+def binomial_llr(events: ArrayLike, exposure: ArrayLike, p0: ArrayLike, p1: ArrayLike) -> FloatArray:
+    """One-sample LLR of p1 against p0 for `events` among `exposure`; 0 where the counts are unusable."""
+    k = np.asarray(events, dtype=float)
+    n = np.asarray(exposure, dtype=float)
+    ok = usable(k, n) & usable(p0, p1)
+    k = np.where(ok, np.minimum(k, n), 0.0)
+    n = np.where(ok, n, 0.0)
+    a = np.clip(np.asarray(p0, dtype=float), 1e-12, 1 - 1e-12)
+    b = np.clip(np.asarray(p1, dtype=float), 1e-12, 1 - 1e-12)
+    llr: FloatArray = k * np.log(b / a) + (n - k) * np.log((1 - b) / (1 - a))
+    return np.where(ok, llr, 0.0)
+
+
+def candidate_share(weight: ArrayLike, ratio: ArrayLike) -> FloatArray:
+    """q: the chance that an event is the candidate's, given its exposure share and rate ratio."""
+    w = np.asarray(weight, dtype=float)
+    r = np.asarray(ratio, dtype=float)
+    share: FloatArray = w * r / (w * r + 1.0 - w)
+    return share
+
+
+def ratio_llr(
+    candidate_events: ArrayLike,
+    stable_events: ArrayLike,
+    candidate_exposure: ArrayLike,
+    stable_exposure: ArrayLike,
+    rho0: ArrayLike,
+    rho1: ArrayLike,
+) -> FloatArray:
+    """Two-sample conditional LLR of rho1 against rho0; 0 where either side is unusable or unexposed."""
+    c = np.asarray(candidate_events, dtype=float)
+    s = np.asarray(stable_events, dtype=float)
+    ec = np.asarray(candidate_exposure, dtype=float)
+    es = np.asarray(stable_exposure, dtype=float)
+    ok = usable(c, s, ec, es) & usable(rho0, rho1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok &= (ec > 0) & (es > 0)
+        w = np.where(ok, ec / np.where(ok, ec + es, 1.0), 0.5)
+    q0 = np.clip(candidate_share(w, np.where(ok, rho0, 1.0)), 1e-12, 1 - 1e-12)
+    q1 = np.clip(candidate_share(w, np.where(ok, rho1, 1.0)), 1e-12, 1 - 1e-12)
+    c = np.where(ok, c, 0.0)
+    s = np.where(ok, s, 0.0)
+    llr: FloatArray = c * np.log(q1 / q0) + s * np.log((1 - q1) / (1 - q0))
+    return np.where(ok, llr, 0.0)
+
+
+def decide(llr: ArrayLike, rollback_at: ArrayLike, clear_at: ArrayLike) -> NDArray[np.int64]:
+    """ROLLED_BACK where the LLR reached the rollback threshold, CLEARED where it fell to the clearing
+    one, else OPEN."""
+    value = np.asarray(llr, dtype=float)
+    codes = np.where(value >= rollback_at, ROLLED_BACK, np.where(value <= clear_at, CLEARED, OPEN))
+    return codes.astype(np.int64)
+
+
+def truncate(llr: ArrayLike) -> NDArray[np.int64]:
+    """The horizon's rule, fixed in advance: a test still open then goes the way its evidence leans
+    (the sign of the LLR; a tie clears, since the candidate showed nothing against it)."""
+    value = np.asarray(llr, dtype=float)
+    return np.where(value > 0, ROLLED_BACK, CLEARED).astype(np.int64)
+
+
+def drift(p0: float, p1: float, true_p: float) -> float:
+    """The expected LLR per exposure of a one-sample test when the true rate is `true_p`."""
+    a, b, p = (min(max(x, 1e-12), 1 - 1e-12) for x in (p0, p1, true_p))
+    return p * math.log(b / a) + (1 - p) * math.log((1 - b) / (1 - a))
+
+
+def ratio_drift(rho0: float, rho1: float, true_rho: float, weight: float, event_rate: float) -> float:
+    """The expected LLR per unit of candidate exposure of a two-sample test at candidate exposure
+    share `weight`, when stable's events happen at `event_rate` per exposure."""
+    q0, q1, q = (float(candidate_share(weight, r)) for r in (rho0, rho1, true_rho))
+    per_event = q * math.log(q1 / q0) + (1 - q) * math.log((1 - q1) / (1 - q0))
+    # Events per unit of candidate exposure: its own plus stable's, whose exposure is (1-w)/w as large.
+    return per_event * event_rate * (true_rho + (1 - weight) / weight)
+
+
+def expected_exposure(
+    p0: float, p1: float, true_p: float, rollback_at: float, clear_at: float
+) -> float | None:
+    """Wald's approximation of the expected exposure (requests, judged answers) a one-sample test
+    needs to decide when the true rate is `true_p`; None when the drift is too small to say."""
+    return _wald_expected(drift(p0, p1, true_p), rollback_at, clear_at)
+
+
+def expected_ratio_exposure(
+    rho0: float,
+    rho1: float,
+    true_rho: float,
+    weight: float,
+    event_rate: float,
+    rollback_at: float,
+    clear_at: float,
+) -> float | None:
+    """The same for a two-sample test: expected candidate exposure when stable's events happen at
+    `event_rate` per exposure and the candidate's exposure share is `weight`."""
+    if not (0 < weight < 1) or event_rate <= 0:
+        return None
+    return _wald_expected(ratio_drift(rho0, rho1, true_rho, weight, event_rate), rollback_at, clear_at)
+
+
+def _wald_expected(drift: float, rollback_at: float, clear_at: float) -> float | None:
+    if not math.isfinite(drift) or abs(drift) < 1e-15:
+        return None
+    return (rollback_at if drift > 0 else clear_at) / drift

@@ -1,0 +1,91 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from llmrollout.analysis import sprt
+
+
+def test_boundaries_are_walds() -> None:
+    rollback, clear = sprt.boundaries(0.01, 0.05)
+    assert rollback == pytest.approx(math.log(0.95 / 0.01))
+    assert clear == pytest.approx(math.log(0.05 / 0.99))
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(0, 0.05), (0.01, 0), (0.6, 0.5), (1.0, 0.05)])
+def test_impossible_error_rates_are_refused(alpha: float, beta: float) -> None:
+    with pytest.raises(ValueError, match="error rates"):
+        sprt.boundaries(alpha, beta)
+
+
+@pytest.mark.parametrize(
+    ("events", "exposure", "p0", "p1"),
+    [(0, 100, 0.01, 0.02), (3, 100, 0.01, 0.02), (40, 500, 0.025, 0.05), (7, 7, 0.2, 0.5)],
+)
+def test_binomial_llr_is_the_binomial_likelihood_ratio(
+    events: int, exposure: int, p0: float, p1: float
+) -> None:
+    expected = binom.logpmf(events, exposure, p1) - binom.logpmf(events, exposure, p0)
+    assert float(sprt.binomial_llr(events, exposure, p0, p1)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("c", "s", "ec", "es", "rho1"),
+    [(5, 95, 50, 950, 2.0), (12, 10, 500, 500, 1.5), (0, 30, 100, 900, 3.0), (9, 1, 900, 100, 1.2)],
+)
+def test_ratio_llr_is_the_conditional_binomial_likelihood_ratio(
+    c: int, s: int, ec: float, es: float, rho1: float
+) -> None:
+    def share(rho: float) -> float:
+        w = ec / (ec + es)
+        return w * rho / (w * rho + 1 - w)
+
+    expected = binom.logpmf(c, c + s, share(rho1)) - binom.logpmf(c, c + s, share(1.0))
+    assert float(sprt.ratio_llr(c, s, ec, es, 1.0, rho1)) == pytest.approx(expected)
+
+
+def test_a_shared_baseline_cancels_in_the_ratio_test() -> None:
+    """Ten times the events on both versions at the same ratio: ten times the same evidence, not more
+    evidence against the candidate than its share explains."""
+    quiet = float(sprt.ratio_llr(1, 19, 50, 950, 1.0, 2.0))
+    outage = float(sprt.ratio_llr(10, 190, 50, 950, 1.0, 2.0))
+    assert outage == pytest.approx(10 * quiet) and outage < 0
+
+
+@pytest.mark.parametrize(
+    "values", [(math.nan, 10.0), (1.0, math.nan), (-1.0, 10.0), (1.0, math.inf)], ids=str
+)
+def test_unusable_counts_add_nothing(values: tuple[float, float]) -> None:
+    assert float(sprt.binomial_llr(values[0], values[1], 0.01, 0.02)) == 0.0
+    assert float(sprt.ratio_llr(values[0], 3.0, values[1], 100.0, 1.0, 2.0)) == 0.0
+
+
+def test_no_exposure_on_either_side_adds_nothing() -> None:
+    assert float(sprt.ratio_llr(0, 3, 0, 100, 1.0, 2.0)) == 0.0
+    assert float(sprt.ratio_llr(3, 0, 100, 0, 1.0, 2.0)) == 0.0
+
+
+def test_decide_and_truncate() -> None:
+    llr = np.array([7.0, 4.0, -3.5, 0.0, 0.1, -0.1])
+    assert sprt.decide(llr, 6.0, -3.0).tolist() == [sprt.ROLLED_BACK, 0, sprt.CLEARED, 0, 0, 0]
+    assert sprt.truncate(llr).tolist() == [1, 1, -1, -1, 1, -1]
+
+
+def test_walds_expected_exposure_matches_simulation() -> None:
+    """Under H0 the SPRT's mean sample number is close to Wald's approximation (overshoot aside)."""
+    rng = np.random.default_rng(7)
+    rollback, clear = sprt.boundaries(0.002, 0.05)
+    replicates, p0, p1 = 4000, 0.025, 0.05
+    llr = np.zeros(replicates)
+    used = np.zeros(replicates)
+    open_ = np.ones(replicates, bool)
+    while open_.any():
+        events = rng.binomial(10, p0, replicates)
+        llr = np.where(open_, llr + sprt.binomial_llr(events, 10, p0, p1), llr)
+        used += np.where(open_, 10, 0)
+        open_ &= sprt.decide(llr, rollback, clear) == sprt.OPEN
+    expected = sprt.expected_exposure(p0, p1, p0, rollback, clear)
+    assert expected is not None
+    assert used.mean() == pytest.approx(expected, rel=0.25)
+    assert (llr >= rollback).mean() <= 0.002 * 3  # a rare event; well within the design rate
