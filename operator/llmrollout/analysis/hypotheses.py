@@ -82,6 +82,8 @@ class CountTest:
     applicable: BoolArray | None = None
     # Where True, this window adds nothing to the test (a shared incident: see shared_incident).
     skip: BoolArray | None = None
+    # The share of missRate this test may use: below 1 when any of several tests can clear the SLO.
+    miss_share: float = 1.0
 
     @property
     def two_sample(self) -> bool:
@@ -90,7 +92,9 @@ class CountTest:
 
 @dataclass(frozen=True)
 class MeanTest:
-    """A mean of values in [0, cap]: the window adds `total` over `count` observations."""
+    """A mean of values in [0, cap]: the window adds `total` over `count` observations. With stable's
+    total and count too, the tested quantity is stable's mean minus the candidate's (a drop), each
+    mean bounded by its own confidence sequence at half the level."""
 
     key: str
     slo: str
@@ -100,6 +104,13 @@ class MeanTest:
     bound: float
     cap: float
     direction: Literal["max", "min"]  # the SLO is an upper bound on the mean (cost) or a lower one
+    stable_total: FloatArray | None = None
+    stable_count: FloatArray | None = None
+    miss_share: float = 1.0
+
+    @property
+    def two_sample(self) -> bool:
+        return self.stable_total is not None
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,9 @@ class SLOLook:
     estimate: FloatArray  # this window's value, shown in status (NaN when none)
     # Severe breaches during warm-up are judged on these (events, exposure), for both versions.
     warmup: tuple[FloatArray, FloatArray, FloatArray, FloatArray, float] | None = None
+    # Whether any one cleared test clears the SLO (alternative routes to the same proof, each with its
+    # share of missRate), rather than all of them (different regressions, each to be ruled out).
+    clear_any: bool = False
 
 
 @dataclass
@@ -165,15 +179,18 @@ class LookInput:
         self.params[key] = chosen
         return chosen
 
-    def pool(self, key: str, value: FloatArray) -> FloatArray:
-        """Stable's data summed over the looks so far (this one included), for choosing parameters;
-        NaN (missing) adds nothing."""
+    def pool(self, key: str, value: FloatArray, choosing: str) -> FloatArray:
+        """Stable's data summed over the looks so far (this one included), for choosing the parameter
+        `choosing`; rows where it is chosen already stop pooling, and NaN (missing) adds nothing."""
         pooled = self.params.get(key)
         if pooled is None or pooled.shape != value.shape:
             # Nothing pooled yet, or the histogram's buckets changed: start again.
             pooled = np.zeros_like(value)
         if self.fresh:
-            pooled = pooled + np.where(np.isfinite(value), value, 0.0)
+            open_ = np.isnan(self.param(choosing))
+            add = np.where(np.isfinite(value), value, 0.0)
+            mask = open_.reshape(open_.shape + (1,) * (value.ndim - 1))
+            pooled = pooled + np.where(mask, add, 0.0)
             self.params[key] = pooled
         return pooled
 

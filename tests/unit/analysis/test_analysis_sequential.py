@@ -225,7 +225,7 @@ def test_a_regression_only_the_candidate_has_during_an_outage_still_counts_again
 
 @pytest.mark.parametrize(
     "missing",
-    [{"errors": None}, {"errors": math.nan}, {"ttft": None}, {"eval_passed": None}],
+    [{"errors": None}, {"errors": math.nan}, {"ttft": None}, {"eval_passed": None, "eval_score_sum": None}],
     ids=str,
 )
 def test_missing_or_nan_data_holds_and_never_passes(missing: dict[str, Any]) -> None:
@@ -526,3 +526,28 @@ def test_a_candidate_at_the_relative_bound_is_rarely_promoted_by_simulation() ->
     rolled, cleared = _simulate_errors(0.02, 0.01, replicates=4000, looks=200, seed=2)
     assert cleared <= 0.05
     assert rolled >= 0.9
+
+
+def test_no_errors_on_either_version_clears_the_relative_error_bound() -> None:
+    """Twice stable's error rate means nothing when stable has none: below a tenth of errorRate.max the
+    relative bound is left out, or no test could ever clear it."""
+    final = last(
+        rollout(
+            slos(errorRate={"max": 0.02}),
+            lambda n: variant("v2", n, error_rate=0.0),
+            stable_window=lambda n: variant("v1", n, error_rate=0.0),
+        )
+    )
+    assert final.verdict == PASS
+    assert "not testable" not in final.reason
+    assert float(final.state.values["param.errorRate/vsStable@1.applies"][0]) == 0.0
+
+
+def test_a_quality_drop_is_cleared_on_scores_when_failed_verdicts_are_rare() -> None:
+    def rare(name: str) -> Callable[[float], VariantWindow]:
+        return lambda n: variant(name, n, failed_share=0.002)
+
+    final = last(rollout(slos(quality={"maxDropVsStable": 0.1}), rare("v2"), stable_window=rare("v1")))
+    assert final.verdict == PASS
+    message = result(final, "quality.maxDropVsStable").message
+    assert "cleared" in message and "mean score drop bounds" in message

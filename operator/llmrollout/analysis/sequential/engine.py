@@ -142,13 +142,12 @@ def evaluate_batch(
     )
     values = dict(state.values)
     miscoverage = _miscoverage(false_rollback_rate, slos)
-    rollback_at, clear_at = sprt.boundaries(miscoverage, miss_rate)
+    sprt.boundaries(miscoverage, miss_rate)  # refuses impossible error rates before any work
     decisions: list[SLODecision] = []
     for family in FAMILIES:
         for slo_look in family.observe(look, slos, pricing, config):
             reports = tuple(
-                _update(test, values, counting, rollback_at, clear_at, miscoverage, miss_rate, config)
-                for test in slo_look.tests
+                _update(test, values, counting, miscoverage, miss_rate, config) for test in slo_look.tests
             )
             decisions.append(
                 _decide(slo_look, reports, values, fresh, warming, at_horizon, config, replicates)
@@ -208,8 +207,6 @@ def _update(
     test: Test,
     values: dict[str, FloatArray],
     counting: bool,
-    rollback_at: float,
-    clear_at: float,
     miscoverage: float,
     miss_rate: float,
     config: SequentialConfig,
@@ -218,9 +215,10 @@ def _update(
         return _update_breaches(test, _Evidence(values, test.key, len(test.breached)), counting, config)
     if isinstance(test, CountTest):
         evidence = _Evidence(values, test.key, len(test.candidate_events))
+        rollback_at, clear_at = sprt.boundaries(miscoverage, miss_rate * test.miss_share)
         return _update_count(test, evidence, counting, rollback_at, clear_at)
     evidence = _Evidence(values, test.key, len(test.total))
-    return _update_mean(test, evidence, counting, miscoverage, miss_rate)
+    return _update_mean(test, evidence, counting, miscoverage, miss_rate * test.miss_share)
 
 
 def _update_breaches(
@@ -289,6 +287,8 @@ def _update_count(
 def _update_mean(
     test: MeanTest, evidence: _Evidence, counting: bool, miscoverage: float, miss_rate: float
 ) -> TestReport:
+    if test.two_sample:
+        return _update_drop(test, evidence, counting, miscoverage, miss_rate)
     usable = sprt.usable(test.total, test.count)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
@@ -308,6 +308,33 @@ def _update_mean(
     code = evidence.code(decided)
     nan = np.full(evidence.replicates, math.nan)
     return TestReport(test, code, nan, math.nan, math.nan, total, observed, nan, nan, lower, upper)
+
+
+def _update_drop(
+    test: MeanTest, evidence: _Evidence, counting: bool, miscoverage: float, miss_rate: float
+) -> TestReport:
+    """Stable's mean minus the candidate's, at most `bound`: each mean's confidence sequence at half
+    the level, so that the difference's bounds hold at the full one."""
+    assert test.stable_total is not None and test.stable_count is not None
+    usable = sprt.usable(test.total, test.count, test.stable_total, test.stable_count)
+    total = evidence.add("total", test.total, usable, counting)
+    observed = evidence.add("count", test.count, usable, counting)
+    s_total = evidence.add("sTotal", test.stable_total, usable, counting)
+    s_observed = evidence.add("sCount", test.stable_count, usable, counting)
+    cap = test.cap if test.cap > 0 else 1.0
+    c, s = total / cap, s_total / cap
+    drop_low = (
+        lower_bounds(s, s_observed, miscoverage / 2) - upper_bounds(c, observed, miscoverage / 2)
+    ) * cap
+    drop_high = (upper_bounds(s, s_observed, miss_rate / 2) - lower_bounds(c, observed, miss_rate / 2)) * cap
+    seen = (observed > 0) & (s_observed > 0)
+    back, clear = seen & (drop_low > test.bound), seen & (drop_high <= test.bound)
+    decided = np.where(back, sprt.ROLLED_BACK, np.where(clear, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
+    code = evidence.code(decided)
+    nan = np.full(evidence.replicates, math.nan)
+    return TestReport(
+        test, code, nan, math.nan, math.nan, total, observed, s_total, s_observed, drop_low, drop_high
+    )
 
 
 def _current(values: dict[str, FloatArray], decisions: list[SLODecision]) -> dict[str, FloatArray]:
@@ -333,6 +360,20 @@ def _sticky(previous: IntArray, decided: IntArray) -> IntArray:
     return np.where(rolled, sprt.ROLLED_BACK, np.where(cleared, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
 
 
+def mean_estimate(report: TestReport) -> FloatArray:
+    """A mean test's point estimate: the candidate's mean, or stable's minus the candidate's."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = report.candidate_events / np.where(
+            report.candidate_exposure > 0, report.candidate_exposure, np.nan
+        )
+        if isinstance(report.test, MeanTest) and report.test.two_sample:
+            stable = report.stable_events / np.where(
+                report.stable_exposure > 0, report.stable_exposure, np.nan
+            )
+            return np.asarray(stable - mean, dtype=float)
+    return np.asarray(mean, dtype=float)
+
+
 def _harmless(reports: tuple[TestReport, ...], replicates: int) -> BoolArray:
     """No evidence of harm: every test's pooled estimate within its H1 (or the SLO's bound)."""
     within = np.ones(replicates, bool)
@@ -350,7 +391,7 @@ def _harmless(reports: tuple[TestReport, ...], replicates: int) -> BoolArray:
                     ok = ~(rate > test.alternative)
             elif isinstance(test, MeanTest):
                 within &= report.candidate_exposure > 0
-                mean = report.candidate_events / report.candidate_exposure
+                mean = mean_estimate(report)
                 ok = ~(mean > test.bound) if test.direction == "max" else ~(mean < test.bound)
             else:
                 ok = report.code != sprt.ROLLED_BACK
@@ -375,9 +416,14 @@ def _decide(
         hit = (report.code == sprt.ROLLED_BACK) & ~rolled
         decided_by = np.where(hit, index, decided_by)
         rolled |= hit
-    cleared = np.ones(replicates, bool) if reports else np.zeros(replicates, bool)
-    for report in reports:
-        cleared &= report.code == sprt.CLEARED
+    if look.clear_any:
+        cleared = np.zeros(replicates, bool)
+        for report in reports:
+            cleared |= report.code == sprt.CLEARED
+    else:
+        cleared = np.ones(replicates, bool) if reports else np.zeros(replicates, bool)
+        for report in reports:
+            cleared &= report.code == sprt.CLEARED
     how = np.where(cleared, int(How.CLEARED), how)
     how = np.where(rolled, int(How.ROLLED_BACK), how)
 
@@ -399,10 +445,7 @@ def _decide(
                 back = (leans | unseen) & (report.code == sprt.OPEN)
             elif isinstance(report.test, MeanTest):
                 # A mean test goes by its point estimate against the bound.
-                with np.errstate(invalid="ignore"):
-                    mean = report.candidate_events / np.where(
-                        report.candidate_exposure > 0, report.candidate_exposure, np.nan
-                    )
+                mean = mean_estimate(report)
                 beyond = (
                     mean > report.test.bound if report.test.direction == "max" else mean < report.test.bound
                 )

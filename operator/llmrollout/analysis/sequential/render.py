@@ -12,7 +12,15 @@ from numpy.typing import NDArray
 from llmrollout.analysis.hypotheses import BreachCount, MeanTest, SequentialConfig
 from llmrollout.analysis.messages import count, format_number, format_ratio, format_seconds, format_usd
 from llmrollout.analysis.results import SLOResult
-from llmrollout.analysis.sequential.engine import FAIL, PASS, BatchEvaluation, How, SLODecision, TestReport
+from llmrollout.analysis.sequential.engine import (
+    FAIL,
+    PASS,
+    BatchEvaluation,
+    How,
+    SLODecision,
+    TestReport,
+    mean_estimate,
+)
 from llmrollout.analysis.verdict import Verdict
 
 FloatArray = NDArray[np.float64]
@@ -132,7 +140,7 @@ def _rollback_message(
         return f"{label} {shown} outside {bound} on {candidate}; {breaches} breaching looks in a row"
     if isinstance(test, MeanTest):
         relation = ">" if test.direction == "max" else "<"
-        mean = float(report.candidate_events[i]) / max(float(report.candidate_exposure[i]), 1e-300)
+        mean = float(mean_estimate(report)[i])
         side = report.lower if test.direction == "max" else report.upper
         which = "lower" if test.direction == "max" else "upper"
         return (

@@ -20,6 +20,11 @@ from llmrollout.api.spec import ErrorRateSLO, Pricing, SLOs
 
 # An errorRate.max of 0 still needs a rate for H1: any error then is a breach beyond doubt soon.
 SMALLEST_RATE = 1e-4
+# The relative bound applies when stable's error rate is at least this share of errorRate.max: "twice
+# stable's" means nothing when stable has (almost) no errors, and no ratio test could clear it then.
+RELATIVE_FLOOR = 0.1
+# ... which is decided once stable has served enough requests to expect this many errors at the floor.
+FLOOR_EVIDENCE = 3.0
 
 
 def evaluate_threshold(slo: ErrorRateSLO, window: VariantWindow) -> SLOResult:
@@ -54,10 +59,20 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
     missing = nan_to_missing(c.errors, c.requests)
     reason = "series missing"
     if slo.max_increase_vs_stable is not None:
+        key = f"{ERROR_RATE}/vsStable@{slo.max_increase_vs_stable:g}"
+        floor = bound * RELATIVE_FLOOR
+        if np.isnan(look.param(f"{key}.applies")).any():
+            errors = look.pool(f"{key}.poolErrors", s.errors, f"{key}.applies")
+            requests = look.pool(f"{key}.poolRequests", s.requests, f"{key}.applies")
+            known = requests * floor >= FLOOR_EVIDENCE
+            with np.errstate(divide="ignore", invalid="ignore"):
+                above = errors / requests >= floor
+            look.choose(f"{key}.applies", np.where(known, above.astype(float), np.nan))
+        applies = look.param(f"{key}.applies")
         # Kept at 100% too, where stable has no traffic: it adds nothing then, but keeps its verdict.
         tests.append(
             CountTest(
-                key=f"{ERROR_RATE}/vsStable@{slo.max_increase_vs_stable:g}",
+                key=key,
                 slo=ERROR_RATE,
                 what="error rate",
                 candidate_events=c.errors,
@@ -66,6 +81,8 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
                 stable_exposure=s.requests,
                 null=np.full(n, config.ratio_null),
                 alternative=np.full(n, 1.0 + slo.max_increase_vs_stable),
+                ready=applies == 1.0,
+                applicable=~(applies == 0.0),
             )
         )
     if look.stable_required:

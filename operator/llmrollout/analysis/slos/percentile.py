@@ -166,7 +166,7 @@ def _versus_stable(
     n = look.replicates
     # Stable's histogram pooled until enough observations to place its p95; then edge and ratio are fixed.
     if np.isnan(look.param(f"{key}.edge")).any():
-        pooled = look.pool(f"{key}.pool", stable.cumulative)
+        pooled = look.pool(f"{key}.pool", stable.cumulative, f"{key}.edge")
         enough = pooled[:, -1] >= config.stable_min_observations
         edge = np.where(enough, _stable_p95_edge(stable, pooled), np.nan)
         testable = np.isfinite(edge) & (edge > 0)

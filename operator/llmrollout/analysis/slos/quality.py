@@ -1,9 +1,13 @@
 """quality.minScore and quality.maxDropVsStable: eval scores in [0, 1] and pass/fail verdicts.
 
 - minScore: a confidence sequence on the candidate's mean score (scores in [0, 1] need no cap).
-- maxDropVsStable: the judged failures, candidate against stable. A drop of the pass rate by
-  maxDrop is a failure-rate ratio of (f + maxDrop) / f at stable's failure share f, which is
-  chosen once from stable's verdicts pooled over the warm-up and kept in the state.
+- maxDropVsStable, two routes to the same proof, either of which clears the SLO (each with half of
+  missRate) and either of which rolls it back:
+  - the judged failures, candidate against stable (SPRT). A drop of the pass rate by maxDrop is a
+    failure-rate ratio of (f + maxDrop) / f at stable's failure share f, chosen once from stable's
+    verdicts pooled over the warm-up and kept in the state. Fast when failures are common;
+  - the mean scores: confidence sequences on both means bound the drop. Needed when scores move
+    without many verdicts turning to "fail" (continuous scores, rare failures).
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
     c_judged = _judged(c.eval_passed, c.eval_failed)
     s_judged = _judged(s.eval_passed, s.eval_failed)
     if np.isnan(look.param(f"{key}.stableFailShare")).any():
-        failed = look.pool(f"{key}.poolFailed", s.eval_failed)
-        judged = look.pool(f"{key}.poolJudged", s_judged)
+        failed = look.pool(f"{key}.poolFailed", s.eval_failed, f"{key}.stableFailShare")
+        judged = look.pool(f"{key}.poolJudged", s_judged, f"{key}.stableFailShare")
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(judged >= config.stable_min_judged, failed / judged, np.nan)
         look.choose(f"{key}.stableFailShare", share)
@@ -108,7 +112,7 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
     floor = np.maximum(share, max_drop / 2)
     rho1 = (floor + max_drop) / floor
     ready = np.isfinite(rho1)
-    test = CountTest(
+    failures = CountTest(
         key=key,
         slo=QUALITY_MAX_DROP,
         what="failed share",
@@ -119,10 +123,29 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         null=np.full(n, config.ratio_null),
         alternative=np.where(ready, rho1, 2.0),
         ready=ready,
+        miss_share=0.5,
     )
-    missing = nan_to_missing(c.eval_passed, c.eval_failed)
+    scores = MeanTest(
+        key=f"{QUALITY_MAX_DROP}.scores@{max_drop:g}",
+        slo=QUALITY_MAX_DROP,
+        what="mean score drop",
+        total=c.eval_score_sum,
+        count=c.eval_score_count,
+        stable_total=s.eval_score_sum,
+        stable_count=s.eval_score_count,
+        bound=max_drop,
+        cap=1.0,
+        direction="max",
+        miss_share=0.5,
+    )
+    # Missing only when neither route has its data: verdict counts, or scores.
+    missing = nan_to_missing(c.eval_passed, c.eval_failed) & nan_to_missing(
+        c.eval_score_sum, c.eval_score_count
+    )
     reason = NO_DATA
-    stable_missing = nan_to_missing(s.eval_passed, s.eval_failed)
+    stable_missing = nan_to_missing(s.eval_passed, s.eval_failed) & nan_to_missing(
+        s.eval_score_sum, s.eval_score_count
+    )
     if look.stable_required:
         if not missing[0] and stable_missing[0]:
             reason = f"{NO_DATA} on {look.stable_name}"
@@ -131,9 +154,10 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         drop = np.where(
             (c_judged > 0) & (s_judged > 0), s.eval_passed / s_judged - c.eval_passed / c_judged, np.nan
         )
-    tests = (test,)
     label = f"quality drop vs {look.stable_name}"
-    return SLOLook(QUALITY_MAX_DROP, label, max_drop, tests, missing, reason, drop)
+    return SLOLook(
+        QUALITY_MAX_DROP, label, max_drop, (failures, scores), missing, reason, drop, clear_any=True
+    )
 
 
 def observe(look: LookInput, slo: QualitySLO, config: SequentialConfig) -> list[SLOLook]:
@@ -152,7 +176,8 @@ class Quality:
     def rollback_tests(self, slos: SLOs) -> int:
         if slos.quality is None:
             return 0
-        return (slos.quality.min_score is not None) + (slos.quality.max_drop_vs_stable is not None)
+        # maxDropVsStable has two: judged failures and mean scores.
+        return (slos.quality.min_score is not None) + 2 * (slos.quality.max_drop_vs_stable is not None)
 
     def threshold(
         self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
