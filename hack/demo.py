@@ -1,6 +1,7 @@
 """`make demo`: two rollouts on the local cluster, narrated as they happen.
 
-1. A healthy candidate (v2) goes 10% -> 30% -> 60% -> 100% and is promoted.
+1. A healthy candidate (v2) goes 10% -> 30% -> 60% -> 100% and is promoted; the operator first says how
+   long each SLO's decision should take at this traffic (the plan).
 2. A second candidate (v3) starts well; its time to first token then regresses mid-rollout, and the
    operator rolls it back to 0% with the reason in an Event.
 
@@ -31,7 +32,9 @@ from tests.e2e.harness.traffic import HTTPRouteWeights, TrafficGenerator  # noqa
 
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "llmrollout-demo")
 NAME = "support-bot"
-INTERVAL = "5s"
+# The shortest interval the CRD accepts; everything else is what a user gets by default (the sequential
+# method, its error rates, a 1h horizon).
+INTERVAL = "10s"
 KUBECONFIG = os.environ["KUBECONFIG"]
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
@@ -92,7 +95,6 @@ def llmdeployment(stable: str, candidate: str, address: str) -> dict[str, Any]:
                 "quality": {"minScore": 0.7, "maxDropVsStable": 0.1},
                 "costPerRequest": {"maxUSD": 0.0001},
             },
-            "analysis": {"method": "threshold"},
         },
     }
 
@@ -107,6 +109,7 @@ def narrate_until_decided(timeout: float, then: Any = None) -> dict[str, Any]:
     """Print every change of phase and weights and every new Event, until a promotion or rollback."""
     already = {f"{h['time']}{h['reason']}" for h in status().get("history", [])}
     last = ""
+    planned = ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = status()
@@ -114,6 +117,10 @@ def narrate_until_decided(timeout: float, then: Any = None) -> dict[str, Any]:
         if line != last:
             print(f"  {time.strftime('%H:%M:%S')} {line}", flush=True)
             last = line
+        plan = next((c for c in current.get("conditions", []) if c["type"] == "Planned"), None)
+        if plan is not None and not planned and plan.get("status") in ("True", "False"):
+            planned = plan.get("message", "")
+            print(f"  {time.strftime('%H:%M:%S')}   plan ({plan['reason']}): {planned}", flush=True)
         for entry in current.get("history", []):
             key = f"{entry['time']}{entry['reason']}"
             if key not in already:

@@ -308,8 +308,9 @@ def _plan(
     window: Window,
     observation: Observation,
 ) -> None:
-    """status.plan: per SLO, the canary requests and minutes a decision should take at this traffic.
-    Once warm, before the candidate leaves its first step, a Warning says if the horizon is too short."""
+    """status.plan and the Planned condition: per SLO, the canary requests and minutes a decision should
+    take at this traffic. Once warm (normally still in the first step), a Warning says when the horizon
+    is too short for them."""
     minutes = (observation.end - observation.start).total_seconds() / 60
     seen = [window.variants[name].requests for name in (candidate, stable)]
     total = sum(value for value in seen if value is not None and math.isfinite(value))
@@ -341,7 +342,7 @@ def _plan(
     )
     too_long = [p for p in plans if p.expected_minutes is not None and p.expected_minutes > left]
     warned = (c := b.status.condition(PLAN)) is not None and c.status == "False"
-    if sequential.warming or b.status.step > 0:
+    if sequential.warming:
         return
     if too_long:
         message = (
