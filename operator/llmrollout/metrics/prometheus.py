@@ -222,7 +222,11 @@ class _VariantReader:
                 reading = read_field(
                     spec,
                     functools.partial(self._fetch, matchers=matchers, by_resource=by_resource),
-                    functools.partial(_describe_source, matchers=matchers),
+                    functools.partial(
+                        _describe_source,
+                        matchers=matchers,
+                        join=self.p._label_matchers(self.variant) if by_resource else None,
+                    ),
                 )
             except (BadResultError, QueryRejectedError) as err:
                 problems.append(f"{self.variant} {name}: {err}")
@@ -282,8 +286,13 @@ class _VariantReader:
             raise type(err)(f"{err} (query: {short(query)})") from err
 
 
-def _describe_source(source: Source, matchers: tuple[Matcher, ...]) -> str:
-    return source.describe(matchers)
+def _describe_source(
+    source: Source, matchers: tuple[Matcher, ...], join: tuple[Matcher, ...] | None = None
+) -> str:
+    if join is None:
+        return source.describe(matchers)
+    target_info = ",".join(m.render() for m in join)
+    return f"({source.describe(matchers)}) on(job, instance) target_info{{{target_info}}}"
 
 
 def _describe_spec(spec: Any, matchers: tuple[Matcher, ...]) -> str:
