@@ -36,14 +36,13 @@ class VLLMTruth:
     latencies: list[float] = field(default_factory=list)
 
 
-class VLLMExporter:
-    """One vLLM server's /metrics for `model_name`, on a loopback port."""
+class VLLMMetrics:
+    """vLLM's series for one served model, in `registry` (a model server's, or an exporter's own)."""
 
-    def __init__(self, model_name: str, engine: str = "0", host: str = "127.0.0.1") -> None:
+    def __init__(self, registry: CollectorRegistry, model_name: str, engine: str = "0") -> None:
         self.model_name, self.engine = model_name, engine
-        self.registry = CollectorRegistry()
         labels = ["model_name", "engine"]
-        r = self.registry
+        r = registry
         self.success = Counter("vllm:request_success", "", [*labels, "finished_reason"], registry=r)
         self.prompt = Counter("vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=r)
         self.generation = Counter("vllm:generation_tokens", "", labels, registry=r)
@@ -58,8 +57,6 @@ class VLLMExporter:
             metric.labels(model_name, engine)
         self.truth = VLLMTruth()
         self._lock = threading.Lock()
-        self.server, self.thread = start_http_server(0, addr=host, registry=r)
-        self.target = f"{host}:{self.server.server_port}"
 
     def finish(self, ttft: float, latency: float, prompt: int, generated: int, reason: str = "stop") -> None:
         """A request the engine finished (stop/length: a success; abort: the client went away)."""
@@ -86,6 +83,16 @@ class VLLMExporter:
         with self._lock:
             self.http.labels(CHAT, "POST", status).inc()
             self.truth.http[status] = self.truth.http.get(status, 0) + 1
+
+
+class VLLMExporter(VLLMMetrics):
+    """One vLLM server's /metrics for `model_name`, on a loopback port."""
+
+    def __init__(self, model_name: str, engine: str = "0", host: str = "127.0.0.1") -> None:
+        self.registry = CollectorRegistry()
+        super().__init__(self.registry, model_name, engine)
+        self.server, self.thread = start_http_server(0, addr=host, registry=self.registry)
+        self.target = f"{host}:{self.server.server_port}"
 
     def close(self) -> None:
         self.server.shutdown()
