@@ -143,6 +143,15 @@ class PrometheusProvider:
 
     # --- reading ----------------------------------------------------------------------------------
 
+    def missing_series(self, variants: Sequence[str], now: float) -> dict[str, dict[str, str]]:
+        """For a preflight: per variant, each field whose series Prometheus has not seen lately, with
+        the selector looked for. A series seen within the look-back (at least an hour) is present.
+
+        Raises MetricsUnavailableError like `read`; `read` also tells queries that Prometheus rejected.
+        """
+        window = self.read(variants, now - self.scrape_interval, now)
+        return {variant: dict(w.missing) for variant, w in window.variants.items() if w.missing}
+
     def read(
         self, variants: Sequence[str], start: float, end: float, custom: Sequence[CustomSLO] = ()
     ) -> Window:

@@ -282,6 +282,18 @@ def test_resource_variant_is_joined_through_target_info() -> None:
     assert missing["requests"] == 'target_info{variant="v2"} (the OTel resource that names the variant)'
 
 
+def test_missing_series_for_a_preflight() -> None:
+    db = TSDB()
+    # Seen 40 minutes ago, idle since: present. Errors never seen for v2: missing, named.
+    db.add(f"{DURATION}_count", {"variant": "v2", "error_type": ""}, (1000, 5))
+    db.add(f"{DURATION}_count", {"variant": "v1", "error_type": "timeout"}, (1000, 5))
+    found = provider(mock_prometheus(db.answer), scrape_interval=30).missing_series(["v1", "v2"], 3400.0)
+    assert "requests" not in found["v2"] and "errors" not in found["v2"]  # no error yet, beside its series
+    assert "requests" not in found["v1"]
+    assert found["v2"]["ttft"].startswith("gen_ai_server_time_to_first_token_seconds_bucket{")
+    assert set(found["v1"]) == set(found["v2"])
+
+
 def test_custom_preset_sends_only_custom_queries() -> None:
     seen: list[httpx.Request] = []
     slo = CustomSLO(name="c", query='sum(x{variant="{{variant}}",ns="{{namespace}}"})', max=1)
