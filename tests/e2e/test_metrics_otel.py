@@ -1,4 +1,4 @@
-"""The OTel preset on telemetry from the real libraries: openai-v2 and the OTel Prometheus exporter.
+"""The OTel preset on telemetry from real libraries (openai-v2 or OpenLLMetry) and the OTel exporter.
 
 Each variant's client is its own process (tests/e2e/harness/otel_client.py) whose only trace of the
 variant is the resource attribute on `target_info`, scraped by the real Prometheus. With
@@ -26,8 +26,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 DURATION = "gen_ai_client_operation_duration_seconds"
 
 
-@pytest.fixture
-def otel(tmp_path: Path) -> Iterator[tuple[PrometheusServer, dict[str, OTelClient]]]:
+@pytest.fixture(params=["openai-v2", "openllmetry"])
+def otel(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[PrometheusServer, dict[str, OTelClient]]]:
     servers = {
         "v1": ModelServer("v1", "model-v1", Behaviour(error_rate=0.0), seed=1).start(),
         "v2": ModelServer("v2", "model-v2", Behaviour(error_rate=0.3), seed=2).start(),
@@ -36,7 +38,7 @@ def otel(tmp_path: Path) -> Iterator[tuple[PrometheusServer, dict[str, OTelClien
     prometheus = PrometheusServer(tmp_path / "prometheus", scrape_interval=1.0)
     try:
         for variant, server in servers.items():
-            clients[variant] = OTelClient(variant, server.url, server.model)
+            clients[variant] = OTelClient(variant, server.url, server.model, request.param)
         prometheus.start()
         # No variant label on the targets: only the OTel resource knows the variant.
         prometheus.set_targets("clients", [c.target for c in clients.values()], {})
@@ -90,11 +92,17 @@ def test_resource_variant_is_read_through_target_info(
         assert (got.requests, got.errors) == (sent.ok + sent.errors, sent.errors)
         assert got.latency is not None and got.latency.count == sent.ok + sent.errors
         assert (got.input_tokens, got.output_tokens) == (sent.input_tokens, sent.output_tokens)
-        assert got.ttft is None
-        ttft_missing = got.missing["ttft"]
-        assert "(gen_ai_server_time_to_first_token_seconds_bucket{}) on(job, instance)" in ttft_missing
-        assert "gen_ai_client_operation_time_to_first_chunk_seconds_bucket" in ttft_missing
-        assert f'target_info{{variant="{variant}"}}' in ttft_missing
+        if client.instrumentation == "openai-v2":
+            # openai-v2 records no time to first token, streamed or not.
+            assert got.ttft is None
+            ttft_missing = got.missing["ttft"]
+            assert "(gen_ai_server_time_to_first_token_seconds_bucket{}) on(job, instance)" in ttft_missing
+            assert "gen_ai_client_operation_time_to_first_chunk_seconds_bucket" in ttft_missing
+            assert f'target_info{{variant="{variant}"}}' in ttft_missing
+        else:
+            # OpenLLMetry records it for the successful streamed calls (every other call).
+            assert got.ttft is not None and 0 < got.ttft.count <= sent.ok
+            assert got.found["input_tokens"] == "gen_ai_client_token_usage_token_sum"
         assert by_label[variant].requests is None
         assert by_label[variant].missing["requests"] == f'{DURATION}_count{{variant="{variant}"}}'
     assert clients["v2"].sent.errors > 0 and clients["v1"].sent.errors == 0

@@ -6,7 +6,11 @@ resource attribute (`variant=<name>`), as `OTEL_RESOURCE_ATTRIBUTES` would set i
 it only on `target_info`. The instrumentation patches the `openai` module globally, so each variant
 needs its own process.
 
-Run as `python -m tests.e2e.harness.otel_client VARIANT BASE_URL MODEL`; it prints
+Either instrumentation of the same client: the official `openai-v2`, or OpenLLMetry's
+`opentelemetry-instrumentation-openai` ("openllmetry"), whose token histogram has unit `token` and so
+arrives as `gen_ai_client_token_usage_token_*`, and which records TTFT for streamed calls.
+
+Run as `python -m tests.e2e.harness.otel_client VARIANT BASE_URL MODEL INSTRUMENTATION`; it prints
 `port <metrics port>`, then for each line `send N` on stdin sends N chat completions (every other one
 streamed) and prints `sent <ok> <errors> <input tokens> <output tokens>`; EOF ends it.
 `OTelClient` drives it from a test.
@@ -33,10 +37,19 @@ class Sent:
 class OTelClient:
     """The client process of one variant; `target` is its /metrics for Prometheus."""
 
-    def __init__(self, variant: str, base_url: str, model: str) -> None:
+    def __init__(self, variant: str, base_url: str, model: str, instrumentation: str = "openai-v2") -> None:
         self.variant = variant
+        self.instrumentation = instrumentation
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.harness.otel_client", variant, base_url, model],
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.harness.otel_client",
+                variant,
+                base_url,
+                model,
+                instrumentation,
+            ],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -79,10 +92,9 @@ class OTelClient:
             self.process.wait(timeout=10)
 
 
-def main(variant: str, base_url: str, model: str) -> None:  # pragma: no cover - runs in a subprocess
+def main(variant: str, base_url: str, model: str, instrumentation: str) -> None:  # pragma: no cover
     import openai
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
     from prometheus_client import CollectorRegistry, start_http_server
@@ -92,6 +104,12 @@ def main(variant: str, base_url: str, model: str) -> None:  # pragma: no cover -
         resource=Resource.create({"variant": variant, "service.name": "support-bot"}),
         metric_readers=[PrometheusMetricReader(registry=registry)],
     )
+    if instrumentation == "openai-v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    elif instrumentation == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+    else:
+        raise SystemExit(f"unknown instrumentation {instrumentation!r}")
     OpenAIInstrumentor().instrument(meter_provider=provider)
     server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     print(f"port {server.server_port}", flush=True)
@@ -121,4 +139,4 @@ def main(variant: str, base_url: str, model: str) -> None:  # pragma: no cover -
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
