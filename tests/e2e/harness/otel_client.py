@@ -12,16 +12,23 @@ arrives as `gen_ai_client_token_usage_token_*`, and which records TTFT for strea
 
 Run as `python -m tests.e2e.harness.otel_client VARIANT BASE_URL MODEL INSTRUMENTATION`; it prints
 `port <metrics port>`, then for each line `send N` on stdin sends N chat completions (every other one
-streamed) and prints `sent <ok> <errors> <input tokens> <output tokens>`; EOF ends it.
+streamed) and prints `sent <ok> <errors> <input tokens> <output tokens>`; EOF ends it. With
+`--proxy` it is instead an application that serves POST /v1/chat/completions (printing
+`proxy <port>`), each request one instrumented call to the model server, so that a traffic
+generator's requests pass through it.
 `OTelClient` drives it from a test.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -37,19 +44,20 @@ class Sent:
 class OTelClient:
     """The client process of one variant; `target` is its /metrics for Prometheus."""
 
-    def __init__(self, variant: str, base_url: str, model: str, instrumentation: str = "openai-v2") -> None:
+    def __init__(
+        self,
+        variant: str,
+        base_url: str,
+        model: str,
+        instrumentation: str = "openai-v2",
+        *,
+        proxy: bool = False,
+    ) -> None:
         self.variant = variant
         self.instrumentation = instrumentation
+        args = [variant, base_url, model, instrumentation, *(["--proxy"] if proxy else [])]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.harness.otel_client",
-                variant,
-                base_url,
-                model,
-                instrumentation,
-            ],
+            [sys.executable, "-m", "tests.e2e.harness.otel_client", *args],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -61,6 +69,14 @@ class OTelClient:
             raise RuntimeError(f"OTel client for {variant} did not start: {line!r}")
         self.target = f"127.0.0.1:{int(line.split()[1])}"
         self.sent = Sent()
+        # As a proxy, the application's own OpenAI-compatible URL, for traffic that should pass
+        # through the instrumented client (`send` is not available then).
+        self.url: str | None = None
+        if proxy:
+            line = self._line()
+            if not line.startswith("proxy "):
+                raise RuntimeError(f"OTel proxy for {variant} did not start: {line!r}")
+            self.url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     def _line(self) -> str:
         assert self.process.stdout is not None
@@ -92,7 +108,44 @@ class OTelClient:
             self.process.wait(timeout=10)
 
 
-def main(variant: str, base_url: str, model: str, instrumentation: str) -> None:  # pragma: no cover
+def _serve(client: Any, model: str) -> None:  # pragma: no cover - runs in a subprocess
+    """The application: each POST /v1/chat/completions is one instrumented call to the model server."""
+    import openai
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            try:
+                response = client.chat.completions.create(
+                    model=model, messages=request.get("messages") or [{"role": "user", "content": "hi"}]
+                )
+                status, body = 200, response.model_dump_json().encode()
+            except openai.APIStatusError as error:
+                status, body = error.status_code, json.dumps({"error": {"message": str(error)}}).encode()
+            except openai.APIError as error:
+                status, body = 502, json.dumps({"error": {"message": str(error)}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    http.daemon_threads = True
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    print(f"proxy {http.server_port}", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+    http.shutdown()
+
+
+def main(  # pragma: no cover - runs in a subprocess
+    variant: str, base_url: str, model: str, instrumentation: str, proxy: bool = False
+) -> None:
     import openai
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
@@ -114,6 +167,9 @@ def main(variant: str, base_url: str, model: str, instrumentation: str) -> None:
     server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     print(f"port {server.server_port}", flush=True)
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="test", max_retries=0)
+    if proxy:
+        _serve(client, model)
+        return
     messages = [{"role": "user", "content": "Where is my order?"}]
     for line in sys.stdin:
         count = int(line.split()[1])
@@ -139,4 +195,4 @@ def main(variant: str, base_url: str, model: str, instrumentation: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:5], proxy="--proxy" in sys.argv[5:])
