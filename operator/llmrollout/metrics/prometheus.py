@@ -119,10 +119,12 @@ class PrometheusProvider:
 
     # --- what is read -----------------------------------------------------------------------------
 
-    def _label_matchers(self, variant: str) -> tuple[Matcher, ...]:
+    def label_matchers(self, variant: str) -> tuple[Matcher, ...]:
+        """The variant's label and the spec's labels: what every series (or target_info) carries."""
         return variant_matchers(self.variant_label, variant, self.labels)
 
-    def _extra_matchers(self) -> tuple[Matcher, ...]:
+    def extra_matchers(self) -> tuple[Matcher, ...]:
+        """Only the spec's labels: series that name the variant through target_info do not carry it."""
         return tuple(Matcher(k, "=", v) for k, v in sorted(self.labels.items()))
 
     def queries(self, variant: str) -> dict[str, str]:
@@ -132,10 +134,10 @@ class PrometheusProvider:
             spec = getattr(self.preset, name)
             if spec is None:
                 continue
-            matchers = self._label_matchers(variant)
+            matchers = self.label_matchers(variant)
             if self.variant_from == "resource" and name not in OWN_FIELDS:
                 target = targets_query(matchers, lookback_seconds(self.scrape_interval))
-                matchers = self._extra_matchers()
+                matchers = self.extra_matchers()
                 out[name] = f"{_describe_spec(spec, matchers)} on(job, instance) of {target}"
             else:
                 out[name] = _describe_spec(spec, matchers)
@@ -225,16 +227,16 @@ class _VariantReader:
             by_resource = self.p.variant_from == "resource" and name not in OWN_FIELDS
             try:
                 if by_resource and not self._resolve_targets():
-                    missing[name] = _describe_target_info(self.p._label_matchers(self.variant))
+                    missing[name] = _describe_target_info(self.p.label_matchers(self.variant))
                     continue
-                matchers = self.p._extra_matchers() if by_resource else self.p._label_matchers(self.variant)
+                matchers = self.p.extra_matchers() if by_resource else self.p.label_matchers(self.variant)
                 reading = read_field(
                     spec,
                     functools.partial(self._fetch, matchers=matchers, by_resource=by_resource),
                     functools.partial(
                         _describe_source,
                         matchers=matchers,
-                        join=self.p._label_matchers(self.variant) if by_resource else None,
+                        join=self.p.label_matchers(self.variant) if by_resource else None,
                     ),
                 )
             except (BadResultError, QueryRejectedError) as err:
@@ -249,7 +251,7 @@ class _VariantReader:
 
     def _resolve_targets(self) -> set[tuple[str, str]]:
         if self._targets is None:
-            query = targets_query(self.p._label_matchers(self.variant), self.end - self.start + self.lookback)
+            query = targets_query(self.p.label_matchers(self.variant), self.end - self.start + self.lookback)
             data = self._query(query, self.end)
             targets = set()
             for item in data.get("result") or []:

@@ -375,7 +375,6 @@ def test_factory_builds_the_preset_named_in_the_spec() -> None:
         {
             "prometheus": {"address": "http://prometheus.monitoring:9090"},
             "preset": "litellm",
-            "variantLabel": "requested_model",
             "labels": {"team": "a"},
         }
     )
@@ -386,6 +385,13 @@ def test_factory_builds_the_preset_named_in_the_spec() -> None:
         'litellm_proxy_total_requests_metric_total{requested_model="v2",team="a"}'
     )
     assert built.scrape_interval == 60.0
+    assert (built.variant_label, built.variant_from, built.query_offset) == ("requested_model", "label", 1.0)
+    resource = Metrics.model_validate(
+        {"prometheus": {"address": "http://p:9090", "scrapeInterval": "15s"}, "variantFrom": "resource"}
+    )
+    built = provider_for(resource, httpx.Client(), namespace="team-a")
+    assert isinstance(built, PrometheusProvider)
+    assert (built.variant_label, built.variant_from, built.scrape_interval) == ("variant", "resource", 15.0)
 
 
 def test_unknown_presets_raise() -> None:
