@@ -33,6 +33,7 @@ from llmrollout.metrics.promql import (
     regex_literal,
     render_template,
     samples_query,
+    scraped_targets_query,
     targets_query,
     variant_matchers,
 )
@@ -40,10 +41,14 @@ from llmrollout.metrics.window import (
     BadResultError,
     SeriesData,
     SeriesKey,
+    Target,
     merge,
+    newborn_targets,
     parse_baselines,
     parse_samples,
     read_field,
+    settle_newborns,
+    target_of,
 )
 
 SCALAR_FIELDS = (
@@ -215,6 +220,8 @@ class _VariantReader:
         self.lookback = lookback_seconds(provider.scrape_interval)
         self._cache: dict[tuple[str, tuple[Matcher, ...]], dict[SeriesKey, SeriesData]] = {}
         self._targets: set[tuple[str, str]] | None = None
+        self._asked: set[Target] = set()
+        self._scraped: set[Target] = set()
 
     def fields(self, problems: list[str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
         values: dict[str, Any] = {}
@@ -287,8 +294,19 @@ class _VariantReader:
                     for k, s in series.items()
                     if (s.labels.get("job", ""), s.labels.get("instance", "")) in targets
                 }
+            settle_newborns(series.values(), self._scraped_before(newborn_targets(series.values())))
             self._cache[key] = series
         return self._cache[key]
+
+    def _scraped_before(self, targets: set[Target]) -> set[Target]:
+        """Those of `targets` that Prometheus scraped before the window (asked once per target)."""
+        unknown = targets - self._asked
+        if unknown:
+            data = self._query(scraped_targets_query(unknown, self.lookback), self.start)
+            for item in data.get("result") or []:
+                self._scraped.add(target_of(item.get("metric") or {}))
+            self._asked |= unknown
+        return self._scraped & targets
 
     def _query(self, query: str, at: float) -> dict[str, Any]:
         try:

@@ -100,6 +100,17 @@ def targets_query(variant_matchers: Iterable[Matcher], range_seconds: float) -> 
     )
 
 
+def scraped_targets_query(targets: Iterable[tuple[str, str]], lookback_seconds: float) -> str:
+    """Which of the (job, instance) `targets` Prometheus scraped within the look-back (their `up`)."""
+    pairs = sorted(set(targets))
+    jobs = "|".join(sorted({regex_literal(j) for j, _ in pairs}))
+    instances = "|".join(sorted({regex_literal(i) for _, i in pairs}))
+    matchers = (Matcher("job", "=~", jobs), Matcher("instance", "=~", instances))
+    return (
+        f"group by (job, instance) (last_over_time({selector('up', matchers)}[{duration(lookback_seconds)}]))"
+    )
+
+
 @dataclass(frozen=True)
 class Metric:
     """One counter (or histogram part) under each name exporters give it.

@@ -140,6 +140,34 @@ def merge(
         series.samples = sorted([*series.samples, *((t, v) for t, v in values if t > start)])
 
 
+Target = tuple[str, str]
+
+
+def target_of(labels: Mapping[str, str]) -> Target:
+    """The scrape target a series came from: its (job, instance)."""
+    return labels.get("job", ""), labels.get("instance", "")
+
+
+def newborn_targets(series: Iterable[SeriesData]) -> set[Target]:
+    """The targets of series that first appear inside the window."""
+    return {target_of(s.labels) for s in series if s.baseline is None and s.samples}
+
+
+def settle_newborns(series: Iterable[SeriesData], known: set[Target]) -> None:
+    """Decides where a series that first appears inside the window starts counting.
+
+    On a target Prometheus scraped before the window, the process created the series inside it (an
+    error counter's first error, an OTel instrument's first use): it counts from 0. On a target new to
+    Prometheus (a scrape config just added, a Prometheus that lost its data) the counter may carry a
+    long history, and counting it from 0 would put all of it in one window: its first sample is its
+    baseline instead, as increase() takes it.
+    """
+    for s in series:
+        if s.baseline is None and s.samples and target_of(s.labels) not in known:
+            s.baseline = s.samples[0][1]
+            s.samples = s.samples[1:]
+
+
 # --- pure arithmetic ------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from llmrollout.metrics.promql import (
     regex_literal,
     render_template,
     samples_query,
+    scraped_targets_query,
     selector,
     targets_query,
     variant_matchers,
@@ -142,6 +143,11 @@ V2 = (Matcher("variant", "=", "v2"), Matcher("ns", "=", "team-a"))
         ),
         (samples_query("x_bucket", V2, 30), 'x_bucket{variant="v2",ns="team-a"}[30s]'),
         (samples_query("x", V2, 0.25), 'x{variant="v2",ns="team-a"}[250ms]'),
+        (
+            scraped_targets_query([("app", "10.0.0.1:80"), ("app", "b:80")], 3600),
+            "group by (job, instance) (last_over_time("
+            'up{job=~"app",instance=~"10\\\\.0\\\\.0\\\\.1:80|b:80"}[3600s]))',
+        ),
         (
             targets_query(V2, 90),
             'group by (job, instance) (last_over_time(target_info{variant="v2",ns="team-a"}[90s]))',

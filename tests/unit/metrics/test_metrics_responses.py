@@ -99,6 +99,7 @@ def success(data: dict[str, Any]) -> Answer:
 
 _MATCHER = re.compile(r'([a-zA-Z_]+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 _BASELINE = re.compile(r"^last_over_time\(([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)s\]\)$")
+_GROUP = re.compile(r"^group by \(job, instance\) \(last_over_time\(([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)s\]\)\)$")
 _SAMPLES = re.compile(r"^([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)(s|ms)\]$")
 
 
@@ -127,6 +128,15 @@ class TSDB:
         ]
 
     def answer(self, query: str, at: float) -> Answer:
+        if found := _GROUP.match(query):
+            name, body, seconds = found.groups()
+            pairs = {
+                (labels.get("job", ""), labels.get("instance", ""))
+                for labels, samples in self._select(name, body)
+                if any(at - int(seconds) <= t <= at for t, _ in samples)
+            }
+            result = [{"metric": {"job": j, "instance": i}, "value": [at, "1"]} for j, i in sorted(pairs)]
+            return success({"resultType": "vector", "result": result})
         if found := _BASELINE.match(query):
             name, body, seconds = found.groups()
             result = []
@@ -159,6 +169,7 @@ DURATION = "gen_ai_client_operation_duration_seconds"
 
 def otel_tsdb() -> TSDB:
     db = TSDB()
+    db.add("up", {}, (960, 1), (975, 1), (990, 1), (1005, 1), (1020, 1), (1035, 1))
     v2 = {"variant": "v2"}
     db.add(f"{DURATION}_count", {**v2, "error_type": ""}, (990, 100), (1005, 150), (1020, 300), (1035, 390))
     # The error series appears inside the window, with its first error: it counts from 0.
@@ -224,6 +235,21 @@ def test_a_window_shorter_than_a_scrape_interval_is_not_empty() -> None:
     assert reads == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 12.0, 0.0]
 
 
+def test_a_series_born_in_the_window_counts_from_0_only_on_a_target_scraped_before() -> None:
+    db = TSDB()
+    old, new = {"job": "j", "instance": "old:80"}, {"job": "j", "instance": "new:80"}
+    db.add("up", old, (960, 1), (990, 1), (1020, 1))
+    db.add("up", new, (1020, 1))  # a target Prometheus had not scraped before the window
+    # On the old target the error series appears with its first 3 errors: all of them count.
+    db.add(f"{DURATION}_count", {**old, "variant": "v2", "error_type": ""}, (990, 10), (1020, 20))
+    db.add(f"{DURATION}_count", {**old, "variant": "v2", "error_type": "timeout"}, (1020, 3))
+    # The new target's counters carry a history of 5000 requests and 700 errors: none is this window's.
+    db.add(f"{DURATION}_count", {**new, "variant": "v2", "error_type": ""}, (1020, 5000), (1029, 5004))
+    db.add(f"{DURATION}_count", {**new, "variant": "v2", "error_type": "timeout"}, (1020, 700), (1029, 701))
+    v2 = provider(mock_prometheus(db.answer)).read(["v2"], 1000, 1030).variants["v2"]
+    assert (v2.requests, v2.errors) == (13 + 5, 3 + 1)
+
+
 def test_missing_error_series_are_named_never_zero() -> None:
     db = TSDB()
     labels = {"model_name": "v2", "finished_reason": "stop"}
@@ -269,13 +295,11 @@ def test_resource_variant_is_joined_through_target_info() -> None:
         (1035, 999),
     )
 
-    def answer(query: str, at: float) -> Answer:
-        if query.startswith("group by (job, instance)"):
-            assert 'target_info{variant="v2"}' in query
-            return success(vector(({"job": "app", "instance": "10.0.0.1:80"}, "1")))
-        return db.answer(query, at)
-
-    v2 = provider(mock_prometheus(answer), variant_from="resource").read(["v2"], 1030, 1060).variants["v2"]
+    db.add("target_info", {"job": "app", "instance": "10.0.0.1:80", "variant": "v2"}, (990, 1), (1035, 1))
+    db.add("target_info", {"job": "app", "instance": "10.0.0.9:80", "variant": "v1"}, (990, 1), (1035, 1))
+    db.add("up", {"job": "app", "instance": "10.0.0.1:80"}, (990, 1), (1035, 1))
+    resource = provider(mock_prometheus(db.answer), variant_from="resource")
+    v2 = resource.read(["v2"], 1030, 1060).variants["v2"]
     assert (v2.requests, v2.errors, v2.eval_passed) == (93.0, 3.0, 350.0)  # not the other instance's 999
     nowhere = provider(mock_prometheus(lambda q, at: success(vector())), variant_from="resource")
     missing = nowhere.read(["v2"], 1030, 1060).variants["v2"].missing

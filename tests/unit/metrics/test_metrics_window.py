@@ -18,10 +18,12 @@ from llmrollout.metrics.window import (
     increase,
     matches,
     merge,
+    newborn_targets,
     parse_baselines,
     parse_samples,
     read_field,
     series_key,
+    settle_newborns,
 )
 
 INF = math.inf
@@ -286,3 +288,22 @@ def test_found_names_the_metric_names_read() -> None:
     table = {"usage_token_sum": [s({"type": "output"}, 0, 40, name="usage_token_sum")]}
     reading = read_field(tokens, fetcher(table), describe)
     assert (reading.value, reading.found) == (40.0, "usage_token_sum")
+
+
+@pytest.mark.parametrize(
+    ("baseline", "samples", "known", "expected"),
+    [
+        (None, [(1, 3.0), (2, 5.0)], True, 5.0),  # born on a target scraped before: from 0
+        (None, [(1, 3000.0), (2, 3005.0)], False, 5.0),  # a new target's history is not this window's
+        (None, [(1, 3000.0)], False, 0.0),
+        (10.0, [(1, 12.0)], False, 2.0),  # a baseline is a baseline, whatever the target
+        (None, [], False, 0.0),
+    ],
+)
+def test_settle_newborns(
+    baseline: float | None, samples: list[tuple[float, float]], known: bool, expected: float
+) -> None:
+    series = SeriesData({"job": "j", "instance": "i:80"}, baseline, list(samples), {"m"})
+    assert newborn_targets([series]) == ({("j", "i:80")} if baseline is None and samples else set())
+    settle_newborns([series], {("j", "i:80")} if known else {("j", "other:80")})
+    assert increase(series.baseline, series.samples) == expected
