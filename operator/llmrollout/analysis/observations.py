@@ -1,7 +1,8 @@
 """What the operator reads from Prometheus for one variant over one analysis window.
 
 Only aggregates, never per-request data: counters' increases over the window and cumulative
-histogram buckets, exactly what PromQL `increase(...[window])` returns. A field is None when the
+histogram buckets, as exact differences of the scraped values (no extrapolation), so that consecutive
+windows add up to the counters' true increase. A field is None when the
 series was missing or the query failed; the analysis treats None as "inconclusive", never as zero.
 """
 
@@ -43,6 +44,11 @@ class VariantWindow:
     input_tokens: float | None = None
     output_tokens: float | None = None
     custom: dict[str, float | None] = field(default_factory=dict)
+    # Field name -> the series that was looked for and not found, so a condition can name it; a field
+    # listed here is None. Field name -> the metric names its value was read from (which preset
+    # alternative matched), for explaining a value.
+    missing: dict[str, str] = field(default_factory=dict)
+    found: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,3 +59,4 @@ class Window:
     end: float
     variants: dict[str, VariantWindow]
     problems: tuple[str, ...] = ()  # query failures, in words, for conditions and Events
+    scrape_interval: float | None = None  # seconds, as the provider was told; for messages

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmrollout.api.durations import Duration
@@ -127,22 +127,78 @@ class Strategy(Model):
     )
 
 
+# A plain base URL: scheme, host[:port] and an optional path prefix. Credentials, a query or a fragment
+# would be copied into every request and every message, so they are refused at apply.
+PROMETHEUS_ADDRESS_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$"
+# Each preset's label for the variant when the spec names none (kept in step with metrics/presets.py,
+# which the unit tests check); the CRD needs it as data for the rule on metrics.labels.
+DEFAULT_VARIANT_LABELS = {"litellm": "requested_model"}
+_DEFAULT_VARIANT_LABEL = "variant"
+
+
 class Prometheus(Model):
-    address: str = Field(
-        pattern=r"^https?://[^\s]+$", max_length=2048, description="Base URL of the Prometheus HTTP API."
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "duration(self.scrapeInterval) > duration('0s')",
+                "scrapeInterval must be positive",
+                ".scrapeInterval",
+            )
+        )
     )
+    address: str = Field(
+        pattern=PROMETHEUS_ADDRESS_PATTERN,
+        max_length=2048,
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090;"
+        " no credentials, query or fragment.",
+    )
+    scrape_interval: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How often Prometheus scrapes the model servers (its scrape_interval; Prometheus's"
+        " default is 1m). Sizes how far back a counter's last value is looked for, and explains messages.",
+        json_schema_extra={"default": "1m"},
+    )
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("scrapeInterval must be positive")
+        return value
+
+
+def _variant_label_cel() -> str:
+    default = f"'{_DEFAULT_VARIANT_LABEL}'"
+    for preset, label in DEFAULT_VARIANT_LABELS.items():
+        default = f"(self.preset == '{preset}' ? '{label}' : {default})"
+    return f"!has(self.labels) || !((has(self.variantLabel) ? self.variantLabel : {default}) in self.labels)"
 
 
 class Metrics(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                _variant_label_cel(),
+                "metrics.labels must not set the variant label; it is set per variant",
+                ".labels",
+            )
+        )
+    )
     prometheus: Prometheus
-    preset: Literal["openTelemetryGenAI", "vllm", "litellm", "custom"] = Field(
+    preset: Literal["openTelemetryGenAI", "vllm", "sglang", "litellm", "custom"] = Field(
         "openTelemetryGenAI", description="Which metric names and labels to read."
     )
-    variant_label: str = Field(
-        "variant",
+    variant_label: str | None = Field(
+        None,
         pattern=PROMETHEUS_LABEL_PATTERN,
         max_length=128,
-        description="Label whose value tells the variants apart in the series.",
+        description="Label whose value tells the variants apart in the series"
+        " (default: requested_model for litellm, variant otherwise).",
+    )
+    variant_from: Literal["label", "resource"] = Field(
+        "label",
+        description="label: the variant label is on every series; resource: it is an OpenTelemetry"
+        " resource attribute, found on target_info and joined on (job, instance).",
     )
     labels: dict[str, str] = Field(
         default_factory=dict,
@@ -155,6 +211,18 @@ class Metrics(Model):
             )
         ),
     )
+
+    @property
+    def effective_variant_label(self) -> str:
+        return self.variant_label or DEFAULT_VARIANT_LABELS.get(self.preset, _DEFAULT_VARIANT_LABEL)
+
+    @model_validator(mode="after")
+    def _variant_label_not_in_labels(self) -> Metrics:
+        if self.effective_variant_label in self.labels:
+            raise ValueError(
+                f"metrics.labels must not set the variant label {self.effective_variant_label!r}"
+            )
+        return self
 
 
 class QualitySLO(Model):

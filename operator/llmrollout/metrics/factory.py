@@ -9,6 +9,10 @@ from llmrollout.metrics.base import MetricProvider, UnknownMetricsProviderError
 from llmrollout.metrics.presets import PRESETS, Preset
 from llmrollout.metrics.prometheus import PrometheusProvider
 
+# A scrape's samples carry the scrape's start time but are stored when it completes; reading each
+# window this much in the past keeps its newest samples from arriving after it was read.
+INGESTION_DELAY_SECONDS = 1.0
+
 
 def preset_named(name: str) -> Preset:
     try:
@@ -30,8 +34,11 @@ def provider_for(metrics: Metrics, client: httpx.Client, *, namespace: str) -> M
             metrics.prometheus.address,
             preset_named(metrics.preset),
             namespace=namespace,
-            variant_label=metrics.variant_label,
+            variant_label=metrics.effective_variant_label,
+            variant_from=metrics.variant_from,
             labels=metrics.labels,
+            scrape_interval=metrics.prometheus.scrape_interval.total_seconds(),
+            query_offset=INGESTION_DELAY_SECONDS,
         )
     raise UnknownMetricsProviderError(
         "spec.metrics names no provider this operator knows (known: prometheus)"

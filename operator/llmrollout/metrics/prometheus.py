@@ -1,19 +1,55 @@
-"""Reads a Window from the Prometheus HTTP API (/api/v1/query), one instant query per field."""
+"""Reads a Window from the Prometheus HTTP API: exact counter differences per series (see window.py).
+
+For every metric a field needs, two instant queries per metric name: each series' last value at or
+before the window's start (`last_over_time(x{sel}[lookback])`) and its raw samples up to the window's
+end (`x{sel}[end - start]`). Custom SLO queries are instant queries at the window's end, as written.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
-import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from llmrollout.analysis.observations import Histogram, VariantWindow, Window
+from llmrollout.analysis.observations import VariantWindow, Window
 from llmrollout.api.spec import CustomSLO
-from llmrollout.metrics.base import MetricsError, MetricsUnavailableError
+from llmrollout.metrics.base import MetricsError
+from llmrollout.metrics.client import (
+    DEADLINE_SECONDS,
+    MAX_RESPONSE_BYTES,
+    PrometheusAPI,
+    QueryRejectedError,
+    short,
+)
 from llmrollout.metrics.presets import Preset
-from llmrollout.metrics.promql import duration, render_template, variant_matchers
+from llmrollout.metrics.promql import (
+    Matcher,
+    Source,
+    baseline_query,
+    duration,
+    regex_literal,
+    render_template,
+    samples_query,
+    scraped_targets_query,
+    targets_query,
+    variant_matchers,
+)
+from llmrollout.metrics.window import (
+    BadResultError,
+    SeriesData,
+    SeriesKey,
+    Target,
+    merge,
+    newborn_targets,
+    parse_baselines,
+    parse_samples,
+    read_field,
+    settle_newborns,
+    target_of,
+)
 
 SCALAR_FIELDS = (
     "requests",
@@ -26,46 +62,281 @@ SCALAR_FIELDS = (
     "output_tokens",
 )
 HISTOGRAM_FIELDS = ("ttft", "latency")
+FIELDS = (*SCALAR_FIELDS[:2], *HISTOGRAM_FIELDS, *SCALAR_FIELDS[2:])
+# llmrollout's own evaluator labels its series with the variant, whatever the preset's telemetry does.
+OWN_FIELDS = ("eval_score_sum", "eval_score_count", "eval_passed", "eval_failed")
 CUSTOM_PREFIX = "custom:"
+VariantFrom = Literal["label", "resource"]
+
+# A series whose last sample is older than this before the window counts as created in the window.
+# Generous, because a baseline lost to a scrape gap would count the counter's whole history; it costs
+# Prometheus one scan per series, and returns one value per series whatever its length.
+MIN_LOOKBACK_SECONDS = 3600.0
+LOOKBACK_SCRAPES = 10
 
 
-class BadResultError(MetricsError):
-    """One query's answer cannot be used (rejected by Prometheus, NaN, wrong shape)."""
+def lookback_seconds(scrape_interval: float) -> float:
+    return max(MIN_LOOKBACK_SECONDS, LOOKBACK_SCRAPES * scrape_interval)
 
 
-# --- pure: queries --------------------------------------------------------------------------------
+def _ms(t: float) -> float:
+    # Both edges on the millisecond grid Prometheus stores, so that one window's end and the next
+    # window's start are the same instant in both queries.
+    return round(t * 1000) / 1000
 
 
-def render_queries(
-    preset: Preset,
-    variant: str,
-    window_seconds: float,
-    *,
-    variant_label: str = "variant",
-    labels: Mapping[str, str] | None = None,
-    namespace: str,
-    custom: Sequence[CustomSLO] = (),
-) -> dict[str, str]:
-    """Every query one variant's window needs, keyed by VariantWindow field (custom: "custom:<name>").
+class PrometheusProvider:
+    """Reads each variant's window from one Prometheus, with the preset's series and labels."""
 
-    Fields the preset has no series for are left out. A custom template that cannot be rendered safely
-    raises TemplateError.
-    """
-    window = duration(window_seconds)
-    common = variant_matchers(variant_label, variant, labels or {})
-    queries: dict[str, str] = {}
-    for name in (*SCALAR_FIELDS[:2], *HISTOGRAM_FIELDS, *SCALAR_FIELDS[2:]):
-        spec = getattr(preset, name)
-        if spec is not None:
-            queries[name] = spec.render(common, window)
-    for slo in custom:
-        queries[CUSTOM_PREFIX + slo.name] = render_template(
-            slo.query, variant=variant, namespace=namespace, interval=window
+    def __init__(
+        self,
+        client: httpx.Client,
+        address: str,
+        preset: Preset,
+        *,
+        namespace: str,
+        variant_label: str | None = None,
+        variant_from: VariantFrom = "label",
+        labels: Mapping[str, str] | None = None,
+        scrape_interval: float = 60.0,
+        query_offset: float = 0.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        deadline_seconds: float = DEADLINE_SECONDS,
+    ) -> None:
+        self.api = PrometheusAPI(
+            client, address, max_response_bytes=max_response_bytes, deadline_seconds=deadline_seconds
         )
-    return queries
+        self.preset = preset
+        self.namespace = namespace
+        self.variant_label = variant_label or preset.variant_label
+        self.variant_from = variant_from
+        self.labels = dict(labels or {})
+        self.scrape_interval = scrape_interval
+        # Read the window as of `query_offset` seconds earlier: a scrape's samples carry its start
+        # time but are stored when it ends, so the newest instant of the window may not be complete
+        # yet. Both edges move, so consecutive windows still telescope.
+        self.query_offset = query_offset
+        if not math.isfinite(scrape_interval) or scrape_interval <= 0:
+            raise ValueError(f"the scrape interval must be positive, not {scrape_interval!r}")
+        # Fail at construction, not at the first read, when the spec's labels cannot form a selector.
+        for matcher in variant_matchers(self.variant_label, "probe", self.labels):
+            matcher.render()
+
+    # --- what is read -----------------------------------------------------------------------------
+
+    def label_matchers(self, variant: str) -> tuple[Matcher, ...]:
+        """The variant's label and the spec's labels: what every series (or target_info) carries."""
+        return variant_matchers(self.variant_label, variant, self.labels)
+
+    def extra_matchers(self) -> tuple[Matcher, ...]:
+        """Only the spec's labels: series that name the variant through target_info do not carry it."""
+        return tuple(Matcher(k, "=", v) for k, v in sorted(self.labels.items()))
+
+    def queries(self, variant: str) -> dict[str, str]:
+        """The series each field reads for one variant, as PromQL selectors, for explaining a decision."""
+        out: dict[str, str] = {}
+        for name in FIELDS:
+            spec = getattr(self.preset, name)
+            if spec is None:
+                continue
+            matchers = self.label_matchers(variant)
+            if self.variant_from == "resource" and name not in OWN_FIELDS:
+                target = targets_query(matchers, lookback_seconds(self.scrape_interval))
+                matchers = self.extra_matchers()
+                out[name] = f"{_describe_spec(spec, matchers)} on(job, instance) of {target}"
+            else:
+                out[name] = _describe_spec(spec, matchers)
+        return out
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def missing_series(self, variants: Sequence[str], now: float) -> dict[str, dict[str, str]]:
+        """For a preflight: per variant, each field whose series Prometheus has not seen lately, with
+        the selector looked for. A series seen within the look-back (at least an hour) is present.
+
+        Raises MetricsUnavailableError like `read`; `read` also tells queries that Prometheus rejected.
+        """
+        window = self.read(variants, now - self.scrape_interval, now)
+        return {variant: dict(w.missing) for variant, w in window.variants.items() if w.missing}
+
+    def read(
+        self, variants: Sequence[str], start: float, end: float, custom: Sequence[CustomSLO] = ()
+    ) -> Window:
+        duration(end - start)  # a bad window is the caller's bug: raise before any query
+        at_start, at_end = _ms(start - self.query_offset), _ms(end - self.query_offset)
+        duration(at_end - at_start)
+        deadline = self.api.deadline()
+        problems: list[str] = []
+        windows: dict[str, VariantWindow] = {}
+        for variant in variants:
+            reader = _VariantReader(self, variant, at_start, at_end, deadline)
+            values, missing, found = reader.fields(problems)
+            custom_values = self._custom(variant, start, end, custom, deadline, problems)
+            windows[variant] = VariantWindow(
+                variant=variant, custom=custom_values, missing=missing, found=found, **values
+            )
+        return Window(
+            start=start,
+            end=end,
+            variants=windows,
+            problems=tuple(problems),
+            scrape_interval=self.scrape_interval,
+        )
+
+    def _custom(
+        self,
+        variant: str,
+        start: float,
+        end: float,
+        custom: Sequence[CustomSLO],
+        deadline: float,
+        problems: list[str],
+    ) -> dict[str, float | None]:
+        values: dict[str, float | None] = {}
+        window = duration(end - start)
+        for slo in custom:
+            values[slo.name] = None
+            try:
+                query = render_template(slo.query, variant=variant, namespace=self.namespace, interval=window)
+            except MetricsError as err:
+                problems.append(f"{variant} {CUSTOM_PREFIX}{slo.name}: {err}")
+                continue
+            try:
+                values[slo.name] = parse_value(self.api.query(query, _ms(end - self.query_offset), deadline))
+            except (BadResultError, QueryRejectedError) as err:
+                problems.append(f"{variant} {CUSTOM_PREFIX}{slo.name}: {err} (query: {short(query)})")
+        return values
 
 
-# --- pure: answers --------------------------------------------------------------------------------
+class _VariantReader:
+    """One variant's fields; fetches each metric name at most once."""
+
+    def __init__(
+        self, provider: PrometheusProvider, variant: str, start: float, end: float, deadline: float
+    ) -> None:
+        self.p = provider
+        self.variant = variant
+        self.start, self.end, self.deadline = start, end, deadline
+        self.lookback = lookback_seconds(provider.scrape_interval)
+        self._cache: dict[tuple[str, tuple[Matcher, ...]], dict[SeriesKey, SeriesData]] = {}
+        self._targets: set[tuple[str, str]] | None = None
+        self._asked: set[Target] = set()
+        self._scraped: set[Target] = set()
+
+    def fields(self, problems: list[str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        values: dict[str, Any] = {}
+        missing: dict[str, str] = {}
+        found: dict[str, str] = {}
+        for name in FIELDS:
+            spec = getattr(self.p.preset, name)
+            if spec is None:
+                continue
+            by_resource = self.p.variant_from == "resource" and name not in OWN_FIELDS
+            try:
+                if by_resource and not self._resolve_targets():
+                    missing[name] = _describe_target_info(self.p.label_matchers(self.variant))
+                    continue
+                matchers = self.p.extra_matchers() if by_resource else self.p.label_matchers(self.variant)
+                reading = read_field(
+                    spec,
+                    functools.partial(self._fetch, matchers=matchers, by_resource=by_resource),
+                    functools.partial(
+                        _describe_source,
+                        matchers=matchers,
+                        join=self.p.label_matchers(self.variant) if by_resource else None,
+                    ),
+                )
+            except (BadResultError, QueryRejectedError) as err:
+                problems.append(f"{self.variant} {name}: {err}")
+                continue
+            values[name] = reading.value
+            if reading.missing is not None:
+                missing[name] = reading.missing
+            if reading.found is not None:
+                found[name] = reading.found
+        return values, missing, found
+
+    def _resolve_targets(self) -> set[tuple[str, str]]:
+        if self._targets is None:
+            query = targets_query(self.p.label_matchers(self.variant), self.end - self.start + self.lookback)
+            data = self._query(query, self.end)
+            targets = set()
+            for item in data.get("result") or []:
+                labels = item.get("metric") or {}
+                targets.add((str(labels.get("job", "")), str(labels.get("instance", ""))))
+            self._targets = targets
+        return self._targets
+
+    def _fetch(
+        self, source: Source, matchers: tuple[Matcher, ...], by_resource: bool
+    ) -> dict[SeriesKey, SeriesData]:
+        if by_resource:
+            targets = self._resolve_targets()
+            jobs = "|".join(sorted(regex_literal(j) for j, _ in targets))
+            instances = "|".join(sorted(regex_literal(i) for _, i in targets))
+            matchers = (*matchers, Matcher("job", "=~", jobs), Matcher("instance", "=~", instances))
+        key = ("|".join(source.metric.names), matchers)
+        if key not in self._cache:
+            series: dict[SeriesKey, SeriesData] = {}
+            for name in source.metric.names:
+                baselines = parse_baselines(
+                    self._query(baseline_query(name, matchers, self.lookback), self.start)
+                )
+                samples = parse_samples(
+                    self._query(samples_query(name, matchers, self.end - self.start), self.end)
+                )
+                merge(series, name, baselines, samples, self.start)
+            if by_resource:
+                # The regex matchers select the cross product of jobs and instances; keep real pairs.
+                targets = self._resolve_targets()
+                series = {
+                    k: s
+                    for k, s in series.items()
+                    if (s.labels.get("job", ""), s.labels.get("instance", "")) in targets
+                }
+            settle_newborns(series.values(), self._scraped_before(newborn_targets(series.values())))
+            self._cache[key] = series
+        return self._cache[key]
+
+    def _scraped_before(self, targets: set[Target]) -> set[Target]:
+        """Those of `targets` that Prometheus scraped before the window (asked once per target)."""
+        unknown = targets - self._asked
+        if unknown:
+            data = self._query(scraped_targets_query(unknown, self.lookback), self.start)
+            for item in data.get("result") or []:
+                self._scraped.add(target_of(item.get("metric") or {}))
+            self._asked |= unknown
+        return self._scraped & targets
+
+    def _query(self, query: str, at: float) -> dict[str, Any]:
+        try:
+            return self.p.api.query(query, at, self.deadline)
+        except (BadResultError, QueryRejectedError) as err:
+            raise type(err)(f"{err} (query: {short(query)})") from err
+
+
+def _describe_source(
+    source: Source, matchers: tuple[Matcher, ...], join: tuple[Matcher, ...] | None = None
+) -> str:
+    if join is None:
+        return source.describe(matchers)
+    target_info = ",".join(m.render() for m in join)
+    return f"({source.describe(matchers)}) on(job, instance) target_info{{{target_info}}}"
+
+
+def _describe_spec(spec: Any, matchers: tuple[Matcher, ...]) -> str:
+    terms = getattr(spec, "terms", None)
+    if terms is not None:
+        return " + ".join(" or ".join(s.describe(matchers) for s in t.sources) for t in terms)
+    return " or ".join(s.describe(matchers) for s in spec.sources)
+
+
+def _describe_target_info(matchers: tuple[Matcher, ...]) -> str:
+    body = ",".join(m.render() for m in matchers)
+    return f"target_info{{{body}}} (the OTel resource that names the variant)"
+
+
+# --- pure: custom query answers -------------------------------------------------------------------
 
 
 def _sample_value(sample: Any) -> float:
@@ -80,16 +351,11 @@ def _sample_value(sample: Any) -> float:
     return value
 
 
-def _result(data: Mapping[str, Any], allowed: tuple[str, ...]) -> tuple[str, Any]:
-    result_type, result = data.get("resultType"), data.get("result")
-    if result_type not in allowed:
-        raise BadResultError(f"expected a {' or '.join(allowed)} result, got {result_type!r}")
-    return result_type, result
-
-
 def parse_value(data: Mapping[str, Any]) -> float | None:
     """The single number in a query's `data`; None when no series matched (never 0)."""
-    result_type, result = _result(data, ("vector", "scalar"))
+    result_type, result = data.get("resultType"), data.get("result")
+    if result_type not in ("vector", "scalar"):
+        raise BadResultError(f"expected a vector or scalar result, got {result_type!r}")
     if result_type == "scalar":
         return _sample_value(result)
     if not isinstance(result, list):
@@ -99,150 +365,3 @@ def parse_value(data: Mapping[str, Any]) -> float | None:
     if len(result) > 1:
         raise BadResultError(f"{len(result)} series returned; the query must aggregate to one, e.g. sum(...)")
     return _sample_value(result[0].get("value"))
-
-
-def parse_histogram(data: Mapping[str, Any]) -> Histogram | None:
-    """Cumulative buckets from a `sum by (le)` vector; None when no bucket series matched."""
-    _, result = _result(data, ("vector",))
-    if not isinstance(result, list):
-        raise BadResultError(f"malformed vector {result!r}")
-    if not result:
-        return None
-    buckets: dict[float, float] = {}
-    for sample in result:
-        le = (sample.get("metric") or {}).get("le")
-        try:
-            upper = float(le) if isinstance(le, str) else math.nan
-        except ValueError as err:
-            raise BadResultError(f"bucket without a numeric le label: {sample.get('metric')!r}") from err
-        if math.isnan(upper):
-            raise BadResultError(f"bucket without a numeric le label: {sample.get('metric')!r}")
-        if upper in buckets:
-            raise BadResultError(f"two buckets with le={le!r}")
-        buckets[upper] = _sample_value(sample.get("value"))
-    ordered = sorted(buckets.items())
-    if ordered[-1][0] != math.inf:
-        raise BadResultError("no le=+Inf bucket, so the total count is unknown")
-    # increase() extrapolates each bucket separately, which can leave a bucket a hair below the one
-    # before it; cumulative counts cannot fall, so carry the running maximum (as histogram_quantile does).
-    cumulative: list[tuple[float, float]] = []
-    highest = 0.0
-    for upper, value in ordered:
-        highest = max(highest, value)
-        cumulative.append((upper, highest))
-    return Histogram(tuple(cumulative))
-
-
-def _redacted(address: str) -> str:
-    """The address without user:password, for messages that end up in status and Events."""
-    # A regex rather than urlsplit: it must not fail on the malformed addresses it helps report.
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", address)
-
-
-# --- the provider ---------------------------------------------------------------------------------
-
-
-class PrometheusProvider:
-    """Reads each variant's window with instant queries evaluated at the window's end."""
-
-    def __init__(
-        self,
-        client: httpx.Client,
-        address: str,
-        preset: Preset,
-        *,
-        namespace: str,
-        variant_label: str = "variant",
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
-        self._client = client
-        self._url = address.rstrip("/") + "/api/v1/query"
-        self._address = _redacted(address)
-        self.preset = preset
-        self.namespace = namespace
-        self.variant_label = variant_label
-        self.labels = dict(labels or {})
-        # Fail at construction, not at the first read, when the spec's labels cannot form a selector.
-        for matcher in variant_matchers(variant_label, "probe", self.labels):
-            matcher.render()
-
-    def queries(
-        self, variant: str, start: float, end: float, custom: Sequence[CustomSLO] = ()
-    ) -> dict[str, str]:
-        """The PromQL `read` sends for one variant, for explaining a decision."""
-        return render_queries(
-            self.preset,
-            variant,
-            end - start,
-            variant_label=self.variant_label,
-            labels=self.labels,
-            namespace=self.namespace,
-            custom=custom,
-        )
-
-    def read(
-        self, variants: Sequence[str], start: float, end: float, custom: Sequence[CustomSLO] = ()
-    ) -> Window:
-        duration(end - start)  # a bad window is the caller's bug: raise before any query
-        problems: list[str] = []
-        windows: dict[str, VariantWindow] = {}
-        for variant in variants:
-            values: dict[str, Any] = {}
-            custom_values: dict[str, float | None] = {slo.name: None for slo in custom}
-            for name, query in self._variant_queries(variant, start, end, custom, problems).items():
-                try:
-                    data = self._query(query, end)
-                    if name in HISTOGRAM_FIELDS:
-                        values[name] = parse_histogram(data)
-                    elif name.startswith(CUSTOM_PREFIX):
-                        custom_values[name.removeprefix(CUSTOM_PREFIX)] = parse_value(data)
-                    else:
-                        values[name] = parse_value(data)
-                except BadResultError as err:
-                    problems.append(f"{variant} {name}: {err} (query: {query})")
-            windows[variant] = VariantWindow(variant=variant, custom=custom_values, **values)
-        return Window(start=start, end=end, variants=windows, problems=tuple(problems))
-
-    def _variant_queries(
-        self, variant: str, start: float, end: float, custom: Sequence[CustomSLO], problems: list[str]
-    ) -> dict[str, str]:
-        queries = self.queries(variant, start, end)
-        window = duration(end - start)
-        for slo in custom:
-            try:
-                queries[CUSTOM_PREFIX + slo.name] = render_template(
-                    slo.query, variant=variant, namespace=self.namespace, interval=window
-                )
-            except MetricsError as err:
-                problems.append(f"{variant} {CUSTOM_PREFIX}{slo.name}: {err}")
-        return queries
-
-    def _query(self, query: str, at: float) -> dict[str, Any]:
-        try:
-            response = self._client.get(self._url, params={"query": query, "time": f"{at:.3f}"})
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
-            raise MetricsUnavailableError(
-                f"Prometheus at {self._address} is unreachable: {type(err).__name__}: {err}"
-            ) from err
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
-            raise MetricsUnavailableError(
-                f"{self._address} did not answer like the Prometheus HTTP API "
-                f"(HTTP {response.status_code} from {response.request.url.path})"
-            )
-        if body["status"] == "success" and response.status_code == 200:
-            data = body.get("data")
-            if not isinstance(data, dict):
-                raise MetricsUnavailableError(f"Prometheus at {self._address} answered without data")
-            return data
-        message = f"{body.get('errorType', 'error')}: {body.get('error', 'no message')}"
-        # 400 and 422 are this query's fault (syntax, execution); anything else (503 timeouts and
-        # overload, auth, proxies) says Prometheus cannot answer now, whatever we ask.
-        if response.status_code in (400, 422):
-            raise BadResultError(f"Prometheus rejected the query: {message}")
-        raise MetricsUnavailableError(
-            f"Prometheus at {self._address} failed (HTTP {response.status_code}): {message}"
-        )

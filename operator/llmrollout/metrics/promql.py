@@ -63,31 +63,103 @@ class Matcher:
         return f'{self.label}{self.op}"{escape_string(self.value)}"'
 
 
+_REGEX_SPECIAL = set("\\.+*?()|[]{}^$")
+
+
+def regex_literal(value: str) -> str:
+    """A regular expression (RE2, as Prometheus uses) matching exactly `value`."""
+    return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in value)
+
+
+def selector(metric: str, matchers: Iterable[Matcher]) -> str:
+    """`metric{matchers}`: one metric name's series (without a range)."""
+    if not METRIC_NAME.match(metric):
+        raise ValueError(f"{metric!r} is not a Prometheus metric name")
+    return f"{metric}{{{','.join(m.render() for m in matchers)}}}"
+
+
+def baseline_query(metric: str, matchers: Iterable[Matcher], lookback_seconds: float) -> str:
+    """Each series' last value at or before the evaluation time (the window's start).
+
+    One metric name per query: last_over_time drops the name, and two names with the same labels
+    would collide.
+    """
+    return f"last_over_time({selector(metric, matchers)}[{duration(lookback_seconds)}])"
+
+
+def samples_query(metric: str, matchers: Iterable[Matcher], window_seconds: float) -> str:
+    """Every raw sample of each series in the range that ends at the evaluation time (the window's end)."""
+    return f"{selector(metric, matchers)}[{duration(window_seconds)}]"
+
+
+def targets_query(variant_matchers: Iterable[Matcher], range_seconds: float) -> str:
+    """The (job, instance) pairs whose OTel resource carries the variant (target_info, one per target)."""
+    return (
+        f"group by (job, instance) "
+        f"(last_over_time({selector('target_info', variant_matchers)}[{duration(range_seconds)}]))"
+    )
+
+
+def scraped_targets_query(targets: Iterable[tuple[str, str]], lookback_seconds: float) -> str:
+    """Which of the (job, instance) `targets` Prometheus scraped within the look-back (their `up`)."""
+    pairs = sorted(set(targets))
+    jobs = "|".join(sorted({regex_literal(j) for j, _ in pairs}))
+    instances = "|".join(sorted({regex_literal(i) for _, i in pairs}))
+    matchers = (Matcher("job", "=~", jobs), Matcher("instance", "=~", instances))
+    return (
+        f"group by (job, instance) (last_over_time({selector('up', matchers)}[{duration(lookback_seconds)}]))"
+    )
+
+
 @dataclass(frozen=True)
-class Series:
-    """The series of one metric name that also match `matchers` (on top of the variant's own)."""
+class Metric:
+    """One counter (or histogram part) under each name exporters give it.
 
-    metric: str
-    matchers: tuple[Matcher, ...] = ()
+    Names are alternatives for the same series: vLLM's `vllm:x` arrives as `vllm_x` when the scrape
+    negotiates OpenMetrics with underscore escaping, so a series seen under both names is one series.
+    """
 
-    def selector(self, common: Iterable[Matcher], window: str) -> str:
-        if not METRIC_NAME.match(self.metric):
-            raise ValueError(f"{self.metric!r} is not a Prometheus metric name")
-        body = ",".join(m.render() for m in (*common, *self.matchers))
-        return f"{self.metric}{{{body}}}[{window}]"
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            if not METRIC_NAME.match(name):
+                raise ValueError(f"{name!r} is not a Prometheus metric name")
+
+    def describe(self, matchers: Iterable[Matcher]) -> str:
+        return " or ".join(selector(name, matchers) for name in self.names)
+
+
+@dataclass(frozen=True)
+class Source:
+    """The series of `metric` (for the variant) that also match `where`, applied to the fetched series."""
+
+    metric: Metric
+    where: tuple[Matcher, ...] = ()
+    # The source counts as present only where some series carries this label (older exporter
+    # versions lack it, and `where` on a missing label would read as a silent zero).
+    requires: str | None = None
+
+    def describe(self, matchers: Iterable[Matcher]) -> str:
+        return self.metric.describe((*matchers, *self.where))
+
+
+# When no series matches a term's `where`, the count is:
+#   "series": missing (nothing says the event could have been counted);
+#   "metric": zero when the metric has series for the variant (an error series appears with the first
+#             error, so "none yet" beside the variant's other series of that metric means zero);
+#   "always": zero, for counts the preset declares structurally present.
+ZeroWhen = Literal["series", "metric", "always"]
 
 
 @dataclass(frozen=True)
 class Term:
-    """The window's increase of `series`, summed over every matching series.
+    """A count: the increase of the first source (in order) that has series for the variant."""
 
-    `zero_with` names series whose presence turns a missing `series` into 0: error and pass/fail
-    counters only appear after the first error or failure, and "no errors yet" must not read as
-    "no data", while a variant with no series at all must still read as missing.
-    """
-
-    series: Series
-    zero_with: Series | None = None
+    sources: tuple[Source, ...]
+    zero_when: ZeroWhen = "series"
+    # An optional term that is missing adds nothing to its Count instead of making it missing.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,31 +168,24 @@ class Count:
 
     terms: tuple[Term, ...]
 
-    def render(self, common: Iterable[Matcher], window: str) -> str:
-        common = tuple(common)
-        parts = []
-        for term in self.terms:
-            text = f"sum(increase({term.series.selector(common, window)}))"
-            if term.zero_with is not None:
-                fallback = f"0 * sum(increase({term.zero_with.selector(common, window)}))"
-                text = f"({text} or {fallback})"
-            parts.append(text)
-        return " + ".join(parts)
-
 
 @dataclass(frozen=True)
 class Buckets:
-    """A classic histogram's cumulative buckets over the window, summed per `le`."""
+    """A classic histogram's cumulative `_bucket` series, summed per `le`, from the first present source."""
 
-    series: Series
-
-    def render(self, common: Iterable[Matcher], window: str) -> str:
-        return f"sum by (le) (increase({self.series.selector(common, window)}))"
+    sources: tuple[Source, ...]
 
 
-def count(metric: str, *matchers: Matcher, zero_with: str | None = None) -> Count:
-    """Shorthand for presets: a one-term count."""
-    return Count((Term(Series(metric, matchers), None if zero_with is None else Series(zero_with)),))
+def names(*alternatives: str) -> Metric:
+    return Metric(alternatives)
+
+
+def count(
+    metric: str | Metric, *where: Matcher, zero_when: ZeroWhen = "series", optional: bool = False
+) -> Term:
+    """Shorthand for presets: a term with one source."""
+    source = Source(Metric((metric,)) if isinstance(metric, str) else metric, where)
+    return Term((source,), zero_when, optional)
 
 
 def variant_matchers(variant_label: str, variant: str, labels: Mapping[str, str]) -> tuple[Matcher, ...]:

@@ -55,6 +55,7 @@ class ServerSpec:
     behaviour: Behaviour = field(default_factory=Behaviour)
     labels: Mapping[str, str] = field(default_factory=dict)  # more target labels, e.g. {"pod": ...}
     seed: int | None = None
+    telemetry: str = "otel"  # or "vllm": vLLM's names and labels as well (harness/vllm_exporter.py)
 
 
 class ModelServers:
@@ -85,7 +86,13 @@ class ModelServers:
                 raise ValueError(f"model server {name!r} already started in this test")
             if isinstance(spec, str):
                 spec = ServerSpec(spec)  # noqa: PLW2901 - a bare variant name is shorthand
-            server = ModelServer(name, spec.model or f"model-{spec.variant}", spec.behaviour, seed=spec.seed)
+            server = ModelServer(
+                name,
+                spec.model or f"model-{spec.variant}",
+                spec.behaviour,
+                seed=spec.seed,
+                telemetry=spec.telemetry,
+            )
             server.start()
             self.servers[name] = started[name] = server
             group = f"{namespace}.{name}"

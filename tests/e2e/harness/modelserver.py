@@ -39,6 +39,8 @@ from typing import Any, Self
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from tests.e2e.harness.vllm_exporter import VLLMMetrics
+
 # Edges chosen so the SLOs used in tests (TTFT p95 0.3-1 s, latency p95 1-5 s) fall on a bucket edge:
 # histogram_quantile interpolates inside a bucket, and a coarse bucket would blur the threshold.
 TTFT_BUCKETS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10)
@@ -249,6 +251,7 @@ class ModelServer:
         *,
         seed: int | None = None,
         host: str = "127.0.0.1",
+        telemetry: str = "otel",
     ) -> None:
         self.name = name
         self.model = model
@@ -258,6 +261,11 @@ class ModelServer:
         self._lock = threading.Lock()
         self._stats = ServerStats()
         self.metrics = _Metrics(model, (self._behaviour.error_status,))
+        if telemetry not in ("otel", "vllm"):
+            raise ValueError(f"telemetry is otel or vllm, not {telemetry!r}")
+        # vLLM's own names and labels beside the OTel ones, as a vLLM server behind an OTel-instrumented
+        # client would show: the vllm preset reads these, the openTelemetryGenAI preset the others.
+        self.vllm = VLLMMetrics(self.metrics.registry, model) if telemetry == "vllm" else None
         self._http: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -404,6 +412,12 @@ class ModelServer:
                     s.judged += 1
                     s.passed += plan.passed
                     s.failed += not plan.passed
+        if self.vllm is not None:
+            if plan.fail:
+                self.vllm.fail(f"{plan.status // 100}xx")
+            else:
+                reason = "length" if plan.finish_reason == "length" else "stop"
+                self.vllm.finish(plan.ttft, plan.latency, plan.input_tokens, plan.output_tokens, reason)
         if plan.fail:
             m.error_series(plan.status).observe(plan.latency)
             return

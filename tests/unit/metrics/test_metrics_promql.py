@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
+from typing import Any
 
+import httpx
 import pytest
 
 from llmrollout.analysis.observations import VariantWindow
-from llmrollout.api.spec import CustomSLO
+from llmrollout.api.spec import CustomSLO, Metrics
 from llmrollout.metrics import PRESETS, TemplateError, check_template
-from llmrollout.metrics.prometheus import HISTOGRAM_FIELDS, SCALAR_FIELDS, render_queries
-from llmrollout.metrics.promql import Matcher, Series, duration, escape_string, render_template
+from llmrollout.metrics.prometheus import HISTOGRAM_FIELDS, SCALAR_FIELDS, PrometheusProvider
+from llmrollout.metrics.promql import (
+    Matcher,
+    Metric,
+    baseline_query,
+    duration,
+    escape_string,
+    regex_literal,
+    render_template,
+    samples_query,
+    scraped_targets_query,
+    selector,
+    targets_query,
+    variant_matchers,
+)
 
 HOSTILE = [
     'v2"} or vector(1) or {x="',
@@ -111,119 +126,158 @@ def test_selector_refuses_bad_label_and_metric_names() -> None:
     with pytest.raises(ValueError, match="label name"):
         Matcher('a"b', "=", "x").render()
     with pytest.raises(ValueError, match="metric name"):
-        Series("up{}").selector((), "1m")
+        selector("up{}", ())
+    with pytest.raises(ValueError, match="metric name"):
+        Metric(("ok", "not ok"))
+
+
+V2 = (Matcher("variant", "=", "v2"), Matcher("ns", "=", "team-a"))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            baseline_query("vllm:request_success_total", V2, 3600),
+            'last_over_time(vllm:request_success_total{variant="v2",ns="team-a"}[3600s])',
+        ),
+        (samples_query("x_bucket", V2, 30), 'x_bucket{variant="v2",ns="team-a"}[30s]'),
+        (samples_query("x", V2, 0.25), 'x{variant="v2",ns="team-a"}[250ms]'),
+        (
+            scraped_targets_query([("app", "10.0.0.1:80"), ("app", "b:80")], 3600),
+            "group by (job, instance) (last_over_time("
+            'up{job=~"app",instance=~"10\\\\.0\\\\.0\\\\.1:80|b:80"}[3600s]))',
+        ),
+        (
+            targets_query(V2, 90),
+            'group by (job, instance) (last_over_time(target_info{variant="v2",ns="team-a"}[90s]))',
+        ),
+    ],
+)
+def test_window_queries(query: str, expected: str) -> None:
+    assert query == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.1:8000", r"10\\.0\\.0\\.1:8000"),
+        ("a|b", r"a\\|b"),
+        ("(x)*", r"\\(x\\)\\*"),
+        ("plain", "plain"),
+    ],
+)
+def test_regex_literal(value: str, expected: str) -> None:
+    # As rendered in a matcher: the regex's backslashes are escaped once more inside the string.
+    assert Matcher("instance", "=~", regex_literal(value)).render() == f'instance=~"{expected}"'
+    assert re.fullmatch(regex_literal(value), value)
+    assert not re.fullmatch(regex_literal(value), value + "x")
+
+
+def selectors(preset: str, **kwargs: Any) -> dict[str, str]:
+    provider = PrometheusProvider(httpx.Client(), "http://p:9090", PRESETS[preset], namespace="n", **kwargs)
+    return provider.queries("v2")
 
 
 SEL = '{variant="v2",ns="team-a"}'
-OTEL_V2 = {
-    "requests": f"sum(increase(gen_ai_client_operation_duration_seconds_count{SEL}[60s]))",
-    "errors": '(sum(increase(gen_ai_client_operation_duration_seconds_count{variant="v2",ns="team-a",'
-    'error_type!=""}[60s])) or 0 * sum(increase(gen_ai_client_operation_duration_seconds_count'
-    '{variant="v2",ns="team-a"}[60s])))',
-    "ttft": 'sum by (le) (increase(gen_ai_server_time_to_first_token_seconds_bucket{variant="v2",ns="team-a"}'
-    "[60s]))",
-    "latency": f"sum by (le) (increase(gen_ai_client_operation_duration_seconds_bucket{SEL}[60s]))",
-    "eval_score_sum": 'sum(increase(llm_eval_score_sum{variant="v2",ns="team-a"}[60s]))',
-    "eval_score_count": 'sum(increase(llm_eval_score_count{variant="v2",ns="team-a"}[60s]))',
-    "eval_passed": '(sum(increase(llm_eval_results_total{variant="v2",ns="team-a",result="pass"}[60s])) or '
-    '0 * sum(increase(llm_eval_results_total{variant="v2",ns="team-a"}[60s])))',
-    "eval_failed": '(sum(increase(llm_eval_results_total{variant="v2",ns="team-a",result="fail"}[60s])) or '
-    '0 * sum(increase(llm_eval_results_total{variant="v2",ns="team-a"}[60s])))',
-    "input_tokens": 'sum(increase(gen_ai_client_token_usage_sum{variant="v2",ns="team-a",'
-    'gen_ai_token_type="input"}[60s]))',
-    "output_tokens": 'sum(increase(gen_ai_client_token_usage_sum{variant="v2",ns="team-a",'
-    'gen_ai_token_type="output"}[60s]))',
-}
-
-VLLM_ERRORS = (
-    '(sum(increase(http_requests_total{variant="v2",ns="team-a",status=~"5.."}[60s])) or '
-    '0 * sum(increase(vllm:request_success_total{variant="v2",ns="team-a"}[60s])))'
-)
 
 
 @pytest.mark.parametrize(
     ("preset", "field", "expected"),
     [
-        *(("openTelemetryGenAI", k, v) for k, v in OTEL_V2.items()),
+        ("openTelemetryGenAI", "requests", f"gen_ai_client_operation_duration_seconds_count{SEL}"),
+        (
+            "openTelemetryGenAI",
+            "errors",
+            'gen_ai_client_operation_duration_seconds_count{variant="v2",ns="team-a",error_type!=""}',
+        ),
+        (
+            "openTelemetryGenAI",
+            "ttft",
+            f"gen_ai_server_time_to_first_token_seconds_bucket{SEL}"
+            f" or gen_ai_client_operation_time_to_first_chunk_seconds_bucket{SEL}",
+        ),
+        (
+            "openTelemetryGenAI",
+            "output_tokens",
+            'gen_ai_client_token_usage_sum{variant="v2",ns="team-a",gen_ai_token_type="output"}'
+            ' or gen_ai_client_token_usage_token_sum{variant="v2",ns="team-a",gen_ai_token_type="output"}',
+        ),
+        (
+            "openTelemetryGenAI",
+            "eval_passed",
+            'llm_eval_results_total{variant="v2",ns="team-a",result="pass"}',
+        ),
         (
             "vllm",
             "requests",
-            'sum(increase(vllm:request_success_total{variant="v2",ns="team-a"}[60s])) + ' + VLLM_ERRORS,
+            'vllm:request_success_total{variant="v2",ns="team-a",finished_reason!~"abort|error"}'
+            ' or vllm_request_success_total{variant="v2",ns="team-a",finished_reason!~"abort|error"}'
+            f" + vllm:request_failure_total{SEL} or vllm_request_failure_total{SEL}"
+            ' or http_requests_total{variant="v2",ns="team-a",status=~"5.."}',
         ),
-        ("vllm", "errors", VLLM_ERRORS),
+        (
+            "vllm",
+            "errors",
+            f"vllm:request_failure_total{SEL} or vllm_request_failure_total{SEL}"
+            ' or http_requests_total{variant="v2",ns="team-a",status=~"5.."}',
+        ),
         (
             "vllm",
             "ttft",
-            'sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{variant="v2",ns="team-a"}[60s]))',
+            f"vllm:time_to_first_token_seconds_bucket{SEL} or vllm_time_to_first_token_seconds_bucket{SEL}",
         ),
-        (
-            "vllm",
-            "latency",
-            'sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{variant="v2",ns="team-a"}[60s]))',
-        ),
-        ("vllm", "input_tokens", 'sum(increase(vllm:prompt_tokens_total{variant="v2",ns="team-a"}[60s]))'),
-        (
-            "vllm",
-            "output_tokens",
-            'sum(increase(vllm:generation_tokens_total{variant="v2",ns="team-a"}[60s]))',
-        ),
-        ("vllm", "eval_score_sum", OTEL_V2["eval_score_sum"]),
-        (
-            "litellm",
-            "requests",
-            'sum(increase(litellm_proxy_total_requests_metric_total{variant="v2",ns="team-a"}[60s]))',
-        ),
+        ("sglang", "requests", f"sglang:num_requests_total{SEL} or sglang_num_requests_total{SEL}"),
+        ("sglang", "errors", 'http_requests_total{variant="v2",ns="team-a",status=~"5.."}'),
+        ("litellm", "requests", f"litellm_proxy_total_requests_metric_total{SEL}"),
         (
             "litellm",
             "errors",
-            '(sum(increase(litellm_proxy_failed_requests_metric_total{variant="v2",ns="team-a"}[60s])) or '
-            '0 * sum(increase(litellm_proxy_total_requests_metric_total{variant="v2",ns="team-a"}[60s])))',
+            'litellm_proxy_total_requests_metric_total{variant="v2",ns="team-a",status_code=~"5..|408"}'
+            ' or litellm_proxy_failed_requests_metric_total{variant="v2",ns="team-a",'
+            'exception_status=~"5..|408"}',
         ),
-        (
-            "litellm",
-            "ttft",
-            "sum by (le) (increase(litellm_llm_api_time_to_first_token_metric_bucket"
-            '{variant="v2",ns="team-a"}[60s]))',
-        ),
-        (
-            "litellm",
-            "latency",
-            f"sum by (le) (increase(litellm_request_total_latency_metric_bucket{SEL}[60s]))",
-        ),
-        (
-            "litellm",
-            "input_tokens",
-            'sum(increase(litellm_input_tokens_metric_total{variant="v2",ns="team-a"}[60s]))',
-        ),
-        (
-            "litellm",
-            "output_tokens",
-            'sum(increase(litellm_output_tokens_metric_total{variant="v2",ns="team-a"}[60s]))',
-        ),
-        ("litellm", "eval_failed", OTEL_V2["eval_failed"]),
+        ("litellm", "latency", f"litellm_request_total_latency_metric_bucket{SEL}"),
     ],
 )
-def test_preset_queries(preset: str, field: str, expected: str) -> None:
-    queries = render_queries(PRESETS[preset], "v2", 60, labels={"ns": "team-a"}, namespace="team-a")
-    assert queries[field] == expected
+def test_preset_series(preset: str, field: str, expected: str) -> None:
+    assert selectors(preset, variant_label="variant", labels={"ns": "team-a"})[field] == expected
 
 
-@pytest.mark.parametrize("preset", ["openTelemetryGenAI", "vllm", "litellm"])
+@pytest.mark.parametrize(
+    ("preset", "label", "metric"),
+    [
+        ("litellm", "requested_model", "litellm_proxy_total_requests_metric_total"),
+        ("vllm", "variant", "vllm:request_success_total"),
+    ],
+)
+def test_each_preset_has_its_variant_label(preset: str, label: str, metric: str) -> None:
+    assert selectors(preset)["requests"].startswith(f'{metric}{{{label}="v2"')
+    spec = Metrics.model_validate({"prometheus": {"address": "http://p:9090"}, "preset": preset})
+    assert spec.effective_variant_label == label == PRESETS[preset].variant_label
+
+
+def test_resource_variant_reads_through_target_info_except_our_own_series() -> None:
+    queries = selectors("openTelemetryGenAI", variant_from="resource", labels={"ns": "team-a"})
+    assert queries["requests"] == (
+        'gen_ai_client_operation_duration_seconds_count{ns="team-a"} on(job, instance) of '
+        'group by (job, instance) (last_over_time(target_info{variant="v2",ns="team-a"}[3600s]))'
+    )
+    assert queries["eval_passed"] == 'llm_eval_results_total{variant="v2",ns="team-a",result="pass"}'
+
+
+@pytest.mark.parametrize("preset", ["openTelemetryGenAI", "vllm", "sglang", "litellm"])
 def test_builtin_presets_read_every_field(preset: str) -> None:
-    queries = render_queries(PRESETS[preset], "v2", 60, namespace="n")
-    assert set(queries) == set(SCALAR_FIELDS) | set(HISTOGRAM_FIELDS)
+    assert set(selectors(preset)) == set(SCALAR_FIELDS) | set(HISTOGRAM_FIELDS)
 
 
 def test_field_lists_match_variant_window() -> None:
-    declared = {f.name for f in fields(VariantWindow)} - {"variant", "custom"}
+    declared = {f.name for f in fields(VariantWindow)} - {"variant", "custom", "missing", "found"}
     assert declared == set(SCALAR_FIELDS) | set(HISTOGRAM_FIELDS)
 
 
-def test_custom_preset_reads_only_custom_queries() -> None:
-    slo = CustomSLO(name="refusals", query='sum(x{v="{{variant}}"})', max=0.1)
-    assert render_queries(PRESETS["custom"], "v2", 60, namespace="n", custom=[slo]) == {
-        "custom:refusals": 'sum(x{v="v2"})'
-    }
+def test_custom_preset_reads_no_builtin_series() -> None:
+    assert selectors("custom") == {}
 
 
 @pytest.mark.parametrize(
@@ -238,35 +292,32 @@ def test_custom_preset_reads_only_custom_queries() -> None:
 def test_variant_label_and_extra_labels(
     variant_label: str, labels: dict[str, str], expected_selector: str
 ) -> None:
-    query = render_queries(
-        PRESETS["vllm"], "v2", 60, variant_label=variant_label, labels=labels, namespace="n"
-    )
-    assert query["input_tokens"] == f"sum(increase(vllm:prompt_tokens_total{expected_selector}[60s]))"
+    query = selectors("vllm", variant_label=variant_label, labels=labels)["input_tokens"]
+    assert query.startswith(f"vllm:prompt_tokens_total{expected_selector}")
 
 
 def test_extra_labels_cannot_override_the_variant_label() -> None:
     with pytest.raises(ValueError, match="variant label"):
-        render_queries(PRESETS["vllm"], "v2", 60, labels={"variant": "v1"}, namespace="n")
+        selectors("vllm", labels={"variant": "v1"})
 
 
 @pytest.mark.parametrize("variant", HOSTILE)
 def test_hostile_variant_stays_inside_its_label_value(variant: str) -> None:
-    slo = CustomSLO(name="c", query='sum(rate(x{variant="{{variant}}"}[{{interval}}]))', max=1)
-    queries = render_queries(
-        PRESETS["openTelemetryGenAI"], variant, 60, labels={"ns": variant}, namespace=variant, custom=[slo]
-    )
-    for name, query in queries.items():
+    matchers = variant_matchers("variant", variant, {"ns": variant})
+    plain = variant_matchers("variant", "v", {"ns": "v"})
+    for render in (
+        lambda m: baseline_query("x_total", m, 60),
+        lambda m: samples_query("x_bucket", m, 30),
+        lambda m: targets_query(m, 30),
+    ):
+        query = render(matchers)
         # Removing every literal leaves only our own PromQL: the value added no code.
         code = re.sub(r'"((?:[^"\\\n]|\\.)*)"', '""', query)
-        expected_code = re.sub(
-            r'"((?:[^"\\\n]|\\.)*)"',
-            '""',
-            render_queries(
-                PRESETS["openTelemetryGenAI"], "v", 60, labels={"ns": "v"}, namespace="v", custom=[slo]
-            )[name],
-        )
-        assert code == expected_code, name
+        assert code == re.sub(r'"((?:[^"\\\n]|\\.)*)"', '""', render(plain))
         assert variant in [unquote(body) for body in string_literals(query)] or variant == ""
+    slo = CustomSLO(name="c", query='sum(rate(x{variant="{{variant}}"}[{{interval}}]))', max=1)
+    rendered = render_template(slo.query, variant=variant, namespace=variant, interval="60s")
+    assert variant in [unquote(body) for body in string_literals(rendered)] or variant == ""
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
-"""Parsing Prometheus answers, and how the provider turns them into a Window (httpx.MockTransport)."""
+"""How the provider turns Prometheus answers into a Window (an in-memory TSDB behind httpx.MockTransport)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,15 @@ from llmrollout.metrics import (
     preset_named,
     provider_for,
 )
-from llmrollout.metrics.prometheus import BadResultError, PrometheusProvider, parse_histogram, parse_value
+from llmrollout.metrics.prometheus import (
+    HISTOGRAM_FIELDS,
+    SCALAR_FIELDS,
+    BadResultError,
+    PrometheusProvider,
+    parse_value,
+)
+from llmrollout.metrics.promql import Matcher
+from llmrollout.metrics.window import matches
 
 INF = math.inf
 
@@ -66,50 +75,18 @@ def test_parse_value_refuses_unusable_answers(data: dict[str, Any], message: str
         parse_value(data)
 
 
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (vector(), None),
-        (buckets(("+Inf", "10"), ("0.5", "4"), ("0.1", "1")), ((0.1, 1.0), (0.5, 4.0), (INF, 10.0))),
-        (buckets(("+Inf", "0")), ((INF, 0.0),)),
-        (buckets(("1e+00", "3"), ("2.5", "5"), ("+Inf", "5")), ((1.0, 3.0), (2.5, 5.0), (INF, 5.0))),
-        # increase() extrapolates buckets one by one: a later bucket can come out a hair lower.
-        (buckets(("0.1", "2.0004"), ("0.2", "2"), ("+Inf", "7")), ((0.1, 2.0004), (0.2, 2.0004), (INF, 7.0))),
-    ],
-)
-def test_parse_histogram(data: dict[str, Any], expected: tuple[tuple[float, float], ...] | None) -> None:
-    result = parse_histogram(data)
-    assert result == (None if expected is None else Histogram(expected))
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (buckets(("0.1", "1"), ("0.5", "4")), r"\+Inf"),
-        (buckets(("0.1", "NaN"), ("+Inf", "4")), "NaN"),
-        (buckets(("0.1", "1"), ("+Inf", "+Inf")), "inf"),
-        (vector(({}, "4")), "le"),
-        (vector(({"le": "fast"}, "4")), "le"),
-        (vector(({"le": "NaN"}, "4")), "le"),
-        (buckets(("1", "1"), ("1.0", "2"), ("+Inf", "2")), "two buckets"),
-        ({"resultType": "scalar", "result": [0, "1"]}, "vector"),
-    ],
-)
-def test_parse_histogram_refuses_unusable_answers(data: dict[str, Any], message: str) -> None:
-    with pytest.raises(BadResultError, match=message):
-        parse_histogram(data)
-
-
 # --- the provider over a mock transport -----------------------------------------------------------
 
 Answer = tuple[int, Any]
 
 
-def mock_prometheus(answer: Callable[[str], Answer], seen: list[httpx.Request] | None = None) -> httpx.Client:
+def mock_prometheus(
+    answer: Callable[[str, float], Answer], seen: list[httpx.Request] | None = None
+) -> httpx.Client:
     def handle(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
-        status, body = answer(request.url.params["query"])
+        status, body = answer(request.url.params["query"], float(request.url.params["time"]))
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return httpx.Response(status, content=content)
 
@@ -120,90 +97,243 @@ def success(data: dict[str, Any]) -> Answer:
     return 200, {"status": "success", "data": data}
 
 
-def by_metric(table: dict[str, dict[str, Any]]) -> Callable[[str], Answer]:
-    """Answers with the data of the first table key found in the query; empty vector otherwise."""
+_MATCHER = re.compile(r'([a-zA-Z_]+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
+_BASELINE = re.compile(r"^last_over_time\(([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)s\]\)$")
+_GROUP = re.compile(r"^group by \(job, instance\) \(last_over_time\(([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)s\]\)\)$")
+_SAMPLES = re.compile(r"^([a-zA-Z0-9_:]+)\{(.*)\}\[(\d+)(s|ms)\]$")
 
-    def answer(query: str) -> Answer:
-        for needle, data in table.items():
-            if needle in query:
-                return success(data)
+
+class TSDB:
+    """Raw samples per series, answering the two query shapes the provider sends for counters.
+
+    The real Prometheus answers them in tests/e2e/test_metrics_prometheus.py; this one lets the
+    provider's bookkeeping (which query at which time, how answers become fields) be checked by tables.
+    """
+
+    def __init__(self) -> None:
+        self.series: list[tuple[dict[str, str], list[tuple[float, float]]]] = []
+
+    def add(self, name: str, labels: dict[str, str], *samples: tuple[float, float]) -> None:
+        self.series.append(({"__name__": name, **labels}, list(samples)))
+
+    def _select(self, name: str, body: str) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        matchers = [
+            Matcher(label, op, re.sub(r"\\(.)", r"\1", value))  # type: ignore[arg-type]
+            for label, op, value in _MATCHER.findall(body)
+        ]
+        return [
+            (labels, samples)
+            for labels, samples in self.series
+            if labels["__name__"] == name and all(matches(labels, m) for m in matchers)
+        ]
+
+    def answer(self, query: str, at: float) -> Answer:
+        if found := _GROUP.match(query):
+            name, body, seconds = found.groups()
+            pairs = {
+                (labels.get("job", ""), labels.get("instance", ""))
+                for labels, samples in self._select(name, body)
+                if any(at - int(seconds) <= t <= at for t, _ in samples)
+            }
+            result = [{"metric": {"job": j, "instance": i}, "value": [at, "1"]} for j, i in sorted(pairs)]
+            return success({"resultType": "vector", "result": result})
+        if found := _BASELINE.match(query):
+            name, body, seconds = found.groups()
+            result = []
+            for labels, samples in self._select(name, body):
+                before = [v for t, v in samples if at - int(seconds) <= t <= at]
+                if before:
+                    metric = {k: v for k, v in labels.items() if k != "__name__"}
+                    result.append({"metric": metric, "value": [at, str(before[-1])]})
+            return success({"resultType": "vector", "result": result})
+        if found := _SAMPLES.match(query):
+            name, body, amount, unit = found.groups()
+            length = int(amount) / (1000 if unit == "ms" else 1)
+            result = []
+            for labels, samples in self._select(name, body):
+                inside = [[t, str(v)] for t, v in samples if at - length <= t <= at]
+                if inside:
+                    result.append({"metric": labels, "values": inside})
+            return success({"resultType": "matrix", "result": result})
         return success(vector())
 
-    return answer
 
-
-def provider(client: httpx.Client, preset: str = "openTelemetryGenAI") -> PrometheusProvider:
+def provider(client: httpx.Client, preset: str = "openTelemetryGenAI", **kwargs: Any) -> PrometheusProvider:
     return PrometheusProvider(
-        client, "http://prometheus.test:9090/prom/", PRESETS[preset], namespace="team-a"
+        client, "http://prometheus.test:9090/prom/", PRESETS[preset], namespace="team-a", **kwargs
     )
 
 
-def test_read_fills_every_field_from_its_query() -> None:
+DURATION = "gen_ai_client_operation_duration_seconds"
+
+
+def otel_tsdb() -> TSDB:
+    db = TSDB()
+    db.add("up", {}, (960, 1), (975, 1), (990, 1), (1005, 1), (1020, 1), (1035, 1))
+    v2 = {"variant": "v2"}
+    db.add(f"{DURATION}_count", {**v2, "error_type": ""}, (990, 100), (1005, 150), (1020, 300), (1035, 390))
+    # The error series appears inside the window, with its first error: it counts from 0.
+    db.add(f"{DURATION}_count", {**v2, "error_type": "timeout"}, (1020, 4), (1035, 7))
+    for le, values in (("2", (90, 380)), ("+Inf", (100, 397))):
+        db.add(f"{DURATION}_bucket", {**v2, "le": le}, (990, values[0]), (1035, values[1]))
+    db.add("gen_ai_client_operation_time_to_first_chunk_seconds_bucket", {**v2, "le": "0.5"}, (1035, 300))
+    db.add("gen_ai_client_operation_time_to_first_chunk_seconds_bucket", {**v2, "le": "+Inf"}, (1035, 390))
+    db.add(
+        "gen_ai_client_token_usage_token_sum", {**v2, "gen_ai_token_type": "input"}, (990, 10), (1035, 12010)
+    )
+    db.add("llm_eval_score_sum", v2, (990, 0.5), (1035, 331))
+    db.add("llm_eval_score_count", v2, (990, 1), (1035, 391))
+    db.add("llm_eval_results_total", {**v2, "result": "pass"}, (990, 0), (1035, 350))
+    return db
+
+
+def test_read_computes_exact_increases_from_each_series() -> None:
     seen: list[httpx.Request] = []
-    answers = by_metric(
-        {
-            'variant="v2",error_type!=""': vector(({}, "7")),
-            "gen_ai_client_operation_duration_seconds_count": vector(({}, "400")),
-            "gen_ai_server_time_to_first_token_seconds_bucket": buckets(("0.5", "300"), ("+Inf", "400")),
-            "gen_ai_client_operation_duration_seconds_bucket": buckets(("+Inf", "400"), ("2", "390")),
-            "llm_eval_score_sum": vector(({}, "330.5")),
-            "llm_eval_score_count": vector(({}, "390")),
-            'result="pass"': vector(({}, "350")),
-            'result="fail"': vector(({}, "40")),
-            'gen_ai_token_type="input"': vector(({}, "12000")),
-            'gen_ai_token_type="output"': vector(({}, "NaN")),
-            "refusals": vector(({}, "0.02")),
-        }
-    )
+    db = otel_tsdb()
     slo = CustomSLO(name="refusals", query='sum(refusals{variant="{{variant}}"})', max=0.05)
-    window = provider(mock_prometheus(answers, seen)).read(["v2"], 1000.0, 1060.0, [slo])
+    window = provider(mock_prometheus(db.answer, seen), scrape_interval=15).read(
+        ["v2"], 1000.0, 1030.0, [slo]
+    )
 
     v2 = window.variants["v2"]
-    assert (window.start, window.end) == (1000.0, 1060.0)
-    assert (v2.requests, v2.errors) == (400.0, 7.0)
-    assert v2.ttft == Histogram(((0.5, 300.0), (INF, 400.0)))
-    assert v2.latency == Histogram(((2.0, 390.0), (INF, 400.0)))
-    assert (v2.eval_score_sum, v2.eval_score_count, v2.eval_passed, v2.eval_failed) == (330.5, 390, 350, 40)
-    assert (v2.input_tokens, v2.output_tokens) == (12000.0, None)
-    assert v2.custom == {"refusals": 0.02}
-    assert len(window.problems) == 1
-    assert window.problems[0].startswith("v2 output_tokens: the value is NaN (query: ")
+    assert (window.start, window.end, window.scrape_interval) == (1000.0, 1030.0, 15)
+    # Samples up to 1030 count; the one at 990 is the baseline; 1035 belongs to the next window.
+    assert (v2.requests, v2.errors) == (204.0, 4.0)
+    # No bucket sample inside (1000, 1030]: the series exist, so the histogram reads 0, not missing.
+    assert v2.latency == Histogram(((2.0, 0.0), (INF, 0.0)))
+    assert (v2.eval_passed, v2.eval_failed) == (0.0, 0.0)
+    assert set(v2.missing) == {"ttft", "output_tokens"}
+    next_window = provider(mock_prometheus(db.answer)).read(["v2"], 1030.0, 1060.0).variants["v2"]
+    assert (next_window.requests, next_window.errors) == (93.0, 3.0)
+    assert next_window.latency == Histogram(((2.0, 290.0), (INF, 297.0)))
+    assert next_window.ttft == Histogram(((0.5, 300.0), (INF, 390.0)))  # the client-side TTFT
+    assert next_window.found["ttft"] == "gen_ai_client_operation_time_to_first_chunk_seconds_bucket"
+    assert next_window.input_tokens == 12000.0
+    assert next_window.found["input_tokens"] == "gen_ai_client_token_usage_token_sum"
+    assert (next_window.eval_score_sum, next_window.eval_score_count) == (330.5, 390.0)
+    assert (next_window.eval_passed, next_window.eval_failed) == (350.0, 0.0)
+    assert "output_tokens" in next_window.missing and "ttft" not in next_window.missing
+
+    baselines = [r for r in seen if r.url.params["query"].startswith("last_over_time(")]
+    ranges = [r for r in seen if r.url.params["query"].endswith("[30s]")]
+    assert baselines and {r.url.params["time"] for r in baselines} == {"1000.000"}
+    assert ranges and {r.url.params["time"] for r in ranges} == {"1030.000"}
+    assert all("[3600s]" in r.url.params["query"] for r in baselines)
     assert {r.url.path for r in seen} == {"/prom/api/v1/query"}
-    assert {r.url.params["time"] for r in seen} == {"1060.000"}
-    assert all("[60s]" in r.url.params["query"] for r in seen if "refusals" not in r.url.params["query"])
+
+
+def test_a_window_shorter_than_a_scrape_interval_is_not_empty() -> None:
+    db = TSDB()
+    stop, abort = ({"variant": "v2", "finished_reason": reason} for reason in ("stop", "abort"))
+    db.add("vllm_request_success_total", stop, (900, 40), (960, 40), (1020, 52))
+    db.add("vllm_request_success_total", abort, (900, 3), (960, 3), (1020, 9))
+    reads = [
+        provider(mock_prometheus(db.answer), "vllm").read(["v2"], start, start + 10).variants["v2"].requests
+        for start in range(950, 1030, 10)
+    ]
+    # One scrape a minute, 10 s windows: the window holding the scrape gets all of it (aborts excluded).
+    assert reads == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 12.0, 0.0]
+
+
+def test_a_series_born_in_the_window_counts_from_0_only_on_a_target_scraped_before() -> None:
+    db = TSDB()
+    old, new = {"job": "j", "instance": "old:80"}, {"job": "j", "instance": "new:80"}
+    db.add("up", old, (960, 1), (990, 1), (1020, 1))
+    db.add("up", new, (1020, 1))  # a target Prometheus had not scraped before the window
+    # On the old target the error series appears with its first 3 errors: all of them count.
+    db.add(f"{DURATION}_count", {**old, "variant": "v2", "error_type": ""}, (990, 10), (1020, 20))
+    db.add(f"{DURATION}_count", {**old, "variant": "v2", "error_type": "timeout"}, (1020, 3))
+    # The new target's counters carry a history of 5000 requests and 700 errors: none is this window's.
+    db.add(f"{DURATION}_count", {**new, "variant": "v2", "error_type": ""}, (1020, 5000), (1029, 5004))
+    db.add(f"{DURATION}_count", {**new, "variant": "v2", "error_type": "timeout"}, (1020, 700), (1029, 701))
+    v2 = provider(mock_prometheus(db.answer)).read(["v2"], 1000, 1030).variants["v2"]
+    assert (v2.requests, v2.errors) == (13 + 5, 3 + 1)
+
+
+def test_missing_error_series_are_named_never_zero() -> None:
+    db = TSDB()
+    labels = {"model_name": "v2", "finished_reason": "stop"}
+    db.add("vllm:request_success_total", labels, (990, 10), (1020, 30))
+    # vLLM's HTTP metrics carry no model_name: with variantLabel model_name they cannot be attributed.
+    db.add("http_requests_total", {"status": "5xx", "handler": "/v1/chat/completions"}, (990, 0), (1020, 12))
+    window = provider(mock_prometheus(db.answer), "vllm", variant_label="model_name").read(["v2"], 1000, 1030)
+    v2 = window.variants["v2"]
+    assert v2.errors is None
+    assert v2.missing["errors"] == (
+        'vllm:request_failure_total{model_name="v2"} or vllm_request_failure_total{model_name="v2"}'
+        ' or http_requests_total{model_name="v2",status=~"5.."}'
+    )
+    assert v2.requests == 20.0  # the successes; failures add where their series exist
+    assert window.problems == ()
 
 
 def test_missing_series_read_as_none_for_every_variant() -> None:
-    window = provider(mock_prometheus(by_metric({}))).read(["v1", "v2"], 0.0, 30.0)
+    window = provider(mock_prometheus(TSDB().answer)).read(["v1", "v2"], 0.0, 30.0)
     assert set(window.variants) == {"v1", "v2"}
     for variant, observed in window.variants.items():
         assert observed.variant == variant
         assert observed.requests is None and observed.errors is None and observed.ttft is None
         assert observed.custom == {}
+        assert set(observed.missing) == {*SCALAR_FIELDS, *HISTOGRAM_FIELDS}
     assert window.problems == ()
 
 
-def test_queries_carry_each_variant_and_nothing_else() -> None:
-    seen: list[httpx.Request] = []
-    provider(mock_prometheus(by_metric({}), seen)).read(["v1", "v2"], 0.0, 30.0)
-    queries = [r.url.params["query"] for r in seen]
-    assert len(queries) == 20
-    assert sum('variant="v1"' in q for q in queries) == 10
-    assert sum('variant="v2"' in q for q in queries) == 10
+def test_resource_variant_is_joined_through_target_info() -> None:
+    db = otel_tsdb()
+    # The telemetry carries no variant label, only target_info does; our evaluator's series do.
+    db.series = [
+        ({k: v for k, v in labels.items() if k != "variant" or "eval" in labels["__name__"]}, samples)
+        for labels, samples in db.series
+    ]
+    db.series = [
+        ({**labels, "job": "app", "instance": "10.0.0.1:80"}, samples) for labels, samples in db.series
+    ]
+    db.add(
+        f"{DURATION}_count",
+        {"job": "app", "instance": "10.0.0.9:80", "error_type": ""},
+        (990, 0),
+        (1035, 999),
+    )
+
+    db.add("target_info", {"job": "app", "instance": "10.0.0.1:80", "variant": "v2"}, (990, 1), (1035, 1))
+    db.add("target_info", {"job": "app", "instance": "10.0.0.9:80", "variant": "v1"}, (990, 1), (1035, 1))
+    db.add("up", {"job": "app", "instance": "10.0.0.1:80"}, (990, 1), (1035, 1))
+    resource = provider(mock_prometheus(db.answer), variant_from="resource")
+    v2 = resource.read(["v2"], 1030, 1060).variants["v2"]
+    assert (v2.requests, v2.errors, v2.eval_passed) == (93.0, 3.0, 350.0)  # not the other instance's 999
+    nowhere = provider(mock_prometheus(lambda q, at: success(vector())), variant_from="resource")
+    missing = nowhere.read(["v2"], 1030, 1060).variants["v2"].missing
+    assert missing["requests"] == 'target_info{variant="v2"} (the OTel resource that names the variant)'
+
+
+def test_missing_series_for_a_preflight() -> None:
+    db = TSDB()
+    # Seen 40 minutes ago, idle since: present. Errors never seen for v2: missing, named.
+    db.add(f"{DURATION}_count", {"variant": "v2", "error_type": ""}, (1000, 5))
+    db.add(f"{DURATION}_count", {"variant": "v1", "error_type": "timeout"}, (1000, 5))
+    found = provider(mock_prometheus(db.answer), scrape_interval=30).missing_series(["v1", "v2"], 3400.0)
+    assert "requests" not in found["v2"] and "errors" not in found["v2"]  # no error yet, beside its series
+    assert "requests" not in found["v1"]
+    assert found["v2"]["ttft"].startswith("gen_ai_server_time_to_first_token_seconds_bucket{")
+    assert set(found["v1"]) == set(found["v2"])
 
 
 def test_custom_preset_sends_only_custom_queries() -> None:
     seen: list[httpx.Request] = []
     slo = CustomSLO(name="c", query='sum(x{variant="{{variant}}",ns="{{namespace}}"})', max=1)
-    window = provider(mock_prometheus(by_metric({}), seen), "custom").read(["v1"], 0.0, 30.0, [slo])
+    window = provider(mock_prometheus(TSDB().answer, seen), "custom").read(["v1"], 0.0, 30.0, [slo])
     assert [r.url.params["query"] for r in seen] == ['sum(x{variant="v1",ns="team-a"})']
     assert window.variants["v1"].custom == {"c": None}
 
 
 def test_a_rejected_query_is_a_problem_not_an_outage() -> None:
-    def answer(query: str) -> Answer:
+    def answer(query: str, at: float) -> Answer:
         if "broken" in query:
-            return 400, {"status": "error", "errorType": "bad_data", "error": "parse error at char 7"}
+            return 400, {
+                "status": "error",
+                "errorType": "bad_data",
+                "error": "parse error at char 7" + "!" * 999,
+            }
         return success(vector(({}, "5")))
 
     slos = [
@@ -214,10 +344,11 @@ def test_a_rejected_query_is_a_problem_not_an_outage() -> None:
     window = provider(mock_prometheus(answer), "custom").read(["v2"], 0.0, 60.0, slos)
     assert window.variants["v2"].custom == {"broken": None, "unsafe": None, "fine": 5.0}
     assert len(window.problems) == 2
-    assert "custom:unsafe" in window.problems[0] and "double-quoted" in window.problems[0]
-    assert (
-        "custom:broken: Prometheus rejected the query: bad_data: parse error at char 7" in window.problems[1]
-    )
+    unsafe = next(p for p in window.problems if "custom:unsafe" in p)
+    assert "double-quoted" in unsafe
+    broken = next(p for p in window.problems if "custom:broken" in p)
+    assert "Prometheus rejected the query: bad_data: parse error at char 7" in broken
+    assert len(broken) < 400  # the server's text is cut to 256 characters
 
 
 @pytest.mark.parametrize(
@@ -233,7 +364,7 @@ def test_a_rejected_query_is_a_problem_not_an_outage() -> None:
     ],
 )
 def test_http_answers(status: int, body: Any, message: str | None) -> None:
-    client = mock_prometheus(lambda _query: (status, body))
+    client = mock_prometheus(lambda _query, _at: (status, body))
     if message is None:
         window = provider(client).read(["v2"], 0.0, 60.0)
         assert window.variants["v2"].requests is None
@@ -259,7 +390,7 @@ def test_unreachable_prometheus_raises_with_address_but_no_credentials() -> None
 def test_a_bad_window_is_refused_before_any_query() -> None:
     seen: list[httpx.Request] = []
     with pytest.raises(ValueError, match="window"):
-        provider(mock_prometheus(by_metric({}), seen)).read(["v2"], 60.0, 60.0)
+        provider(mock_prometheus(TSDB().answer, seen)).read(["v2"], 60.0, 60.0)
     assert seen == []
 
 
@@ -268,16 +399,23 @@ def test_factory_builds_the_preset_named_in_the_spec() -> None:
         {
             "prometheus": {"address": "http://prometheus.monitoring:9090"},
             "preset": "litellm",
-            "variantLabel": "requested_model",
             "labels": {"team": "a"},
         }
     )
     built = provider_for(spec, httpx.Client(), namespace="team-a")
     assert isinstance(built, PrometheusProvider)
     assert built.preset is PRESETS["litellm"]
-    assert built.queries("v2", 0, 60)["requests"] == (
-        'sum(increase(litellm_proxy_total_requests_metric_total{requested_model="v2",team="a"}[60s]))'
+    assert built.queries("v2")["requests"] == (
+        'litellm_proxy_total_requests_metric_total{requested_model="v2",team="a"}'
     )
+    assert built.scrape_interval == 60.0
+    assert (built.variant_label, built.variant_from, built.query_offset) == ("requested_model", "label", 1.0)
+    resource = Metrics.model_validate(
+        {"prometheus": {"address": "http://p:9090", "scrapeInterval": "15s"}, "variantFrom": "resource"}
+    )
+    built = provider_for(resource, httpx.Client(), namespace="team-a")
+    assert isinstance(built, PrometheusProvider)
+    assert (built.variant_label, built.variant_from, built.scrape_interval) == ("variant", "resource", 15.0)
 
 
 def test_unknown_presets_raise() -> None:
