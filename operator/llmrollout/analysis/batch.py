@@ -135,20 +135,22 @@ class SideBatch:
     ttft: HistogramBatch | None = None
     latency: HistogramBatch | None = None
     custom: Mapping[str, FloatArray] = field(default_factory=dict)
+    # Field -> the series looked for and not found (a batch of one: the operator's), for messages.
+    missing: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def replicates(self) -> int:
         return len(self.requests)
 
     @classmethod
-    def missing(cls, replicates: int = 1) -> SideBatch:
+    def absent(cls, replicates: int = 1) -> SideBatch:
         nan = np.full(replicates, NAN)
         return cls(nan, nan, nan, nan, nan, nan, nan, nan)
 
     @classmethod
     def from_window(cls, window: VariantWindow | None) -> SideBatch:
         if window is None:
-            return cls.missing()
+            return cls.absent()
 
         def one(value: float | None) -> FloatArray:
             return np.array([NAN if value is None else float(value)])
@@ -165,6 +167,7 @@ class SideBatch:
             ttft=None if window.ttft is None else HistogramBatch.from_histogram(window.ttft),
             latency=None if window.latency is None else HistogramBatch.from_histogram(window.latency),
             custom={name: one(value) for name, value in window.custom.items()},
+            missing=dict(window.missing),
         )
 
 

@@ -168,6 +168,23 @@ class LookInput:
     def replicates(self) -> int:
         return self.window.replicates
 
+    def missing_reason(self, *fields: str) -> str:
+        """Why these fields are missing, naming the series looked for: the candidate's first, then
+        stable's while it needs data."""
+        sides = [(self.candidate, self.candidate_name)]
+        if self.stable_required:
+            sides.append((self.stable, self.stable_name))
+        for side, name in sides:
+            for field_name in fields:
+                series = side.missing.get(field_name)
+                if series:
+                    return f"series missing on {name}: {series}"
+        for side, name in sides:
+            values = [getattr(side, f) for f in fields if isinstance(getattr(side, f, None), np.ndarray)]
+            if any(bool(np.isnan(v[0])) for v in values if len(v)):
+                return f"series missing on {name}"
+        return "series missing"
+
     def param(self, key: str) -> FloatArray:
         """A parameter chosen at an earlier look (NaN where none was)."""
         return self.params.get(key, np.full(self.replicates, math.nan))

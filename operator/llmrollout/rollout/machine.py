@@ -21,6 +21,7 @@ from llmrollout.analysis.sequential import (
     load_state,
 )
 from llmrollout.analysis.sequential.plan import plan
+from llmrollout.analysis.slos import needed_fields
 from llmrollout.api import (
     LLMDeploymentSpec,
     LLMDeploymentStatus,
@@ -44,6 +45,17 @@ class Observation:
     end: datetime
     window: Window | None = None
     unavailable: str | None = None
+
+
+def missing_series(spec: LLMDeploymentSpec, window: Window) -> str:
+    """The series the configured SLOs need and the window lacks, per variant, in words ("" if none)."""
+    needed = needed_fields(spec.slos)
+    parts = []
+    for name, variant in window.variants.items():
+        absent = sorted({variant.missing[f] for f in needed if f in variant.missing})
+        if absent:
+            parts.append(f"{name}: {', '.join(absent)}")
+    return "series missing: " + "; ".join(parts) if parts else ""
 
 
 def serving_stable(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str:
@@ -111,6 +123,9 @@ def reconcile(
     elif window is not None and window.problems:
         # Some queries failed (their fields are missing, so inconclusive); say which, briefly.
         b.condition(METRICS, "False", "QueryFailed", "; ".join(window.problems)[:MAX_CONDITION_MESSAGE])
+    elif window is not None and (absent := missing_series(spec, window)):
+        # A series that does not exist is never read as zero: the SLOs that need it hold, and this says why.
+        b.condition(METRICS, "False", "SeriesMissing", absent[:MAX_CONDITION_MESSAGE])
     elif observation is not None:
         b.condition(METRICS, "True", "MetricsRead", f"read window ending {observation.end.isoformat()}")
 

@@ -390,3 +390,21 @@ def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
         events += [e.reason for e in decided.events]
     assert "HorizonTooShort" not in events
     assert status.condition("Planned").status == "True"  # type: ignore[union-attr]
+
+
+def test_a_missing_error_series_is_named_and_never_read_as_zero() -> None:
+    from dataclasses import replace
+
+    s, outcome = started(sequential_spec(slos={"errorRate": {"max": 0.02}}))
+    now = T0 + MINUTE / 2
+    observation = observe(T0, now)
+    assert observation.window is not None
+    series = 'http_requests_total{model_name="v2",status=~"5.."}'
+    candidate = replace(observation.window.variants["v2"], errors=None, missing={"errors": series})
+    window = replace(observation.window, variants={**observation.window.variants, "v2": candidate})
+    looked = reconcile(s, outcome.status, 2, now, replace(observation, window=window))
+    metrics = looked.status.condition("MetricsAvailable")
+    assert metrics is not None and metrics.status == "False" and metrics.reason == "SeriesMissing"
+    assert series in metrics.message
+    result = next(r for r in looked.status.analysis["results"] if r["slo"] == "errorRate")
+    assert result["verdict"] == "Inconclusive" and series in result["message"]

@@ -459,7 +459,8 @@ def _decide(
         rolled |= open_ & leans_back
         cleared |= open_ & ~leans_back
     missing = look.missing & ~rolled & ~cleared
-    how = np.where(missing & (how == int(How.OPEN)), int(How.MISSING), how)
+    # Missing data is said even during the warm-up, so that a misconfigured series shows at once.
+    how = np.where(missing & ((how == int(How.OPEN)) | (how == int(How.WARMUP))), int(How.MISSING), how)
     verdict = np.where(rolled, FAIL, np.where(cleared & ~warming, PASS, HOLD)).astype(np.int64)
     harmless = _harmless(reports, replicates) & ~rolled & ~look.missing
     return SLODecision(look, verdict, how.astype(np.int64), harmless, reports, decided_by.astype(np.int64))

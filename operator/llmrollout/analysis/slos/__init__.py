@@ -21,6 +21,11 @@ def rollback_test_count(slos: SLOs) -> int:
     return sum(family.rollback_tests(slos) for family in FAMILIES)
 
 
+def needed_fields(slos: SLOs) -> tuple[str, ...]:
+    """Every VariantWindow field the configured SLOs read, in a stable order."""
+    return tuple(dict.fromkeys(name for family in FAMILIES for name in family.fields(slos)))
+
+
 def hard_slos(slos: SLOs) -> SLOs:
     """Only the SLOs whose breach by a serving version reroutes traffic to a fallback."""
 
@@ -38,4 +43,4 @@ def hard_slos(slos: SLOs) -> SLOs:
     return slos.model_copy(update=update)
 
 
-__all__ = ["FAMILIES", "SLOFamily", "hard_slos", "rollback_test_count"]
+__all__ = ["FAMILIES", "SLOFamily", "hard_slos", "needed_fields", "rollback_test_count"]

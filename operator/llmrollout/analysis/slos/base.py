@@ -20,6 +20,10 @@ class SLOFamily(Protocol):
     field: str
     hard_by_default: bool
 
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        """The VariantWindow fields its configured SLOs read (for preflights and conditions)."""
+        ...
+
     def rollback_tests(self, slos: SLOs) -> int:
         """How many sequential tests share falseRollbackRate; fixed by the spec, never by the data."""
         ...

@@ -52,6 +52,7 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
         usd = usd + c.output_tokens * pricing.output_per_million_tokens / 1e6
         priced.append(c.output_tokens)
     missing = nan_to_missing(*priced)
+    reason = look.missing_reason("requests", "input_tokens", "output_tokens")
     test = MeanTest(
         key=COST_PER_REQUEST,
         slo=COST_PER_REQUEST,
@@ -64,12 +65,15 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(c.requests > 0, usd / c.requests, np.nan)
-    return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, (test,), missing, NO_DATA, estimate)
+    return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, (test,), missing, reason, estimate)
 
 
 class Cost:
     field = "cost_per_request"
     hard_by_default = False
+
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        return () if slos.cost_per_request is None else ("requests", "input_tokens", "output_tokens")
 
     def rollback_tests(self, slos: SLOs) -> int:
         return 1 if slos.cost_per_request is not None else 0

@@ -51,6 +51,9 @@ class Custom:
     field = "custom"
     hard_by_default = False
 
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        return ()
+
     def rollback_tests(self, slos: SLOs) -> int:
         return 0
 

@@ -57,7 +57,6 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
         )
     ]
     missing = nan_to_missing(c.errors, c.requests)
-    reason = "series missing"
     if slo.max_increase_vs_stable is not None:
         key = f"{ERROR_RATE}/vsStable@{slo.max_increase_vs_stable:g}"
         floor = bound * RELATIVE_FLOOR
@@ -86,10 +85,8 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
             )
         )
     if look.stable_required:
-        stable_missing = nan_to_missing(s.errors, s.requests)
-        if not missing[0] and stable_missing[0]:
-            reason = f"series missing on {look.stable_name}"
-        missing = missing | stable_missing
+        missing = missing | nan_to_missing(s.errors, s.requests)
+    reason = look.missing_reason("requests", "errors")
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(c.requests > 0, c.errors / c.requests, np.nan)
     return SLOLook(
@@ -107,6 +104,9 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
 class ErrorRate:
     field = "error_rate"
     hard_by_default = True
+
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        return () if slos.error_rate is None else ("requests", "errors")
 
     def rollback_tests(self, slos: SLOs) -> int:
         slo = slos.error_rate

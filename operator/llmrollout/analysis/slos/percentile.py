@@ -108,7 +108,7 @@ def observe(
     stable: HistogramBatch | None = getattr(look.stable, attribute)
     nan = np.full(n, np.nan)
     if candidate is None:
-        return SLOLook(slo_name, label, bound, (), np.ones(n, bool), NO_DATA, nan)
+        return SLOLook(slo_name, label, bound, (), np.ones(n, bool), look.missing_reason(attribute), nan)
     problem = resolution_problem(candidate, bound, config.histogram_resolution)
     if problem is not None:
         return SLOLook(slo_name, label, bound, (), np.ones(n, bool), problem, nan)
@@ -129,12 +129,9 @@ def observe(
         )
     ]
     missing = nan_to_missing(total)
-    reason = NO_DATA
     if look.stable_required:
-        stable_missing = np.ones(n, bool) if stable is None else nan_to_missing(stable.total)
-        if not missing[0] and stable_missing[0]:
-            reason = f"{NO_DATA} on {look.stable_name}"
-        missing = missing | stable_missing
+        missing = missing | (np.ones(n, bool) if stable is None else nan_to_missing(stable.total))
+    reason = look.missing_reason(attribute)
     if slo.max_increase_vs_stable is not None:
         # Kept at 100% too, where stable has no traffic: it adds nothing then, but keeps its verdict.
         no_stable = HistogramBatch(candidate.edges, np.full((n, len(candidate.edges) + 1), np.nan))
@@ -219,6 +216,9 @@ class Percentile:
     def _slo(self, slos: SLOs) -> PercentileSLO | None:
         slo: PercentileSLO | None = getattr(slos, self.field)
         return slo
+
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        return () if self._slo(slos) is None else (self.attribute,)
 
     def rollback_tests(self, slos: SLOs) -> int:
         slo = self._slo(slos)

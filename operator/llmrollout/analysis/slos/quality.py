@@ -87,7 +87,8 @@ def _min_score(look: LookInput, min_score: float) -> SLOLook:
         direction="min",
     )
     missing = nan_to_missing(c.eval_score_sum, c.eval_score_count)
-    return SLOLook(QUALITY_MIN_SCORE, "quality mean", min_score, (test,), missing, NO_DATA, mean)
+    reason = look.missing_reason("eval_score_sum", "eval_score_count")
+    return SLOLook(QUALITY_MIN_SCORE, "quality mean", min_score, (test,), missing, reason, mean)
 
 
 def _judged(passed: np.ndarray, failed: np.ndarray) -> np.ndarray:
@@ -142,14 +143,12 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
     missing = nan_to_missing(c.eval_passed, c.eval_failed) & nan_to_missing(
         c.eval_score_sum, c.eval_score_count
     )
-    reason = NO_DATA
     stable_missing = nan_to_missing(s.eval_passed, s.eval_failed) & nan_to_missing(
         s.eval_score_sum, s.eval_score_count
     )
     if look.stable_required:
-        if not missing[0] and stable_missing[0]:
-            reason = f"{NO_DATA} on {look.stable_name}"
         missing = missing | stable_missing
+    reason = look.missing_reason("eval_passed", "eval_failed", "eval_score_sum", "eval_score_count")
     with np.errstate(divide="ignore", invalid="ignore"):
         drop = np.where(
             (c_judged > 0) & (s_judged > 0), s.eval_passed / s_judged - c.eval_passed / c_judged, np.nan
@@ -172,6 +171,13 @@ def observe(look: LookInput, slo: QualitySLO, config: SequentialConfig) -> list[
 class Quality:
     field = "quality"
     hard_by_default = False
+
+    def fields(self, slos: SLOs) -> tuple[str, ...]:
+        if slos.quality is None:
+            return ()
+        scores = ("eval_score_sum", "eval_score_count")
+        verdicts = ("eval_passed", "eval_failed") if slos.quality.max_drop_vs_stable is not None else ()
+        return (*scores, *verdicts)
 
     def rollback_tests(self, slos: SLOs) -> int:
         if slos.quality is None:
