@@ -41,6 +41,9 @@ def llmdeployment(
     inconclusive_limit: int = 5,
     variants: tuple[str, ...] = ("v1", "v2"),
     fallbacks: list[str] | None = None,
+    interval: str = f"{INTERVAL_SECONDS:g}s",
+    scrape_interval: str | None = None,
+    max_duration: str | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "variants": [
@@ -56,11 +59,15 @@ def llmdeployment(
         "traffic": {"router": "gatewayAPI", "httpRouteRef": {"name": NAME}},
         "strategy": {
             "steps": steps or STEPS,
-            "interval": f"{INTERVAL_SECONDS:g}s",
+            "interval": interval,
             "minRequests": min_requests,
+            **({"maxDuration": max_duration} if max_duration else {}),
         },
         "metrics": {
-            "prometheus": {"address": prometheus},
+            "prometheus": {
+                "address": prometheus,
+                **({"scrapeInterval": scrape_interval} if scrape_interval else {}),
+            },
             "preset": "openTelemetryGenAI",
             "variantLabel": "variant",
             "labels": {"namespace": namespace},
@@ -145,6 +152,15 @@ class Rollout:
         try:
             status: dict[str, Any] = wait_for(
                 lambda: (s := self.status()).get("phase") == phase and s, timeout, f"phase {phase}"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nstatus: {self.explain()}") from None
+        return status
+
+    def wait_phase_in(self, phases: tuple[str, ...], timeout: float) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = wait_for(
+                lambda: (s := self.status()).get("phase") in phases and s, timeout, f"phase in {phases}"
             )
         except AssertionError as error:
             raise AssertionError(f"{error}\nstatus: {self.explain()}") from None

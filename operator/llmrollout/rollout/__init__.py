@@ -5,6 +5,7 @@ from llmrollout.rollout.fallback import watched
 from llmrollout.rollout.machine import (
     Action,
     Observation,
+    Preflight,
     desired_candidate,
     due_window,
     reconcile,
@@ -18,6 +19,7 @@ __all__ = [
     "Event",
     "Observation",
     "Outcome",
+    "Preflight",
     "all_to",
     "desired_candidate",
     "due_window",

@@ -34,6 +34,7 @@ from llmrollout.rollout.outcome import Outcome
 
 Action = Literal["promote", "abort", "failback"]
 PLAN = "Planned"
+METRICS_READY = "MetricsReady"
 MAX_CONDITION_MESSAGE = 1000
 
 
@@ -45,6 +46,29 @@ class Observation:
     end: datetime
     window: Window | None = None
     unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a check of the series just before a rollout found: per variant, each missing field's series;
+    or why Prometheus could not be asked."""
+
+    missing: dict[str, dict[str, str]]
+    unavailable: str | None = None
+
+
+def preflight_problem(spec: LLMDeploymentSpec, preflight: Preflight, serving: str) -> str | None:
+    """Why the rollout must not start: the serving version lacks a series a configured SLO needs
+    (the candidate's appear with its first traffic, so only the serving version's are required)."""
+    if preflight.unavailable is not None:
+        return f"cannot check the series: {preflight.unavailable}"
+    needed = needed_fields(spec.slos)
+    absent = sorted(
+        {series for field, series in preflight.missing.get(serving, {}).items() if field in needed}
+    )
+    if absent:
+        return f"series missing on {serving}, which serves now: {', '.join(absent)}"
+    return None
 
 
 def missing_series(spec: LLMDeploymentSpec, window: Window) -> str:
@@ -109,8 +133,10 @@ def reconcile(
     now: datetime,
     observation: Observation | None = None,
     action: Action | None = None,
+    preflight: Preflight | None = None,
 ) -> Outcome:
-    """The next status for this spec; `observation` is the due window's data, `action` a user's command."""
+    """The next status for this spec; `observation` is the due window's data, `action` a user's command,
+    `preflight` what a check of the series found when a rollout is about to start (None: not checked)."""
     b = Builder(status, generation, now)
     stable = serving_stable(spec, status)
     candidate = desired_candidate(spec, status)
@@ -149,7 +175,8 @@ def reconcile(
     if candidate is None:
         _settle(spec, b, stable)
     elif candidate != status.candidate:
-        _start(spec, b, stable, candidate, restarted=status.phase == Phase.PROGRESSING)
+        if _metrics_ready(spec, b, stable, candidate, preflight):
+            _start(spec, b, stable, candidate, restarted=status.phase == Phase.PROGRESSING)
     elif status.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
         pass  # finished with this candidate; a new spec.candidate starts the next rollout
     elif action == "abort":
@@ -165,6 +192,27 @@ def reconcile(
     elif observation is not None:
         _analyse(spec, b, stable, candidate, observation)
     return b.outcome()
+
+
+def _metrics_ready(
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, preflight: Preflight | None
+) -> bool:
+    """MetricsReady before any traffic moves: a rollout whose SLOs cannot be read does not start."""
+    if preflight is None:
+        return True
+    problem = preflight_problem(spec, preflight, stable)
+    if problem is None:
+        later = sorted(preflight.missing.get(candidate, {}).values())
+        note = f"; {candidate}'s appear with its traffic ({', '.join(later)})" if later else ""
+        b.condition(METRICS_READY, "True", "SeriesFound", f"every SLO's series found on {stable}{note}")
+        return True
+    message = f"rollout of {candidate} not started: {problem}"
+    said = (c := b.status.condition(METRICS_READY)) is not None and c.message == message
+    b.condition(METRICS_READY, "False", "SeriesMissing", message)
+    b.condition(PROGRESSING, "False", "WaitingForMetrics", message)
+    if not said:
+        b.event("Warning", "RolloutBlocked", message)
+    return False
 
 
 def _settle(spec: LLMDeploymentSpec, b: Builder, stable: str) -> None:

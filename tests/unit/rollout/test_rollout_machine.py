@@ -408,3 +408,39 @@ def test_a_missing_error_series_is_named_and_never_read_as_zero() -> None:
     assert series in metrics.message
     result = next(r for r in looked.status.analysis["results"] if r["slo"] == "errorRate")
     assert result["verdict"] == "Inconclusive" and series in result["message"]
+
+
+def test_a_rollout_does_not_start_while_the_serving_versions_series_are_missing() -> None:
+    from llmrollout.rollout import Preflight
+
+    s = sequential_spec(slos={"errorRate": {"max": 0.02}, "ttft": {"p95": "800ms"}})
+    idle = reconcile(s.model_copy(update={"candidate": None}), LLMDeploymentStatus(), 1, T0 - MINUTE)
+    series = 'gen_ai_server_time_to_first_token_seconds_bucket{variant="v1"}'
+    blocked = Preflight(missing={"v1": {"ttft": series, "latency": "not needed"}, "v2": {"errors": "x"}})
+    first = reconcile(s, idle.status, 2, T0, preflight=blocked)
+    assert (
+        first.status.phase == Phase.IDLE
+        and first.status.weights["v1"] == 100
+        and first.status.weights["v2"] == 0
+    )
+    ready = first.status.condition("MetricsReady")
+    assert ready is not None and ready.status == "False" and series in ready.message
+    assert "not needed" not in ready.message
+    assert [e.reason for e in first.events] == ["RolloutBlocked"]
+    again = reconcile(s, first.status, 2, T0 + MINUTE, preflight=blocked)
+    assert again.events == [] and again.status.phase == Phase.IDLE  # said once
+    fixed = reconcile(
+        s, again.status, 2, T0 + 2 * MINUTE, preflight=Preflight(missing={"v2": {"errors": "x"}})
+    )
+    assert fixed.status.phase == Phase.PROGRESSING and fixed.status.candidate_weight == 5
+    assert fixed.status.condition("MetricsReady").status == "True"  # type: ignore[union-attr]
+
+
+def test_a_rollout_waits_while_prometheus_cannot_be_asked() -> None:
+    from llmrollout.rollout import Preflight
+
+    s = sequential_spec()
+    idle = reconcile(s.model_copy(update={"candidate": None}), LLMDeploymentStatus(), 1, T0 - MINUTE)
+    held = reconcile(s, idle.status, 2, T0, preflight=Preflight(missing={}, unavailable="connection refused"))
+    assert held.status.phase == Phase.IDLE
+    assert "cannot check the series: connection refused" in held.status.condition("MetricsReady").message  # type: ignore[union-attr]

@@ -1,0 +1,152 @@
+"""Decisions that finish under production conditions: Prometheus scraping every 15 s, a 30 s analysis
+interval, a few requests per second, the default (sequential) method.
+
+All scenarios run at once, each in its own namespace on one Prometheus of their own (15 s scrapes), so
+that the slow conditions cost the suite the time of the slowest scenario, not their sum:
+- a healthy candidate is promoted, and `kubectl describe` shows the plan;
+- TTFT, error, quality and output-token (cost) regressions are each rolled back, naming their SLO;
+- a horizon too short for the traffic gets a HorizonTooShort Warning, and still ends decided.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Kube
+from tests.e2e.harness.fixtures import ModelServers, Traffic
+from tests.e2e.harness.modelserver import Behaviour
+from tests.e2e.harness.prometheus import PrometheusError, PrometheusServer
+from tests.e2e.scenario import NAME, Rollout, start_rollout
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
+
+SCRAPE = "15s"
+INTERVAL = "30s"
+RATE = 4.0  # requests per second, both versions together
+SLOS: dict[str, Any] = {
+    "errorRate": {"max": 0.05},
+    "ttft": {"p95": "800ms"},
+    "quality": {"minScore": 0.7, "maxDropVsStable": 0.1},
+    "costPerRequest": {"maxUSD": 0.0001},
+}
+# Every rollout must end, promoted or rolled back, well within this (the horizon is 20 minutes).
+DECIDED_WITHIN = 16 * 60.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    behaviour: Behaviour
+    expect: str  # the phase it must end in
+    slo: str | None = None  # the SLO a rollback must name
+    max_duration: str = "20m"
+
+
+CASES = [
+    Case("healthy", Behaviour(), "Promoted"),
+    Case("ttft", Behaviour(ttft_median_s=1.5), "RolledBack", "ttft"),
+    Case("errors", Behaviour(error_rate=0.3), "RolledBack", "errorRate"),
+    Case("quality", Behaviour(quality_mean=0.55, quality_sd=0.05), "RolledBack", "quality"),
+    Case(
+        "output-tokens",
+        Behaviour(output_tokens=900.0, output_tokens_jitter=10.0),
+        "RolledBack",
+        "costPerRequest",
+    ),
+    # A 2-minute horizon cannot hold the warm-up and the steps at 4 requests/s.
+    Case("short-horizon", Behaviour(), "", max_duration="2m"),
+]
+
+
+@pytest.fixture(scope="module")
+def slow_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus-15s"), scrape_interval=15.0)
+    try:
+        server.start()
+    except PrometheusError as exc:
+        pytest.fail(f"the real Prometheus did not start: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def namespaces(kube: Kube) -> Iterator[list[str]]:
+    names = [f"e2e-prod-{case.name}-{uuid.uuid4().hex[:6]}" for case in CASES]
+    for name in names:
+        kube.kubectl("create", "namespace", name)
+    yield names
+    for name in names:
+        kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
+    started = time.monotonic()
+    if case.expect:
+        status = rollout.wait_phase(case.expect, DECIDED_WITHIN)
+    else:
+        status = rollout.wait_phase_in(("Promoted", "RolledBack"), DECIDED_WITHIN)
+    return case, status, time.monotonic() - started
+
+
+@pytest.mark.timeout(1500)
+def test_rollouts_finish_under_production_conditions(
+    kube: Kube,
+    namespaces: list[str],
+    slow_prometheus: PrometheusServer,
+    request: pytest.FixtureRequest,
+    report: list[str],
+) -> None:
+    servers = ModelServers(slow_prometheus)
+    traffic = Traffic(request, servers)
+    try:
+        rollouts = {
+            case.name: start_rollout(
+                kube,
+                namespace,
+                slow_prometheus,
+                servers,
+                traffic,
+                candidate_behaviour=case.behaviour,
+                rate=RATE,
+                method="sequential",
+                slos=SLOS,
+                steps=[10, 50, 100],
+                interval=INTERVAL,
+                scrape_interval=SCRAPE,
+                max_duration=case.max_duration,
+                # A few requests a second: a step needs a minute or two of them.
+                min_requests=50,
+            )
+            for case, namespace in zip(CASES, namespaces, strict=True)
+        }
+        with ThreadPoolExecutor(len(CASES)) as pool:
+            outcomes = list(pool.map(lambda c: _run(c, rollouts[c.name]), CASES))
+        for case, status, seconds in outcomes:
+            rollout = rollouts[case.name]
+            report.append(
+                f"production ({SCRAPE} scrapes, {INTERVAL} interval): {case.name} -> {status['phase']}"
+                f" in {seconds:.0f}s"
+            )
+            if case.expect == "Promoted":
+                assert status["stable"] == "v2" and status["weights"] == {"v1": 0, "v2": 100}
+                described = kube.kubectl("describe", "llmd", NAME, "-n", rollout.namespace).stdout
+                # The plan: per SLO, canary requests and minutes to a decision at the traffic seen.
+                assert "Planned" in described and "canary requests" in described, described
+                assert not rollout.event_messages("HorizonTooShort")
+            elif case.expect == "RolledBack":
+                message = " ".join(rollout.event_messages("RolledBack"))
+                assert case.slo is not None and case.slo in message, rollout.explain()
+                assert rollout.route_weights()["bot-v2"] == 0
+            else:
+                warnings = rollout.event_messages("HorizonTooShort")
+                assert warnings and "the horizon (2m) is too short" in warnings[0], rollout.explain()
+    finally:
+        traffic.close()
+        servers.close()
