@@ -103,8 +103,9 @@ class Embeddings:
 class OpenAIClient:
     """One OpenAI-compatible base URL (e.g. http://bot-v1.team-a.svc:8000/v1).
 
-    The caller owns `http` (timeouts, TLS, proxies) and closes it. At most `max_concurrency` requests
-    are in flight through this client, whatever the number of threads using it.
+    The caller owns `http` (TLS, proxies, default timeouts) and closes it; `timeout`, when given,
+    overrides its timeout per request. At most `max_concurrency` requests are in flight through this
+    client, whatever the number of threads using it.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class OpenAIClient:
         max_concurrency: int = 4,
         retry: RetryPolicy = RetryPolicy(),
         meter: Meter | None = None,
+        timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -125,6 +127,9 @@ class OpenAIClient:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._retry = retry
         self.meter = meter or Meter()
+        self._timeout: float | httpx._client.UseClientDefault = (
+            httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
 
@@ -180,7 +185,12 @@ class OpenAIClient:
             retry_after: float | None = None
             try:
                 with self._slots:
-                    response = self._http.post(url, json=body, headers=self._headers)
+                    if self._timeout is None:  # the http client's own timeouts
+                        response = self._http.post(url, json=body, headers=self._headers)
+                    else:
+                        response = self._http.post(
+                            url, json=body, headers=self._headers, timeout=self._timeout
+                        )
             except httpx.TransportError as error:
                 last = f"{type(error).__name__}: {error}"
             else:
