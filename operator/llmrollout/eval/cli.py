@@ -30,6 +30,9 @@ class MisconfiguredError(Exception):
 def add_commands(commands: Any) -> None:
     """Register `eval` and `judge` on the `llmrollout` subparsers."""
     _add_eval(commands)
+    from llmrollout.eval.judge.cli import add_judge
+
+    add_judge(commands)
 
 
 def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
