@@ -80,7 +80,7 @@ def run(
     reply = Reply(body=completion('{"score": 0.9, "reason": "fine"}'), delay=judge_delay)
     stop = threading.Event()
     sent = [0] * clients
-    with OpenAIStandIn(chat=lambda _: reply) as judge, httpx.Client(timeout=30) as judge_http:
+    with OpenAIStandIn(chat=lambda _: reply, record=False) as judge, httpx.Client(timeout=30) as judge_http:
         scorer = scorer_for(
             ScorerConfig("llmJudge", judge_model="judge"),
             judge=OpenAIClient(judge_http, judge.base_url, max_concurrency=workers),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ class JudgeSettings:
     variants: frozenset[str] = frozenset()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller that hung up (shutdown, its own timeout) is routine for a fire-and-forget endpoint.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class JudgeService:
     def __init__(
         self,
@@ -89,8 +100,7 @@ class JudgeService:
         self.metrics.queue_depth.set_function(self._queue.qsize)
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler(self))
         self._threads = [threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)]
         self._threads += [
             threading.Thread(target=self._work, name=f"judge-{i}", daemon=True)
