@@ -186,6 +186,8 @@ class PairedItem:
     item_id: str
     candidate: float  # in [0, 1]; an unscored answer (error, unparseable judge) is 0
     baseline: float
+    # The judge or embeddings endpoint failed on this pair: it says nothing about either version.
+    scorer_failed: bool = False
 
 
 Method = Literal["mcnemar", "exact", "betting", "none"]
@@ -203,9 +205,14 @@ class GateDecision:
     method: Method
     failures: tuple[str, ...]
     worst_items: tuple[str, ...]
+    # Too little was scored to judge the candidate (scorer outage, nothing run): never a pass, but
+    # not evidence against the candidate either; the caller may retry, hold or roll back.
+    inconclusive: bool = False
 
     @property
     def reason(self) -> str:
+        if self.inconclusive:
+            return "GoldenSetInconclusive"
         return "GoldenSetPassed" if self.passed else "GoldenSetFailed"
 
     @property
@@ -237,16 +244,26 @@ def golden_set_gate(
     max_drop_vs_stable: float | None,
     false_rollback_rate: float,
     worst: int = 5,
+    max_scorer_failure_share: float = 0.1,
 ) -> GateDecision:
     """Pass or fail a candidate on its golden-set results paired with stable's.
 
     Fails when the candidate's mean score is under `min_score`, or when the paired test finds its
-    mean score more than `max_drop_vs_stable` below stable's at level `false_rollback_rate`. No items
-    is a failure: a gate that saw nothing must not let a candidate through.
+    mean score more than `max_drop_vs_stable` below stable's at level `false_rollback_rate`.
+    Inconclusive (and not passed) when there are no items, or when the scorer failed on more than
+    `max_scorer_failure_share` of the pairs: a gate that saw nothing must not let a candidate through,
+    and a judge outage must not read as a worse candidate.
     """
     n = len(items)
     if n == 0:
-        return GateDecision(False, 0, 0.0, None, None, None, None, "none", ("no items were scored",), ())
+        return GateDecision(
+            False, 0, 0.0, None, None, None, None, "none", ("no items were scored",), (), inconclusive=True
+        )
+    broken = sum(i.scorer_failed for i in items)
+    if broken > max_scorer_failure_share * n:
+        failure = f"the scorer failed on {broken} of {n} pairs; check the judge or embeddings endpoint"
+        mean = sum(i.candidate for i in items) / n
+        return GateDecision(False, n, mean, None, None, None, None, "none", (failure,), (), inconclusive=True)
     candidate = sum(i.candidate for i in items) / n
     failures: list[str] = []
     if min_score is not None and candidate < min_score:
@@ -285,11 +302,17 @@ def golden_set_gate(
 
 
 def threshold_gate(
-    item_ids: Sequence[str], scores: Sequence[float], *, min_score: float, worst: int = 5
+    item_ids: Sequence[str],
+    scores: Sequence[float],
+    *,
+    min_score: float,
+    scorer_failed: Sequence[bool] | None = None,
+    worst: int = 5,
 ) -> GateDecision:
     """One endpoint, no baseline: its mean score against a fixed bar (what `llmrollout eval` does in CI)."""
+    failed = scorer_failed if scorer_failed is not None else [False] * len(scores)
     return golden_set_gate(
-        [PairedItem(i, s, s) for i, s in zip(item_ids, scores, strict=True)],
+        [PairedItem(i, s, s, f) for i, s, f in zip(item_ids, scores, failed, strict=True)],
         min_score=min_score,
         max_drop_vs_stable=None,
         false_rollback_rate=0.5,

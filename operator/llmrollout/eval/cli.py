@@ -212,7 +212,10 @@ def _evaluate(args: argparse.Namespace, http: httpx.Client, api_key: str | None)
         run = evaluator.run(items, candidate, progress)
         scored = [r for r in run.items if r.verdict != "skipped"]
         decision = threshold_gate(
-            [r.item_id for r in scored], [r.gate_score for r in scored], min_score=args.min_score
+            [r.item_id for r in scored],
+            [r.gate_score for r in scored],
+            min_score=args.min_score,
+            scorer_failed=[r.verdict == "error" and r.answer is not None for r in scored],
         )
     else:
         paired = evaluator.run_paired(items, candidate, endpoints[1][0], progress, pairwise=args.pairwise)
@@ -235,4 +238,6 @@ def _evaluate(args: argparse.Namespace, http: httpx.Client, api_key: str | None)
     if args.junit:
         args.junit.write_text(junit(report))
     print(f"llmrollout eval: {decision.reason}: {decision.message}", file=sys.stderr)
+    if decision.inconclusive:
+        return MISCONFIGURED  # the judge or embeddings endpoint, not the candidate, failed
     return PASSED if decision.passed else FAILED

@@ -13,7 +13,7 @@ import httpx
 from llmrollout.analysis.paired import GateDecision, PairedItem, golden_set_gate
 from llmrollout.api.spec import GoldenSet, LLMDeploymentSpec, Variant
 from llmrollout.eval._openai import Meter, OpenAIClient, Pricing
-from llmrollout.eval.engine import Budget, Evaluator, PairedRun, Progress, Target
+from llmrollout.eval.engine import Budget, Evaluator, ItemResult, PairedRun, Progress, Target
 from llmrollout.eval.golden import load_golden_set
 from llmrollout.eval.scorers.factory import ScorerConfig, scorer_for
 
@@ -41,10 +41,17 @@ def scorer_config(golden: GoldenSet) -> ScorerConfig:
     )
 
 
+def _scorer_failed(candidate: ItemResult, baseline: ItemResult) -> bool:
+    # An endpoint error after an answer is the scorer's; both answers unparseable points at the judge
+    # too. One side unparseable stays a 0 for that side: its answer may be what confused the judge.
+    answered_error = any(r.verdict == "error" and r.answer is not None for r in (candidate, baseline))
+    return answered_error or candidate.verdict == baseline.verdict == "unparseable"
+
+
 def paired_items(run: PairedRun) -> list[PairedItem]:
     """Pairs the gate decides on: every item both versions attempted (budget-skipped pairs drop out)."""
     return [
-        PairedItem(c.item_id, c.gate_score, b.gate_score)
+        PairedItem(c.item_id, c.gate_score, b.gate_score, _scorer_failed(c, b))
         for c, b in zip(run.candidate.items, run.baseline.items, strict=True)
         if c.verdict != "skipped" and b.verdict != "skipped"
     ]

@@ -80,12 +80,6 @@ def test_worst_items_are_where_the_candidate_lost_most() -> None:
     assert decision.method == "betting"  # fractional scores
 
 
-def test_no_items_fails() -> None:
-    decision = golden_set_gate([], min_score=0.5, max_drop_vs_stable=0.1, false_rollback_rate=0.01)
-    assert not decision.passed
-    assert decision.failures == ("no items were scored",)
-
-
 def test_threshold_gate_is_the_mean_against_the_bar() -> None:
     assert threshold_gate(["a", "b"], [1.0, 0.6], min_score=0.8).passed
     failed = threshold_gate(["a", "b", "c"], [1.0, 0.6, 0.3], min_score=0.8)
@@ -185,3 +179,20 @@ def test_a_clearly_worse_candidate_fails(n: int, binary: bool, max_drop: float) 
     # Shifted by 0.4 where difficulty allows: a mean drop of about 0.35.
     rate = _simulate(np.random.default_rng(12), n, 0.4, binary, 200, max_drop, 0.01)
     assert rate >= 0.9
+
+
+def test_a_scorer_outage_is_inconclusive_not_a_worse_candidate() -> None:
+    items = [PairedItem(f"q{i}", 0.0, 0.0, scorer_failed=i < 3) for i in range(20)]
+    decision = golden_set_gate(items, min_score=0.8, max_drop_vs_stable=0.05, false_rollback_rate=0.01)
+    assert not decision.passed and decision.inconclusive
+    assert decision.reason == "GoldenSetInconclusive"
+    assert "the scorer failed on 3 of 20 pairs" in decision.message
+    # At most 10% broken pairs: decided on the scores, where the broken ones count as 0.
+    decided = golden_set_gate(items[2:], min_score=0.8, max_drop_vs_stable=0.05, false_rollback_rate=0.01)
+    assert decided.reason == "GoldenSetFailed" and not decided.inconclusive
+
+
+def test_no_items_is_inconclusive() -> None:
+    decision = golden_set_gate([], min_score=0.5, max_drop_vs_stable=None, false_rollback_rate=0.01)
+    assert decision.inconclusive and not decision.passed
+    assert decision.failures == ("no items were scored",)

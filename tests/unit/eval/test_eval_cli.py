@@ -187,3 +187,15 @@ def test_missing_required_arguments_exit_2(golden: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["eval", str(golden), "--model", "m", "--scorer", "exactMatch"])
     assert exited.value.code == 2
+
+
+def test_a_judge_outage_is_inconclusive_and_exits_2(
+    golden: Path, servers: dict[str, OpenAIStandIn], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with OpenAIStandIn(chat=lambda _: {"error": "model not loaded"}) as broken_judge:
+        args = [str(golden), "--endpoint", servers["strong"].base_url, "--model", "m", "--scorer", "llmJudge"]
+        args += ["--judge-endpoint", broken_judge.base_url, "--judge-model", "j", "--min-score", "0.5"]
+        assert run([*args, "--junit", str(tmp_path / "j.xml")]) == 2
+    assert "GoldenSetInconclusive: " in capsys.readouterr().err
+    gate = suite_of(tmp_path / "j.xml").find("testcase[@name='gate']")
+    assert gate is not None and gate.find("failure") is not None
