@@ -12,7 +12,8 @@ from typing import Any, TextIO
 import httpx
 
 from llmrollout.analysis.paired import GateDecision, PairedItem, golden_set_gate, threshold_gate
-from llmrollout.eval._openai import EndpointError, Meter, OpenAIClient, Pricing
+from llmrollout.eval._openai import EndpointError, Meter, Metered, OpenAIClient, Pricing
+from llmrollout.eval._types import Usage
 from llmrollout.eval.engine import Budget, Evaluator, RunResult, Target
 from llmrollout.eval.gate import paired_items
 from llmrollout.eval.golden import GoldenSetError, load_golden_set
@@ -153,6 +154,19 @@ def _check(args: argparse.Namespace) -> None:
         raise MisconfiguredError(f"no golden set at {args.golden_set}")
 
 
+def _summed(meters: list[Meter]) -> Metered | None:
+    snapshots = [m.snapshot() for m in meters]
+    if not snapshots:
+        return None
+    return Metered(
+        sum((s.usage for s in snapshots), Usage()),
+        sum(s.requests for s in snapshots),
+        sum(s.retries for s in snapshots),
+        sum(s.failures for s in snapshots),
+        sum(s.cost_usd for s in snapshots),
+    )
+
+
 def run_eval(args: argparse.Namespace) -> int:
     try:
         _check(args)
@@ -227,9 +241,8 @@ def _evaluate(args: argparse.Namespace, http: httpx.Client, api_key: str | None)
             max_drop_vs_stable=args.max_drop,
             false_rollback_rate=args.false_fail_rate,
         )
-    report = Report(
-        args.golden_set.name, scorer.name, decision, run, baseline_run, time.monotonic() - started
-    )
+    seconds = time.monotonic() - started
+    report = Report(args.golden_set.name, scorer.name, decision, run, baseline_run, seconds, _summed(meters))
     summary = markdown(report)
     if args.markdown:
         args.markdown.write_text(summary)

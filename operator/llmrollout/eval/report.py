@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from llmrollout.analysis.paired import GateDecision
+from llmrollout.eval._openai import Metered
 from llmrollout.eval.engine import ItemResult, RunResult
 
 
@@ -17,6 +18,7 @@ class Report:
     candidate: RunResult
     baseline: RunResult | None = None
     seconds: float = 0.0
+    scorer_usage: Metered | None = None  # the judge's or embeddings endpoint's, summed
 
 
 def _score(value: float | None) -> str:
@@ -49,6 +51,12 @@ def markdown(report: Report) -> str:
         + " |"
     )
     lines.append("| cost (USD) | " + " | ".join(f"{r.cost_usd:.4f}" for r in runs) + " |")
+    if report.scorer_usage is not None and report.scorer_usage.requests:
+        used = report.scorer_usage
+        lines.append(
+            f"\nScorer endpoint: {used.requests} requests ({used.retries} retries, {used.failures} failed),"
+            f" {used.usage.prompt_tokens} / {used.usage.completion_tokens} tokens in / out."
+        )
     lines += ["", f"**{decision.reason}**: {decision.message}"]
     if report.candidate.stopped:
         lines += ["", f"Stopped early: {report.candidate.stopped}."]

@@ -114,6 +114,7 @@ def test_candidate_vs_baseline_with_a_judge_and_the_paired_test(
     assert gate is not None
     text = summary.read_text()
     assert "`candidate` | `baseline`" in text
+    assert f"Scorer endpoint: {2 * N} requests (0 retries, 0 failed)" in text
     if code == 1:
         failure = gate.find("failure")
         assert failure is not None and "exceeds maxDropVsStable 0.050" in failure.get("message", "")
