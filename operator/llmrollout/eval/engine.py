@@ -215,7 +215,10 @@ class Evaluator:
         if isinstance(answered, ItemResult):
             return answered
         text, latency, usage = answered
-        score: Score = self.scorer.score(item.exchange(text))
+        try:
+            score: Score = self.scorer.score(item.exchange(text))
+        except Exception as error:  # one item's scorer bug must not lose the whole run's results
+            score = Score("error", None, f"scorer raised {error!r}")
         return ItemResult(item.id, score.verdict, score.value, text, score.detail, latency, usage)
 
     def _compared(

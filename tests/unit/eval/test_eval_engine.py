@@ -168,3 +168,19 @@ def test_pairwise_judging_scores_the_preferred_answer(http: httpx.Client) -> Non
     for c, b, preference in zip(paired.candidate.items, paired.baseline.items, paired.pairwise, strict=True):
         assert (c.score, b.score) == ((0.5, 0.5) if preference == "tie" else (0.0, 1.0))
     assert set(paired.pairwise) == {"tie", "second"}
+
+
+class Exploding:
+    name = "exploding"
+    needs_reference = False
+
+    def score(self, exchange: Any) -> Any:
+        raise RuntimeError("bug")
+
+
+def test_a_scorer_that_raises_marks_the_item_not_the_run(http: httpx.Client) -> None:
+    with OpenAIStandIn(chat=model(1.0)) as bot:
+        result = Evaluator(Exploding()).run(GOLDEN[:3], Target("v2", OpenAIClient(http, bot.base_url), "m"))
+    assert [r.verdict for r in result.items] == ["error"] * 3
+    assert "scorer raised RuntimeError('bug')" in result.items[0].detail
+    assert result.items[0].answer == "answer 0"

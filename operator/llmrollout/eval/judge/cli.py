@@ -19,7 +19,7 @@ def add_judge(commands: Any) -> None:
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "judge",
-        help="serve the online evaluator: POST /v1/exchanges and /v1/feedback, GET /metrics",
+        help="serve the online evaluator (POST /v1/exchanges, /v1/logs, /v1/feedback; GET /metrics)",
         description="Score a sample of production exchanges with the configured scorer and export"
         " llm_eval_score, llm_eval_results_total and llm_feedback_total for Prometheus.",
     )
@@ -30,6 +30,10 @@ def add_judge(commands: Any) -> None:
     parser.add_argument("--variant-label", default="variant", help="label naming the variant (variant)")
     parser.add_argument(
         "--variant", action="append", default=[], help="accepted variant (repeatable; default any)"
+    )
+    parser.add_argument(
+        "--otlp-variant-attribute",
+        help="OTLP record/resource attribute naming the variant in POST /v1/logs (default: --variant-label)",
     )
     add_scorer_arguments(parser)
     parser.set_defaults(func=run_judge)
@@ -59,6 +63,7 @@ def run_judge(args: argparse.Namespace) -> int:
         workers=args.workers,
         variant_label=args.variant_label,
         variants=frozenset(args.variant),
+        otlp_variant_attribute=args.otlp_variant_attribute,
     )
     stop = threading.Event()
     with httpx.Client(timeout=args.timeout) as http:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import re
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llmrollout.eval._types import Exchange, Message
 from llmrollout.eval.golden import GoldenMessage
 from llmrollout.eval.judge.metrics import JudgeMetrics
+from llmrollout.eval.judge.otlp import exchanges_from_logs
 from llmrollout.eval.scorers.base import Scorer
 
 VARIANT_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -68,6 +70,8 @@ class JudgeSettings:
     variant_label: str = "variant"
     # Variants the service accepts; empty accepts any DNS label (each one is a label value on /metrics).
     variants: frozenset[str] = frozenset()
+    # The OTLP log record or resource attribute naming the variant (default: variant_label).
+    otlp_variant_attribute: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -151,6 +155,8 @@ class JudgeService:
         self.metrics.feedback.labels(variant, value).inc()
 
     def accepts(self, variant: str) -> bool:
+        if not re.fullmatch(VARIANT_PATTERN, variant) or len(variant) > 63:
+            return False
         return not self.settings.variants or variant in self.settings.variants
 
     def _work(self) -> None:
@@ -213,6 +219,8 @@ def _handler(service: JudgeService) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if self.path == "/v1/exchanges":
                 self._exchanges()
+            elif self.path == "/v1/logs":
+                self._otlp_logs()
             elif self.path == "/v1/feedback":
                 self._feedback()
             else:
@@ -237,6 +245,29 @@ def _handler(service: JudgeService) -> type[BaseHTTPRequestHandler]:
                 return
             outcomes = [service.submit(p.variant, p.exchange()) for p in parsed]
             self._send(202, {o: outcomes.count(o) for o in ("sampled", "not_sampled", "dropped")})
+
+        def _otlp_logs(self) -> None:
+            content_type = (self.headers.get("content-type") or "").split(";")[0].strip()
+            if content_type != "application/json":
+                # Drain the body so the connection stays usable, then say what would work.
+                self.rfile.read(min(int(self.headers.get("content-length") or 0), MAX_BODY_BYTES))
+                message = "send OTLP/HTTP JSON (e.g. a Collector otlphttp exporter with encoding: json)"
+                self._send(415, {"error": message})
+                return
+            raw = self._json()
+            if raw is None:
+                return
+            attribute = service.settings.otlp_variant_attribute or service.settings.variant_label
+            extracted = exchanges_from_logs(raw, attribute)
+            rejected, reason = extracted.rejected, extracted.reason
+            for variant, exchange in extracted.exchanges:
+                if service.accepts(variant):
+                    service.submit(variant, exchange)
+                else:
+                    rejected, reason = rejected + 1, f"unknown variant {variant}"
+            # ExportLogsServiceResponse: an empty object, or partialSuccess naming what was refused.
+            body = {"partialSuccess": {"rejectedLogRecords": str(rejected), "errorMessage": reason}}
+            self._send(200, body if rejected else {})
 
         def _feedback(self) -> None:
             raw = self._json()
