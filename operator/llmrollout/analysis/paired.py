@@ -215,6 +215,22 @@ class GateDecision:
             return "GoldenSetInconclusive"
         return "GoldenSetPassed" if self.passed else "GoldenSetFailed"
 
+    def to_status(self) -> dict[str, object]:
+        """camelCase for status; worst items by id only, never their text (status is not for content)."""
+        return {
+            "passed": self.passed,
+            "reason": self.reason,
+            "score": round(self.candidate_score, 4),
+            "stableScore": None if self.baseline_score is None else round(self.baseline_score, 4),
+            "drop": None if self.drop is None else round(self.drop, 4),
+            "dropLowerBound": None if self.drop_lower_bound is None else round(self.drop_lower_bound, 4),
+            "pValue": self.p_value,
+            "method": self.method,
+            "n": self.n,
+            "worstItems": list(self.worst_items),
+            "message": self.message,
+        }
+
     @property
     def message(self) -> str:
         parts = [f"golden set score {self.candidate_score:.3f}"]

@@ -196,3 +196,15 @@ def test_no_items_is_inconclusive() -> None:
     decision = golden_set_gate([], min_score=0.5, max_drop_vs_stable=None, false_rollback_rate=0.01)
     assert decision.inconclusive and not decision.passed
     assert decision.failures == ("no items were scored",)
+
+
+def test_to_status_is_camel_case_with_ids_only() -> None:
+    decision = golden_set_gate(
+        pairs(WORSE, STABLE), min_score=0.8, max_drop_vs_stable=0.0, false_rollback_rate=0.01
+    )
+    status = decision.to_status()
+    assert status["reason"] == "GoldenSetFailed"
+    assert status["score"] == 0.6 and status["stableScore"] == 0.9 and status["drop"] == 0.3
+    assert status["method"] == "mcnemar" and status["n"] == 60
+    assert status["worstItems"] == ["q0", "q1", "q10", "q11", "q12"]
+    assert isinstance(status["pValue"], float) and status["pValue"] < 1e-4
