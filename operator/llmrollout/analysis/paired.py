@@ -188,6 +188,8 @@ class PairedItem:
     baseline: float
     # The judge or embeddings endpoint failed on this pair: it says nothing about either version.
     scorer_failed: bool = False
+    # Stable gave no answer here: nothing to compare the candidate with on this item.
+    baseline_failed: bool = False
 
 
 Method = Literal["mcnemar", "exact", "betting", "none"]
@@ -266,9 +268,10 @@ def golden_set_gate(
 
     Fails when the candidate's mean score is under `min_score`, or when the paired test finds its
     mean score more than `max_drop_vs_stable` below stable's at level `false_rollback_rate`.
-    Inconclusive (and not passed) when there are no items, or when the scorer failed on more than
-    `max_scorer_failure_share` of the pairs: a gate that saw nothing must not let a candidate through,
-    and a judge outage must not read as a worse candidate.
+    Inconclusive (and not passed) when there are no items, when the scorer failed on more than
+    `max_scorer_failure_share` of the pairs, or, for the comparison, when stable did not answer that
+    many: a gate that saw nothing must not let a candidate through, a judge outage must not read as
+    a worse candidate, and a stable outage must not read as a better one.
     """
     n = len(items)
     if n == 0:
@@ -276,8 +279,14 @@ def golden_set_gate(
             False, 0, 0.0, None, None, None, None, "none", ("no items were scored",), (), inconclusive=True
         )
     broken = sum(i.scorer_failed for i in items)
-    if broken > max_scorer_failure_share * n:
-        failure = f"the scorer failed on {broken} of {n} pairs; check the judge or embeddings endpoint"
+    unanswered = sum(i.baseline_failed for i in items) if max_drop_vs_stable is not None else 0
+    limit = max_scorer_failure_share * n
+    if broken > limit or unanswered > limit:
+        failure = (
+            f"the scorer failed on {broken} of {n} pairs; check the judge or embeddings endpoint"
+            if broken > limit
+            else f"stable did not answer {unanswered} of {n} items; nothing to compare with"
+        )
         mean = sum(i.candidate for i in items) / n
         return GateDecision(False, n, mean, None, None, None, None, "none", (failure,), (), inconclusive=True)
     candidate = sum(i.candidate for i in items) / n

@@ -51,7 +51,13 @@ def _scorer_failed(candidate: ItemResult, baseline: ItemResult) -> bool:
 def paired_items(run: PairedRun) -> list[PairedItem]:
     """Pairs the gate decides on: every item both versions attempted (budget-skipped pairs drop out)."""
     return [
-        PairedItem(c.item_id, c.gate_score, b.gate_score, _scorer_failed(c, b))
+        PairedItem(
+            c.item_id,
+            c.gate_score,
+            b.gate_score,
+            scorer_failed=_scorer_failed(c, b),
+            baseline_failed=b.verdict == "error" and b.answer is None,
+        )
         for c, b in zip(run.candidate.items, run.baseline.items, strict=True)
         if c.verdict != "skipped" and b.verdict != "skipped"
     ]

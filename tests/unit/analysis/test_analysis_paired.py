@@ -208,3 +208,12 @@ def test_to_status_is_camel_case_with_ids_only() -> None:
     assert status["method"] == "mcnemar" and status["n"] == 60
     assert status["worstItems"] == ["q0", "q1", "q10", "q11", "q12"]
     assert isinstance(status["pValue"], float) and status["pValue"] < 1e-4
+
+
+def test_a_stable_outage_is_inconclusive_for_the_comparison_only() -> None:
+    items = [PairedItem(f"q{i}", 1.0, 0.0, baseline_failed=i < 5) for i in range(20)]
+    compared = golden_set_gate(items, min_score=0.8, max_drop_vs_stable=0.05, false_rollback_rate=0.01)
+    assert compared.inconclusive
+    assert "stable did not answer 5 of 20 items" in compared.message
+    alone = golden_set_gate(items, min_score=0.8, max_drop_vs_stable=None, false_rollback_rate=0.01)
+    assert alone.passed

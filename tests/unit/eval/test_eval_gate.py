@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from bench.judge.standin import OpenAIStandIn, good, last_user
+from bench.judge.standin import OpenAIStandIn, Reply, good, last_user
 from llmrollout.api import parse_spec
 from llmrollout.eval.gate import run_golden_set_gate, variant_endpoint
 
@@ -122,3 +122,17 @@ def test_variant_endpoint_defaults_to_the_service() -> None:
     )
     custom = v1.model_copy(update={"endpoint": "https://llm.example.com/v1"})
     assert variant_endpoint(custom, "team-a") == "https://llm.example.com/v1"
+
+
+def test_a_stable_that_does_not_answer_makes_the_gate_inconclusive() -> None:
+    with (
+        OpenAIStandIn(chat=lambda _: Reply(404, {"error": "model not found"})) as stable,
+        OpenAIStandIn(chat=model(0.95)) as candidate,
+        OpenAIStandIn(chat=judge_script) as judge,
+        httpx.Client() as http,
+    ):
+        spec = spec_for(stable.base_url, candidate.base_url, judge.base_url, {"maxDropVsStable": 0.05})
+        small = "\n".join(GOLDEN.splitlines()[:8])
+        gate = run_golden_set_gate(spec, "team-a", small, http, candidate="v2", stable="v1")
+    assert gate.decision.reason == "GoldenSetInconclusive"
+    assert "stable did not answer 8 of 8 items" in gate.decision.message
