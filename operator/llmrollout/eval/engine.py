@@ -227,6 +227,7 @@ class Evaluator:
         assert isinstance(self.scorer, LLMJudge)
         answers = self._answer(item, candidate), self._answer(item, baseline)
         if isinstance(answers[0], ItemResult) or isinstance(answers[1], ItemResult):
+            # No comparison to make: a version that answered beats one that did not.
             failed = [a if isinstance(a, ItemResult) else None for a in answers]
             fallback = [_answered(item, a, 1.0) for a in answers]
             return failed[0] or fallback[0], failed[1] or fallback[1], "error"
@@ -252,6 +253,7 @@ def _answered(
     if isinstance(answered, ItemResult):
         return answered
     text, latency, usage = answered
+    # In pairwise judging "pass" means preferred; a tie (0.5) is a pass for neither.
     return ItemResult(item.id, "pass" if value > 0.5 else "fail", value, text, detail, latency, usage)
 
 
