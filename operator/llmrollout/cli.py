@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from llmrollout.eval.cli import add_commands as add_eval_commands
+
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
@@ -132,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("-n", "--namespace", default="default")
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
         command.set_defaults(func=_status if name == "status" else _act)
+    add_eval_commands(commands)
     return root
 
 

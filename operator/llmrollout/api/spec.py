@@ -16,6 +16,7 @@ QUERY_PLACEHOLDERS = ("{{variant}}", "{{namespace}}", "{{interval}}")
 PROMETHEUS_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 MAX_VARIANTS = 16
 MAX_STEPS = 20
+URL_PATTERN = r"^https?://[^\s]+$"
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -73,6 +74,13 @@ class Variant(Model):
         None, max_length=63, description="Prompt version; a prompt-only canary differs only here."
     )
     backend_ref: BackendRef = Field(description="Service that serves this variant.")
+    endpoint: str | None = Field(
+        None,
+        pattern=URL_PATTERN,
+        max_length=2048,
+        description="OpenAI-compatible base URL for evaluations, e.g. http://bot-v1.team-a.svc:8000/v1"
+        " (default: the backendRef Service's in-cluster address).",
+    )
     pricing: Pricing | None = Field(None, description="Token prices, used for the cost-per-request SLO.")
 
 
@@ -364,6 +372,107 @@ class Analysis(Model):
     )
 
 
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="Secret in the LLMDeployment's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
+
+
+class JudgeEndpoint(Model):
+    endpoint: str = Field(
+        pattern=URL_PATTERN, max_length=2048, description="OpenAI-compatible base URL of the judge."
+    )
+    model: str = Field(min_length=1, max_length=253, description="Judge model name.")
+    rubric: str | None = Field(
+        None,
+        max_length=16384,
+        description="Prompt template; {question}, {answer}, {reference} and {rubric} are substituted"
+        " (default: a built-in rubric asking for a JSON score in [0,1]).",
+    )
+    pass_threshold: float = Field(0.5, ge=0, le=1, description="A judged score at or above this passes.")
+    api_key_secret_ref: SecretKeyRef | None = Field(None, description="Secret holding the judge's API key.")
+
+
+class EmbeddingEndpoint(Model):
+    endpoint: str = Field(
+        pattern=URL_PATTERN, max_length=2048, description="OpenAI-compatible base URL for /embeddings."
+    )
+    model: str = Field(min_length=1, max_length=253, description="Embedding model name.")
+    threshold: float = Field(
+        0.85, ge=-1, le=1, description="Cosine similarity to the reference from which an answer passes."
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret holding the embeddings endpoint's API key."
+    )
+
+
+class GoldenSet(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel("self.scorer != 'llmJudge' || has(self.judge)", "scorer llmJudge needs judge", ".judge"),
+            _cel(
+                "self.scorer != 'embeddingSimilarity' || has(self.embeddings)",
+                "scorer embeddingSimilarity needs embeddings",
+                ".embeddings",
+            ),
+            _cel("has(self.minScore) || has(self.maxDropVsStable)", "set minScore, maxDropVsStable or both"),
+        )
+    )
+    config_map_ref: ObjectRef = Field(description="ConfigMap holding the golden set as JSONL.")
+    key: str = Field(
+        "golden.jsonl",
+        min_length=1,
+        max_length=253,
+        description="ConfigMap key; one JSON item a line: id, messages or prompt, reference?, rubric?",
+    )
+    scorer: Literal["exactMatch", "contains", "regex", "jsonSchema", "embeddingSimilarity", "llmJudge"] = (
+        Field(description="How an answer is scored against the item.")
+    )
+    min_score: float | None = Field(None, ge=0, le=1, description="Lowest acceptable mean score.")
+    max_drop_vs_stable: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest acceptable drop of the mean score below stable's, by a paired test at"
+        " analysis.falseRollbackRate.",
+    )
+    judge: JudgeEndpoint | None = Field(None, description="For scorer llmJudge.")
+    embeddings: EmbeddingEndpoint | None = Field(None, description="For scorer embeddingSimilarity.")
+    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight per endpoint.")
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Timeout of one request to a variant, judge or embeddings endpoint.",
+        json_schema_extra={"default": "60s"},
+    )
+    max_duration: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Time budget; items not started by then are skipped and the gate decides on the rest.",
+        json_schema_extra={"default": "10m"},
+    )
+    max_cost_usd: float | None = Field(
+        None,
+        ge=0,
+        alias="maxCostUSD",
+        description="Cost budget (answers and judge, from variants' pricing); unset means unbounded.",
+    )
+
+    @model_validator(mode="after")
+    def _scorer_has_its_endpoint(self) -> GoldenSet:
+        # The CRD's CEL rules say the same; this catches specs that bypassed the schema.
+        if self.scorer == "llmJudge" and self.judge is None:
+            raise ValueError("scorer llmJudge needs judge")
+        if self.scorer == "embeddingSimilarity" and self.embeddings is None:
+            raise ValueError("scorer embeddingSimilarity needs embeddings")
+        if self.min_score is None and self.max_drop_vs_stable is None:
+            raise ValueError("set minScore, maxDropVsStable or both")
+        return self
+
+
+class Evaluation(Model):
+    golden_set: GoldenSet | None = Field(
+        None, description="Scored against candidate and stable, paired by item, before any traffic moves."
+    )
+
+
 class LLMDeploymentSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
@@ -429,6 +538,7 @@ class LLMDeploymentSpec(Model):
     slos: SLOs = Field(default_factory=SLOs)
     analysis: Analysis = Field(default_factory=Analysis)
     fallback_policy: FallbackPolicy = Field(default_factory=FallbackPolicy)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
     paused: bool = Field(False, description="Hold the rollout where it is.")
 
     def variant(self, name: str) -> Variant:

@@ -1,0 +1,1 @@
+"""The judge service under overload: `python -m bench.judge [--quick]`."""
