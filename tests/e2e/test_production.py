@@ -103,16 +103,17 @@ def test_rollouts_finish_under_production_conditions(
     request: pytest.FixtureRequest,
     report: list[str],
 ) -> None:
-    servers = ModelServers(slow_prometheus)
-    traffic = Traffic(request, servers)
+    # Servers are named per rollout (bot-v1, bot-v2), so each namespace gets its own set.
+    servers = {case.name: ModelServers(slow_prometheus) for case in CASES}
+    traffic = {case.name: Traffic(request, servers[case.name]) for case in CASES}
     try:
         rollouts = {
             case.name: start_rollout(
                 kube,
                 namespace,
                 slow_prometheus,
-                servers,
-                traffic,
+                servers[case.name],
+                traffic[case.name],
                 candidate_behaviour=case.behaviour,
                 rate=RATE,
                 method="sequential",
@@ -148,5 +149,6 @@ def test_rollouts_finish_under_production_conditions(
                 warnings = rollout.event_messages("HorizonTooShort")
                 assert warnings and "the horizon (2m) is too short" in warnings[0], rollout.explain()
     finally:
-        traffic.close()
-        servers.close()
+        for name, generators in traffic.items():
+            generators.close()
+            servers[name].close()
