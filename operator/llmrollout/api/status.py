@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 
 class Phase(StrEnum):
     IDLE = "Idle"
+    EVALUATING = "Evaluating"  # a golden set runs against candidate and stable; no traffic moves
     PROGRESSING = "Progressing"
     PAUSED = "Paused"
     PROMOTED = "Promoted"
@@ -83,6 +84,11 @@ class LLMDeploymentStatus(StatusModel):
         default_factory=dict, description="Requests seen per version during the current step."
     )
     analysis: dict[str, Any] = Field(default_factory=dict, description="Last analysis per SLO and variant.")
+    evaluation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The golden-set gate of the candidate: its progress, then its score, drop, n and worst"
+        " item ids.",
+    )
     plan: dict[str, Any] = Field(
         default_factory=dict,
         description="Per SLO: the canary requests and minutes a decision should take at the traffic seen,"

@@ -4,10 +4,12 @@ from llmrollout.rollout.builder import all_to
 from llmrollout.rollout.fallback import watched
 from llmrollout.rollout.machine import (
     Action,
+    GateReport,
     Observation,
     Preflight,
     desired_candidate,
     due_window,
+    gate_pending,
     reconcile,
     reject,
     serving_stable,
@@ -17,12 +19,14 @@ from llmrollout.rollout.outcome import Event, Outcome
 __all__ = [
     "Action",
     "Event",
+    "GateReport",
     "Observation",
     "Outcome",
     "Preflight",
     "all_to",
     "desired_candidate",
     "due_window",
+    "gate_pending",
     "reconcile",
     "reject",
     "serving_stable",

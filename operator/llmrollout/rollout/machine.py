@@ -49,6 +49,18 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class GateReport:
+    """What the golden-set gate of `candidate` has to say: done so far, or its decision, or why it could
+    not run. `decision` is status-shaped (analysis.paired.GateDecision.to_status())."""
+
+    candidate: str
+    done: int = 0
+    total: int = 0
+    decision: dict[str, object] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Preflight:
     """What a check of the series just before a rollout found: per variant, each missing field's series;
     or why Prometheus could not be asked."""
@@ -134,6 +146,7 @@ def reconcile(
     observation: Observation | None = None,
     action: Action | None = None,
     preflight: Preflight | None = None,
+    gate: GateReport | None = None,
 ) -> Outcome:
     """The next status for this spec; `observation` is the due window's data, `action` a user's command,
     `preflight` what a check of the series found when a rollout is about to start (None: not checked)."""
@@ -175,7 +188,9 @@ def reconcile(
     if candidate is None:
         _settle(spec, b, stable)
     elif candidate != status.candidate:
-        if _metrics_ready(spec, b, stable, candidate, preflight):
+        if _gate_passed(spec, b, stable, candidate, gate) and _metrics_ready(
+            spec, b, stable, candidate, preflight
+        ):
             _start(spec, b, stable, candidate, restarted=status.phase == Phase.PROGRESSING)
     elif status.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
         pass  # finished with this candidate; a new spec.candidate starts the next rollout
@@ -192,6 +207,79 @@ def reconcile(
     elif observation is not None:
         _analyse(spec, b, stable, candidate, observation)
     return b.outcome()
+
+
+def gate_pending(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str | None:
+    """The candidate whose golden-set gate the handler should run now, if any."""
+    candidate = desired_candidate(spec, status)
+    if (
+        candidate is None
+        or candidate == status.candidate
+        or spec.evaluation is None
+        or spec.evaluation.golden_set is None
+        or status.phase != Phase.EVALUATING
+        or status.evaluation.get("candidate") != candidate
+    ):
+        return None
+    return candidate
+
+
+def _gate_passed(
+    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, gate: GateReport | None
+) -> bool:
+    """The golden-set gate before any traffic: Evaluating until the paired test of candidate against
+    stable has decided; a failure rolls the candidate back without it ever serving a request."""
+    if spec.evaluation is None or spec.evaluation.golden_set is None:
+        return True
+    evaluation = b.status.evaluation
+    if b.status.phase != Phase.EVALUATING or evaluation.get("candidate") != candidate:
+        message = f"golden set: scoring {candidate} against {stable} before any traffic moves"
+        b.update(phase=Phase.EVALUATING, evaluation={"candidate": candidate, "stable": stable, "attempts": 0})
+        b.condition(PROGRESSING, "True", "Evaluating", message)
+        b.event("Normal", "GoldenSetStarted", message)
+        return False
+    if gate is None or gate.candidate != candidate:
+        return False
+    if gate.decision is None and gate.error is None:
+        b.update(evaluation={**evaluation, "done": gate.done, "total": gate.total})
+        b.condition(
+            PROGRESSING,
+            "True",
+            "Evaluating",
+            f"golden set: {gate.done}/{gate.total} items of {candidate} scored",
+        )
+        return False
+    attempts = int(str(evaluation.get("attempts", 0))) + 1
+    if gate.decision is not None and gate.decision.get("reason") == "GoldenSetPassed":
+        b.update(evaluation={**evaluation, "attempts": attempts, "result": gate.decision})
+        b.event("Normal", "GoldenSetPassed", str(gate.decision.get("message", "")))
+        return True
+    if gate.decision is not None and gate.decision.get("reason") == "GoldenSetFailed":
+        message = str(gate.decision.get("message", "golden set failed"))
+        b.update(
+            evaluation={**evaluation, "attempts": attempts, "result": gate.decision}, candidate=candidate
+        )
+        _roll_back(spec, b, stable, candidate, "GoldenSetFailed", message)
+        return False
+    # Inconclusive (a scorer outage, nothing scored) or could not run: never a pass; retry, within limits.
+    why = gate.error or str((gate.decision or {}).get("message", "inconclusive"))
+    b.update(evaluation={**evaluation, "attempts": attempts, "lastError": why})
+    limit = spec.analysis.inconclusive_limit
+    if attempts >= limit:
+        b.update(candidate=candidate)
+        _roll_back(
+            spec,
+            b,
+            stable,
+            candidate,
+            "GoldenSetInconclusive",
+            f"{attempts} golden-set runs without a verdict: {why}",
+        )
+        return False
+    message = f"golden set of {candidate} undecided ({attempts}/{limit}): {why}"
+    b.condition(PROGRESSING, "True", "Evaluating", message)
+    b.event("Warning", "GoldenSetInconclusive", message)
+    return False
 
 
 def _metrics_ready(

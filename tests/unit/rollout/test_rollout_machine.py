@@ -444,3 +444,66 @@ def test_a_rollout_waits_while_prometheus_cannot_be_asked() -> None:
     held = reconcile(s, idle.status, 2, T0, preflight=Preflight(missing={}, unavailable="connection refused"))
     assert held.status.phase == Phase.IDLE
     assert "cannot check the series: connection refused" in held.status.condition("MetricsReady").message  # type: ignore[union-attr]
+
+
+GOLDEN = {"goldenSet": {"configMapRef": {"name": "golden"}, "scorer": "exactMatch", "maxDropVsStable": 0.05}}
+
+
+def _gated() -> tuple[LLMDeploymentSpec, LLMDeploymentStatus]:
+    s = sequential_spec(evaluation=GOLDEN)
+    idle = reconcile(s.model_copy(update={"candidate": None}), LLMDeploymentStatus(), 1, T0 - MINUTE)
+    return s, idle.status
+
+
+def test_the_golden_set_gate_runs_before_any_traffic_and_a_pass_starts_the_rollout() -> None:
+    from llmrollout.rollout import GateReport, gate_pending
+
+    s, idle = _gated()
+    evaluating = reconcile(s, idle, 2, T0)
+    assert evaluating.status.phase == Phase.EVALUATING and evaluating.status.weights["v2"] == 0
+    assert gate_pending(s, evaluating.status) == "v2"
+    progress = reconcile(s, evaluating.status, 2, T0 + MINUTE, gate=GateReport("v2", done=30, total=80))
+    assert progress.status.evaluation["done"] == 30
+    assert "30/80 items" in progress.status.condition("Progressing").message  # type: ignore[union-attr]
+    passed = {
+        "reason": "GoldenSetPassed",
+        "passed": True,
+        "message": "golden set score 0.86, drop +0.000, n=80",
+    }
+    started = reconcile(s, progress.status, 2, T0 + 2 * MINUTE, gate=GateReport("v2", decision=passed))
+    assert started.status.phase == Phase.PROGRESSING and started.status.candidate_weight == 5
+    assert [e.reason for e in started.events] == ["GoldenSetPassed", "RolloutStarted"]
+    assert gate_pending(s, started.status) is None
+
+
+def test_a_failed_golden_set_rolls_back_without_moving_any_traffic() -> None:
+    from llmrollout.rollout import GateReport
+
+    s, idle = _gated()
+    evaluating = reconcile(s, idle, 2, T0).status
+    failed = {
+        "reason": "GoldenSetFailed",
+        "passed": False,
+        "message": "golden set score 0.629, stable 0.856, drop +0.227, n=80",
+        "worstItems": ["q7", "q12"],
+    }
+    outcome = reconcile(s, evaluating, 2, T0 + MINUTE, gate=GateReport("v2", decision=failed))
+    assert outcome.status.phase == Phase.ROLLED_BACK and outcome.status.weights["v2"] == 0
+    assert outcome.status.condition("Progressing").reason == "GoldenSetFailed"  # type: ignore[union-attr]
+    assert "drop +0.227" in outcome.events[-1].message
+    assert outcome.status.evaluation["result"]["worstItems"] == ["q7", "q12"]
+    # Finished with this candidate: later ticks change nothing.
+    later = reconcile(s, outcome.status, 2, T0 + 2 * MINUTE)
+    assert later.status.phase == Phase.ROLLED_BACK and later.events == []
+
+
+def test_an_undecided_golden_set_is_retried_then_rolled_back() -> None:
+    from llmrollout.rollout import GateReport
+
+    s, idle = _gated()
+    status = reconcile(s, idle, 2, T0).status
+    outage = GateReport("v2", error="judge endpoint unreachable")
+    for attempt in range(1, 6):
+        status = reconcile(s, status, 2, T0 + attempt * MINUTE, gate=outage).status
+    assert status.phase == Phase.ROLLED_BACK
+    assert status.condition("Progressing").reason == "GoldenSetInconclusive"  # type: ignore[union-attr]
