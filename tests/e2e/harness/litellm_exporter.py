@@ -35,11 +35,11 @@ TOKEN_LABELS = [*_KEY, "model", "team", "team_alias", "user", "requested_model"]
 EXCEPTION_CLASSES = {"400": "BadRequestError", "429": "RateLimitError", "408": "Timeout", "500": "APIError"}
 
 
-class LiteLLMExporter:
-    """One LiteLLM proxy's /metrics, serving `requested_model` (the alias clients ask for)."""
+class LiteLLMMetrics:
+    """LiteLLM's proxy series in `registry` (a model server's, or an exporter's own)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        r = self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
         self.total = Counter("litellm_proxy_total_requests_metric", "", TOTAL_LABELS, registry=r)
         self.failed = Counter("litellm_proxy_failed_requests_metric", "", FAILED_LABELS, registry=r)
         self.latency = Histogram(
@@ -49,11 +49,14 @@ class LiteLLMExporter:
         self.output = Counter("litellm_output_tokens_metric", "", TOKEN_LABELS, registry=r)
         self.truth: Tally[tuple[str, str]] = Tally()
         self._lock = threading.Lock()
-        self.server, self.thread = start_http_server(0, addr=host, registry=r)
-        self.target = f"{host}:{self.server.server_port}"
 
     def request(
-        self, requested_model: str, status: int = 200, latency: float = 0.8, tokens: int = 100
+        self,
+        requested_model: str,
+        status: int = 200,
+        latency: float = 0.8,
+        tokens: int = 100,
+        output_tokens: int | None = None,
     ) -> None:
         key = ["", "hash", "alias"]
         model = f"openai/{requested_model}"
@@ -62,12 +65,29 @@ class LiteLLMExporter:
             self.truth[(requested_model, str(status))] += 1
             if status >= 400:
                 self.failed.labels(
-                    *key, requested_model, "team-a", "", "u", str(status), EXCEPTION_CLASSES[str(status)]
+                    *key,
+                    requested_model,
+                    "team-a",
+                    "",
+                    "u",
+                    str(status),
+                    EXCEPTION_CLASSES.get(str(status), ""),
                 ).inc()
                 return
             self.latency.labels(*key, requested_model, "team-a", "", "u", model).observe(latency)
             self.input.labels(*key, model, "team-a", "", "u", requested_model).inc(tokens)
-            self.output.labels(*key, model, "team-a", "", "u", requested_model).inc(tokens // 2)
+            out = tokens // 2 if output_tokens is None else output_tokens
+            self.output.labels(*key, model, "team-a", "", "u", requested_model).inc(out)
+
+
+class LiteLLMExporter(LiteLLMMetrics):
+    """One LiteLLM proxy's /metrics, serving `requested_model` (the alias clients ask for)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.registry = CollectorRegistry()
+        super().__init__(self.registry)
+        self.server, self.thread = start_http_server(0, addr=host, registry=self.registry)
+        self.target = f"{host}:{self.server.server_port}"
 
     def close(self) -> None:
         self.server.shutdown()
