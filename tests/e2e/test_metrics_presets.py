@@ -1,4 +1,4 @@
-"""Presets against real exporters' names, scraped by the real Prometheus (no cluster needed).
+"""Presets against real exporters' names and labels, scraped by the real Prometheus (no cluster needed).
 
 vLLM's names and labels come from its source (tests/e2e/harness/vllm_exporter.py) and reach Prometheus
 2.42 through prometheus_client, which may store them as `vllm_...`. Two ways to tell variants apart:
@@ -19,6 +19,7 @@ import pytest
 from llmrollout.analysis.observations import Histogram
 from llmrollout.metrics import PRESETS
 from llmrollout.metrics.prometheus import PrometheusProvider
+from tests.e2e.harness.litellm_exporter import LiteLLMExporter
 from tests.e2e.harness.prometheus import PrometheusServer
 from tests.e2e.harness.vllm_exporter import E2E_BUCKETS, TTFT_BUCKETS, VLLMExporter
 
@@ -114,4 +115,44 @@ def test_vllm_preset_reads_vllm_names_and_never_reads_missing_errors_as_zero(
         set(v2.missing)
         == set(v1.missing)
         == {"eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"}
+    )
+
+
+def test_litellm_preset_reads_requested_model_and_only_server_errors(tmp_path: Path) -> None:
+    exporter = LiteLLMExporter()
+    server = PrometheusServer(tmp_path / "prometheus", scrape_interval=1.0)
+    try:
+        server.start()
+        server.set_targets("proxy", [exporter.target], {})
+        server.wait_for_targets({}, 1, timeout=30)
+        begin = time.time()
+        time.sleep(1.5)
+        for i in range(40):
+            exporter.request("support-v1")
+            # The candidate: client mistakes (400, 429) are not its errors; 500s and timeouts are.
+            exporter.request("support-v2", status=(200, 200, 400, 429, 500, 408, 200, 200)[i % 8])
+        want = sum(exporter.truth.values())
+        query = "sum(litellm_proxy_total_requests_metric_total)"
+        server.wait_until(query, lambda s: bool(s) and s[0].value == want, timeout=20, what="the last counts")
+        end = server.query_value("max(timestamp(up))")
+        assert end is not None
+        with httpx.Client(timeout=10.0) as client:
+            window = PrometheusProvider(
+                client, server.address, PRESETS["litellm"], namespace="n", scrape_interval=1
+            ).read(["support-v1", "support-v2"], begin, end)
+    finally:
+        server.stop()
+        exporter.close()
+    assert window.problems == ()
+    v1, v2 = window.variants["support-v1"], window.variants["support-v2"]
+    print(f"\nlitellm preset found: {v2.found}\nmissing: {v2.missing}")
+    assert (v1.requests, v1.errors) == (40, 0)  # its requests carry status_code: a true 0
+    assert (v2.requests, v2.errors) == (40, 10)  # 5 of each of 500 and 408, none of 400 and 429
+    assert v2.latency is not None and v2.latency.count == 20
+    assert (v2.input_tokens, v2.output_tokens) == (2000, 1000)
+    # LiteLLM's TTFT histogram exists for streamed calls only: none here, so missing and named.
+    assert v2.ttft is None
+    assert (
+        v2.missing["ttft"]
+        == 'litellm_llm_api_time_to_first_token_metric_bucket{requested_model="support-v2"}'
     )

@@ -233,8 +233,8 @@ BROKEN = CustomSLO(name="broken", query='sum(refusals_total{variant="{{variant}}
 def scraped_after_traffic(prometheus: Prometheus, exporter: Exporter) -> float:
     """Waits until Prometheus holds the final counts, then returns that scrape's timestamp.
 
-    A window that ends exactly on a scrape, over series whose first sample is 0, is one where
-    increase() needs no extrapolation, so the provider's numbers must equal the observed ones.
+    A window that ends on that scrape holds every count, and the provider reads exact differences
+    (no extrapolation), so its numbers must equal the observed ones.
     """
     total = sum(len(o.latencies) for o in exporter.observed.values())
     wait(

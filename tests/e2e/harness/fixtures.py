@@ -55,7 +55,8 @@ class ServerSpec:
     behaviour: Behaviour = field(default_factory=Behaviour)
     labels: Mapping[str, str] = field(default_factory=dict)  # more target labels, e.g. {"pod": ...}
     seed: int | None = None
-    telemetry: str = "otel"  # or "vllm": vLLM's names and labels as well (harness/vllm_exporter.py)
+    # "vllm" or "litellm": that source's names and labels as well (harness/*_exporter.py)
+    telemetry: str = "otel"
 
 
 class ModelServers:

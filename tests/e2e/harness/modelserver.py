@@ -39,6 +39,7 @@ from typing import Any, Self
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from tests.e2e.harness.litellm_exporter import LiteLLMMetrics
 from tests.e2e.harness.vllm_exporter import VLLMMetrics
 
 # Edges chosen so the SLOs used in tests (TTFT p95 0.3-1 s, latency p95 1-5 s) fall on a bucket edge:
@@ -261,11 +262,14 @@ class ModelServer:
         self._lock = threading.Lock()
         self._stats = ServerStats()
         self.metrics = _Metrics(model, (self._behaviour.error_status,))
-        if telemetry not in ("otel", "vllm"):
-            raise ValueError(f"telemetry is otel or vllm, not {telemetry!r}")
+        if telemetry not in ("otel", "vllm", "litellm"):
+            raise ValueError(f"telemetry is otel, vllm or litellm, not {telemetry!r}")
         # vLLM's own names and labels beside the OTel ones, as a vLLM server behind an OTel-instrumented
         # client would show: the vllm preset reads these, the openTelemetryGenAI preset the others.
         self.vllm = VLLMMetrics(self.metrics.registry, model) if telemetry == "vllm" else None
+        # LiteLLM's series as a LiteLLM proxy in front of this server would export them, with this
+        # server's model name as the requested_model.
+        self.litellm = LiteLLMMetrics(self.metrics.registry) if telemetry == "litellm" else None
         self._http: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -418,6 +422,14 @@ class ModelServer:
             else:
                 reason = "length" if plan.finish_reason == "length" else "stop"
                 self.vllm.finish(plan.ttft, plan.latency, plan.input_tokens, plan.output_tokens, reason)
+        if self.litellm is not None:
+            self.litellm.request(
+                self.model,
+                plan.status if plan.fail else 200,
+                plan.latency,
+                plan.input_tokens,
+                plan.output_tokens,
+            )
         if plan.fail:
             m.error_series(plan.status).observe(plan.latency)
             return

@@ -1,0 +1,40 @@
+"""The README's Metrics snippets are what the code accepts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrollout.api.spec import Metrics
+from llmrollout.metrics import PRESETS
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def metrics_section() -> str:
+    text = README.read_text()
+    start = text.index("### Metrics\n")
+    return text[start : text.index("\n## ", start)]
+
+
+def yaml_blocks() -> list[Any]:
+    blocks = re.findall(r"```yaml\n(.*?)```", metrics_section(), re.S)
+    return [yaml.safe_load(re.sub(r"^ {2}", "", b, flags=re.M)) for b in blocks]
+
+
+def test_the_spec_snippet_is_a_valid_metrics_spec() -> None:
+    spec = Metrics.model_validate(yaml_blocks()[0]["metrics"])
+    assert spec.preset in PRESETS and spec.prometheus.scrape_interval.total_seconds() == 30
+
+
+def test_the_podmonitor_puts_the_pod_label_where_the_presets_look() -> None:
+    monitor = yaml_blocks()[1]
+    assert monitor["kind"] == "PodMonitor"
+    (relabeling,) = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    # Kubernetes service discovery turns the pod label llmrollout.io/variant into this meta label.
+    pod_label = re.sub(r"[^a-zA-Z0-9_]", "_", "llmrollout.io/variant")
+    assert relabeling["sourceLabels"] == [f"__meta_kubernetes_pod_label_{pod_label}"]
+    assert relabeling["targetLabel"] == PRESETS["vllm"].variant_label == PRESETS["sglang"].variant_label
