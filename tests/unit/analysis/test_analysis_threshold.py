@@ -499,3 +499,10 @@ def test_only_the_configured_quality_bound_is_checked() -> None:
 def test_evaluate_threshold_uses_stable_as_baseline() -> None:
     results = evaluate_threshold(slos(**QUALITY), HEALTHY, STABLE, PRICING)
     assert results == evaluate_variant(slos(**QUALITY), HEALTHY, PRICING, baseline=STABLE)
+
+
+def test_buckets_far_from_the_bound_are_inconclusive_with_advice_never_a_breach() -> None:
+    coarse = Histogram(((0.0, 0.0), (5.0, 100.0), (10.0, 100.0), (INF, 100.0)))
+    [result] = evaluate_variant(slos(ttft={"p95": "800ms"}), VariantWindow("v2", ttft=coarse), None)
+    assert result.verdict == INCONCLUSIVE
+    assert "no bucket edge between 0.40s and 1.60s" in result.message and "add buckets" in result.message

@@ -40,6 +40,8 @@ from llmrollout.analysis.results import LATENCY_P95, TTFT_P95, SLOResult
 from llmrollout.api.spec import PercentileSLO, Pricing, SLOs
 
 P95_EXCEEDANCE = 1 - P95
+# A percentile SLO needs a bucket edge within this factor of its bound (SequentialConfig has the same).
+RESOLUTION = 2.0
 # A relative bound that stable's shape turns into a ratio below this is tested at this ratio.
 SMALLEST_RATIO = 1.05
 
@@ -65,6 +67,10 @@ def evaluate_threshold(
             return inconclusive(slo_name, label, variant, bound, reason, samples, value)
         shown = f"above {format_seconds(value)}"
         return compare_upper(slo_name, label, variant, value, bound, samples, format_seconds, shown)
+    coarse = resolution_problem(HistogramBatch.from_histogram(hist), bound, RESOLUTION)
+    if coarse is not None:
+        # A p95 read off a bucket several times the bound is no measurement of it, breach or not.
+        return inconclusive(slo_name, label, variant, bound, coarse, samples, value)
     return compare_upper(slo_name, label, variant, value, bound, samples, format_seconds)
 
 
