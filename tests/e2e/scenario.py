@@ -249,6 +249,7 @@ def start_rollout(
     candidate_behaviour: Behaviour | None = None,
     rate: float = 40.0,
     variants: tuple[str, ...] = ("v1", "v2"),
+    traffic_seconds: float = 600,
     **llmd: Any,
 ) -> Rollout:
     behaviours = {"v2": candidate_behaviour or Behaviour()}
@@ -262,7 +263,7 @@ def start_rollout(
     for manifest in services_and_route(namespace, variants):
         result = kube.apply(manifest, namespace)
         assert result.returncode == 0, result.stderr
-    generator = traffic(namespace, NAME, rate=rate, duration=600, max_requests=10**6, seed=3)
+    generator = traffic(namespace, NAME, rate=rate, duration=traffic_seconds, max_requests=10**6, seed=3)
     manifest = llmdeployment(namespace, prometheus.address, variants=variants, **llmd)
     rollout = Rollout(kube, namespace, servers, generator, manifest)
     rollout.apply(manifest)

@@ -128,6 +128,7 @@ def test_rollouts_finish_under_production_conditions(
                 max_duration=case.max_duration,
                 # A few requests a second: a step needs a minute or two of them.
                 min_requests=50,
+                traffic_seconds=DECIDED_WITHIN + 120,
             )
             for case, namespace in zip(CASES, namespaces, strict=True)
         }

@@ -377,7 +377,10 @@ def test_the_horizon_decides_every_open_test_by_the_way_its_evidence_leans() -> 
     worse = list(rollout(spec, little("v2", 0.14), stable_window=little("v1", 0.1), horizon_at=11))
     same = list(rollout(spec, little("v2", 0.1), stable_window=little("v1", 0.1), horizon_at=11))
     assert all(e.verdict == HOLD for e in worse[:-1])
-    assert worse[-1].verdict == FAIL and "undecided at the horizon" in worse[-1].reason
+    assert (
+        worse[-1].verdict == FAIL
+        and "undecided at the horizon (1h) and the evidence leaned" in worse[-1].reason
+    )
     assert (
         same[-1].verdict == PASS and "leaned to within" in result(same[-1], "quality.maxDropVsStable").message
     )

@@ -65,6 +65,11 @@ class TestReport:
     lower: FloatArray  # mean tests: the bound deciding a rollback / a clearance
     upper: FloatArray
 
+    def test_ready(self, i: int = 0) -> bool:
+        """Whether the test was set up (its parameters chosen) for replicate i."""
+        ready = getattr(self.test, "ready", None)
+        return True if ready is None else bool(ready[i])
+
 
 @dataclass(frozen=True)
 class SLODecision:

@@ -98,13 +98,17 @@ def slo_result(
             f"{look.label} on {candidate} undecided at the horizon ({horizon}) with nothing that could clear "
             f"it: {look.missing_reason}"
         )
-    elif how in (How.ROLLED_BACK, How.HORIZON_ROLLED_BACK):
+    elif how == How.HORIZON_ROLLED_BACK:
+        decider = reports[int(decision.decided_by[i])] if decision.decided_by[i] >= 0 else reports[0]
+        seen = float(decider.candidate_exposure[i]) > 0 and decider.test_ready(i)
+        leaning = "the evidence leaned to a breach" if seen else "no evidence could clear it"
+        message = (
+            f"{look.label} on {candidate} undecided at the horizon ({horizon}) and {leaning}: "
+            f"{describe_test(decider, stable, i)}"
+        )
+    elif how == How.ROLLED_BACK:
         decider = reports[int(decision.decided_by[i])] if decision.decided_by[i] >= 0 else reports[0]
         message = _rollback_message(look.label, decider, candidate, stable, shown, bound, i)
-        if how == How.HORIZON_ROLLED_BACK:
-            message = (
-                f"{message}; undecided at the horizon ({horizon}), where the evidence leaned to a breach"
-            )
     elif how == How.SEVERE_WARMUP:
         message = _severe_message(decision, candidate, stable, values, i)
     elif how == How.CLEARED:
