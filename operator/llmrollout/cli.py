@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+# Command -> (what it does, what it prints once the request is accepted).
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "status": ("show phase, weights, conditions and the last analysis", ""),
+    "promote": ("promote the candidate now, skipping the remaining steps", "promotion requested"),
+    "abort": ("roll the candidate back to 0% now", "abort requested"),
+    "failback": (
+        "return traffic to the failed version now, ending the active fallback",
+        "failback requested",
+    ),
+    "pause": ("hold the rollout where it is (sets spec.paused)", "paused"),
+    "resume": ("continue a paused rollout (clears spec.paused)", "resumed"),
+}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -40,61 +53,82 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _act(args: argparse.Namespace) -> int:
-    from llmrollout.k8s import LLMDeploymentNotFoundError, request_action, set_paused
+    from llmrollout.k8s import request_action, set_paused
 
-    try:
-        with _client(args) as api:
-            if args.command in ("pause", "resume"):
-                set_paused(api, args.namespace, args.name, args.command == "pause")
-            else:
-                request_action(api, args.namespace, args.name, args.command)
-    except LLMDeploymentNotFoundError as error:
-        print(f"llmrollout {args.command}: {error}", file=sys.stderr)
+    def call(api: Any) -> None:
+        if args.command in ("pause", "resume"):
+            set_paused(api, args.namespace, args.name, args.command == "pause")
+        else:
+            request_action(api, args.namespace, args.name, args.command)
+
+    if _talk(args, call) is None:
         return 1
-    done = {
-        "pause": "paused",
-        "resume": "resumed",
-        "promote": "promotion requested",
-        "abort": "abort requested",
-    }
-    print(f"llmdeployment {args.namespace}/{args.name}: {done[args.command]}")
+    print(f"llmdeployment {args.namespace}/{args.name}: {COMMANDS[args.command][1]}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from llmrollout.k8s import LLMDeploymentNotFoundError, get_llmdeployment
+    from llmrollout.k8s import get_llmdeployment
+
+    obj = _talk(args, lambda api: get_llmdeployment(api, args.namespace, args.name))
+    if obj is None:
+        return 1
+    print("\n".join(describe_status(args.namespace, args.name, obj)))
+    return 0
+
+
+def _talk(args: argparse.Namespace, call: Callable[[Any], Any]) -> Any:
+    """Runs `call` with an API client; None after printing why the cluster could not be asked."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from llmrollout.k8s import LLMDeploymentNotFoundError, describe_api_error
 
     try:
         with _client(args) as api:
-            obj = get_llmdeployment(api, args.namespace, args.name)
+            result = call(api)
+            return True if result is None else result
     except LLMDeploymentNotFoundError as error:
-        print(f"llmrollout status: {error}", file=sys.stderr)
-        return 1
-    status = obj.get("status", {})
-    print(f"{args.namespace}/{args.name}: {status.get('phase', 'Pending')}")
-    print(f"  stable:    {status.get('stable', '-')}")
-    print(
+        problem = str(error)
+    except ApiException as error:
+        problem = describe_api_error(error)
+    except ConfigException as error:
+        problem = f"no cluster to talk to (pass --kubeconfig or set KUBECONFIG): {error}"
+    except (HTTPError, OSError) as error:
+        problem = f"Kubernetes API unreachable: {type(error).__name__}: {error}"
+    print(f"llmrollout {args.command}: {problem}", file=sys.stderr)
+    return None
+
+
+def describe_status(namespace: str, name: str, obj: Mapping[str, Any]) -> list[str]:
+    """The lines `llmrollout status` prints; tolerant of a status the operator has not written yet."""
+    status = obj.get("status") or {}
+    lines = [
+        f"{namespace}/{name}: {status.get('phase', 'Pending')}",
+        f"  stable:    {status.get('stable', '-')}",
         f"  candidate: {status.get('candidate') or '-'} at {status.get('candidateWeight', 0)}%"
-        f" (step {status.get('step', 0)})"
-    )
+        f" (step {status.get('step', 0)})",
+    ]
     fallback = status.get("fallback")
     if fallback:
         state = "degraded, least bad" if fallback.get("degraded") else "active"
-        print(
-            f"  fallback:  {state}: {fallback['active']} carries {fallback['failed']}'s traffic since"
-            f" {fallback['since']} ({fallback['reason']}); {fallback.get('healthyIntervals', 0)} healthy"
-            " intervals so far; `llmrollout failback` forces the return"
+        lines.append(
+            f"  fallback:  {state}: {fallback.get('active')} carries {fallback.get('failed')}'s traffic"
+            f" since {fallback.get('since')} ({fallback.get('reason')});"
+            f" {fallback.get('healthyIntervals', 0)} healthy intervals so far;"
+            " `llmrollout failback` forces the return"
         )
-    weights = status.get("weights", {})
-    print("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
-    for condition in status.get("conditions", []):
-        state = f"{condition['type']}={condition['status']}"
-        print(f"  {state} {condition['reason']}: {condition.get('message', '')}")
-    for result in status.get("analysis", {}).get("results", []):
-        print(f"  {result['verdict']:<12} {result['message']}")
-    for entry in status.get("history", [])[-5:]:
-        print(f"  {entry['time']} {entry['reason']}: {entry['message']}")
-    return 0
+    weights = status.get("weights") or {}
+    lines.append("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
+    for condition in status.get("conditions") or []:
+        state = f"{condition.get('type')}={condition.get('status')}"
+        lines.append(f"  {state} {condition.get('reason')}: {condition.get('message', '')}")
+    for result in (status.get("analysis") or {}).get("results") or []:
+        lines.append(f"  {result.get('verdict', '?'):<12} {result.get('message', '')}")
+    for entry in (status.get("history") or [])[-5:]:
+        lines.append(f"  {entry.get('time')} {entry.get('reason')}: {entry.get('message')}")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -118,16 +152,9 @@ def parser() -> argparse.ArgumentParser:
     crd = commands.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")
     crd.set_defaults(func=_crd)
 
-    helps = {
-        "status": "show phase, weights, conditions and the last analysis",
-        "promote": "promote the candidate now, skipping the remaining steps",
-        "abort": "roll the candidate back to 0% now",
-        "failback": "return traffic to the failed version now, ending the active fallback",
-        "pause": "hold the rollout where it is (sets spec.paused)",
-        "resume": "continue a paused rollout (clears spec.paused)",
-    }
-    for name, text in helps.items():
-        command = commands.add_parser(name, help=text)
+    for name, (text, _) in COMMANDS.items():
+        # argparse %-formats help strings; a literal percent sign must be doubled.
+        command = commands.add_parser(name, help=text.replace("%", "%%"), description=text)
         command.add_argument("name", help="LLMDeployment name")
         command.add_argument("-n", "--namespace", default="default")
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")

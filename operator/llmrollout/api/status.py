@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+# Text from outside the operator (API and Prometheus error bodies) is cut to this many characters
+# where it enters status or an Event, so no answer can grow an object in etcd.
+MAX_EXTERNAL_TEXT: Final = 256
+
+
+def truncate(text: str, limit: int = MAX_EXTERNAL_TEXT) -> str:
+    """`text` on one line, at most `limit` characters; an ellipsis says that something was cut."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class Phase(StrEnum):

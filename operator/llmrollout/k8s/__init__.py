@@ -1,6 +1,7 @@
 """The only code that talks to the Kubernetes API (besides Kopf itself)."""
 
 from llmrollout.k8s.clients import api_client
+from llmrollout.k8s.errors import describe_api_error
 from llmrollout.k8s.llmdeployments import (
     ACTION_ANNOTATION,
     ACTIONS,
@@ -17,6 +18,7 @@ __all__ = [
     "ACTION_ANNOTATION",
     "LLMDeploymentNotFoundError",
     "api_client",
+    "describe_api_error",
     "get_llmdeployment",
     "list_llmdeployments",
     "missing_services",
