@@ -39,10 +39,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _crd(_: argparse.Namespace) -> int:
+def _crd(args: argparse.Namespace) -> int:
     from llmrollout.api.crd import render
 
-    sys.stdout.write(render())
+    try:
+        sys.stdout.write(render(args.min_interval) if args.min_interval else render())
+    except ValueError as error:
+        print(f"llmrollout crd: --min-interval: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -150,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     crd = commands.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")
+    crd.add_argument(
+        "--min-interval",
+        metavar="DURATION",
+        help="floor for strategy.interval and analysis.lookInterval (default 10s); lower it only for"
+        " second-scale test clusters",
+    )
     crd.set_defaults(func=_crd)
 
     for name, (text, _) in COMMANDS.items():

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from llmrollout import cli
+from llmrollout.api import crd
 
 REPO = Path(__file__).resolve().parents[3]
 ACTIONS = ("status", "promote", "abort", "failback", "pause", "resume")
@@ -104,6 +105,19 @@ def test_run_parses_its_options() -> None:
 def test_crd_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["crd"]) == 0
     assert capsys.readouterr().out == (REPO / "crds/llmdeployments.llmrollout.io.yaml").read_text()
+
+
+def test_crd_with_a_lower_floor_changes_only_the_floor(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["crd", "--min-interval", "1s"]) == 0
+    lowered = capsys.readouterr().out
+    assert "duration('1s')" in lowered and "duration('10s')" not in lowered
+    restored = lowered.replace("'1s'", "'10s'").replace("least 1s", "least 10s")
+    assert yaml.safe_load(restored) == yaml.safe_load(crd.render())
+
+
+def test_crd_refuses_a_floor_that_is_not_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["crd", "--min-interval", "ten"]) == 2
+    assert "--min-interval" in capsys.readouterr().err
 
 
 def test_no_cluster_is_a_message_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
