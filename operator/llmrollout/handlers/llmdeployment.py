@@ -3,6 +3,7 @@ machine, set the weights it chose, patch status and post Events. No decisions he
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from datetime import UTC, datetime
@@ -25,7 +26,8 @@ from llmrollout.api import (
     parse_spec,
     with_condition,
 )
-from llmrollout.k8s import ACTION_ANNOTATION, ACTIONS, api_client, missing_services
+from llmrollout.api.status import MAX_MESSAGE, truncate
+from llmrollout.k8s import ACTION_ANNOTATION, ACTIONS, api_client, describe_api_error, missing_services
 from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
 from llmrollout.routers import (
     RouteNotFoundError,
@@ -88,7 +90,10 @@ def _observe(
         provider = provider_for(spec.metrics, memo.http, namespace=namespace)
         window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
-        return rollout.Observation(start, end, unavailable=str(error))
+        # Prometheus' own text is the server's to choose: cut it before it reaches status or Events.
+        return rollout.Observation(start, end, unavailable=truncate(str(error)))
+    if window.problems:
+        window = dataclasses.replace(window, problems=tuple(truncate(p) for p in window.problems))
     return rollout.Observation(start, end, window=window)
 
 
@@ -120,7 +125,7 @@ def _set_weights(
 
 class _NotRoutedError(Exception):
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(truncate(message, MAX_MESSAGE))
         self.reason = reason
 
 
@@ -142,7 +147,7 @@ def _route(
         except RouterError as error:
             raise _NotRoutedError("RoutingFailed", str(error)) from error
         except ApiException as error:
-            raise _NotRoutedError("APIError", f"Kubernetes API: {error.status} {error.reason}") from error
+            raise _NotRoutedError("APIError", describe_api_error(error)) from error
     except _NotRoutedError as failure:
         message = str(failure)
         said = (c := previous.condition(TRAFFIC)) is not None and c.message == message
@@ -177,7 +182,7 @@ def _apply(
         status["history"] = [h.model_dump(by_alias=True, mode="json") for h in outcome.status.history]
         patch.status.update(status)
     for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=truncate(event.message, MAX_MESSAGE))
 
 
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS, sharp=True)
