@@ -25,6 +25,16 @@ def truncate(text: str, limit: int = MAX_EXTERNAL_TEXT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def truncate_middle(text: str, limit: int = MAX_EXTERNAL_TEXT) -> str:
+    """Like truncate, but keeps the end too: API errors put the specific cause last (e.g. an
+    admission policy's own message after the names of the policy and its binding)."""
+    flat = " ".join(str(text).split())
+    if len(flat) <= limit:
+        return flat
+    head = (limit - 1) // 3
+    return flat[:head] + "…" + flat[len(flat) - (limit - 1 - head) :]
+
+
 def _cap(limit: int) -> Any:
     # AfterValidator: a message over the bound is cut rather than refused, so a long decision
     # never makes the status write fail; maxLength in the CRD is the apiserver's backstop.
@@ -102,6 +112,13 @@ class LLMDeploymentStatus(StatusModel):
         default_factory=dict,
         max_length=MAX_VARIANT_KEYS,
         description="Traffic share of each variant in percent.",
+    )
+    applied_weights: dict[str, int] = Field(
+        default_factory=dict,
+        max_length=MAX_VARIANT_KEYS,
+        description="The weights last confirmed on the routing object. `weights` is written first"
+        " (the decision), then the route, then this: a difference means the decision is still being"
+        " applied, not that someone else changed the route.",
     )
     step: int = Field(0, description="Index of the current step in spec.strategy.steps.")
     spec_stable: str | None = Field(

@@ -6,10 +6,13 @@ from llmrollout.k8s.llmdeployments import (
     ACTION_ANNOTATION,
     ACTIONS,
     LLMDeploymentNotFoundError,
+    StaleObjectError,
+    clear_action,
     get_llmdeployment,
     list_llmdeployments,
     request_action,
     set_paused,
+    write_status,
 )
 from llmrollout.k8s.services import missing_services
 
@@ -17,11 +20,14 @@ __all__ = [
     "ACTIONS",
     "ACTION_ANNOTATION",
     "LLMDeploymentNotFoundError",
+    "StaleObjectError",
     "api_client",
+    "clear_action",
     "describe_api_error",
     "get_llmdeployment",
     "list_llmdeployments",
     "missing_services",
     "request_action",
     "set_paused",
+    "write_status",
 ]

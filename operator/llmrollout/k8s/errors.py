@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from llmrollout.api.status import truncate
+from llmrollout.api.status import truncate_middle
 
 
 def status_body(error: ApiException) -> dict[str, Any]:
@@ -23,4 +23,4 @@ def describe_api_error(error: ApiException) -> str:
     """E.g. "Kubernetes API: 403 Forbidden: llmdeployments ... is forbidden: ..." (bounded)."""
     message = status_body(error).get("message") or ""
     head = f"Kubernetes API: {error.status} {error.reason or ''}".rstrip()
-    return truncate(f"{head}: {message}" if message else head)
+    return truncate_middle(f"{head}: {message}" if message else head)

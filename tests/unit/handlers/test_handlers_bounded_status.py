@@ -17,7 +17,7 @@ import pytest
 from llmrollout import rollout
 from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus
 from llmrollout.api.status import MAX_EXTERNAL_TEXT, MAX_HISTORY, MAX_MESSAGE
-from llmrollout.handlers import llmdeployment
+from llmrollout.handlers import reconciler
 
 HUGE = 200_000
 
@@ -80,16 +80,16 @@ def test_a_200kb_error_text_yields_a_status_under_64kib(prometheus: str) -> None
     status = LLMDeploymentStatus()
     events: list[rollout.Event] = []
     with httpx.Client(timeout=5.0) as http:
-        memo = SimpleNamespace(http=http)
+        clients = SimpleNamespace(http=http)
         status = rollout.reconcile(parsed, status, 1, now).status
         for _ in range(15):
             now += parsed.strategy.interval + timedelta(seconds=1)
-            observation = llmdeployment._observe(memo, parsed, status, "team-a", now)  # type: ignore[arg-type]
+            observation = reconciler._observe(clients, parsed, status, "team-a", now)  # type: ignore[arg-type]
             assert observation is not None
             outcome = rollout.reconcile(parsed, status, 1, now, observation)
             status = outcome.status
             events.extend(outcome.events)
-    written = json.dumps(status.model_dump(by_alias=True, mode="json"))
+    written = json.dumps(reconciler.status_body(status))
     assert len(written.encode()) < 64 * 1024, len(written)
     assert len(status.history) <= MAX_HISTORY
     for condition in status.conditions:

@@ -54,5 +54,6 @@ def test_describe_api_error(exc: ApiException, expected: str) -> None:
 
 
 def test_a_huge_error_body_is_cut() -> None:
-    said = describe_api_error(error(422, "Unprocessable Entity", {"message": "y" * 200_000}))
-    assert len(said) == MAX_EXTERNAL_TEXT and said.endswith("…")
+    said = describe_api_error(error(422, "Unprocessable Entity", {"message": "y" * 200_000 + " the cause"}))
+    assert len(said) == MAX_EXTERNAL_TEXT
+    assert said.startswith("Kubernetes API: 422") and said.endswith("y the cause") and "…" in said

@@ -1,0 +1,205 @@
+"""Never stuck, never twice, never fooled: the operator on the real cluster when its status writes
+are refused, and when it dies between the writes of one decision.
+
+These tests run their own operator processes (with a liveness endpoint or a fault hook), so the
+session's operator is stopped meanwhile: two operators acting on one object is a different test.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.cluster import Kube, wait_for
+from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.scenario import INTERVAL_SECONDS, NAME, start_rollout
+from tests.e2e.test_cli import llmrollout
+
+pytestmark = pytest.mark.usefixtures("gateway_api")
+
+DECISION_TIMEOUT = 6 * INTERVAL_SECONDS + 10
+REFUSAL_SECONDS = 90.0
+FAULT_ENV = "LLMROLLOUT_FAULT_EXIT_AFTER_ROUTE_WRITE"
+
+
+@pytest.fixture
+def own_operator(operator: OperatorProcess, tmp_path: Path) -> Iterator[list[OperatorProcess]]:
+    """Stops the session's operator for this test; the test starts its own (listed here so they
+    are stopped at the end, whatever happens), and the session's comes back afterwards."""
+    operator.stop()
+    started: list[OperatorProcess] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+        operator.start()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def probe(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            code: int = answer.status
+            return code
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def refuse_status_writes(kube: Kube, namespace: str) -> str:
+    """A ValidatingAdmissionPolicy that denies every update of llmdeployments/status in `namespace`."""
+    name = f"refuse-status-{namespace}"[:63]
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["llmrollout.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["UPDATE"],
+                        "resources": ["llmdeployments/status"],
+                    }
+                ]
+            },
+            "validations": [{"expression": "false", "message": "status writes refused by the test"}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    applied = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([policy, binding]), check=False)
+    assert applied.returncode == 0, applied.stderr
+
+    def refused() -> bool:
+        attempt = kube.kubectl(
+            *("patch", "llmd", NAME, "-n", namespace, "--subresource=status", "--type=merge"),
+            *("-p", '{"status": {}}', "--dry-run=server"),
+            check=False,
+        )
+        return "status writes refused by the test" in attempt.stderr
+
+    wait_for(refused, 30, "the admission policy to take effect", interval=0.5)
+    return name
+
+
+def allow_status_writes(kube: Kube, name: str) -> None:
+    kube.kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found")
+    kube.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
+
+
+def test_refused_status_writes_hold_the_rollout_then_it_is_promoted(
+    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path
+) -> None:
+    kube, namespace = rollout_env["kube"], rollout_env["namespace"]
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    process = OperatorProcess(kube.kubeconfig, tmp_path / "operator.log", extra_args=[f"--liveness={url}"])
+    own_operator.append(process)
+    process.start()
+    rollout = start_rollout(**rollout_env)
+    rollout.watch_route()
+    rollout.wait_step(20, DECISION_TIMEOUT)
+    assert wait_for(lambda: probe(url) == 200, 30, "a healthy probe before the refusal")
+
+    policy = refuse_status_writes(kube, namespace)
+    try:
+        refused_at = time.monotonic()
+        held = rollout.status()
+        share = rollout.candidate_share()
+        wait_for(lambda: probe(url) == 500, 3 * INTERVAL_SECONDS + 30, "the probe to report unhealthy")
+        while time.monotonic() - refused_at < REFUSAL_SECONDS:
+            # No decision is acted on before it is recorded: the route and status stay as they were.
+            assert rollout.candidate_share() == share, "the route moved while status writes were refused"
+            assert rollout.status()["step"] == held["step"]
+            assert process.process is not None and process.process.poll() is None, process.tail()
+            time.sleep(2)
+        assert probe(url) == 500
+        failed = rollout.event_messages("ReconcileFailed")
+        assert failed and "status writes refused by the test" in failed[0], failed
+    finally:
+        allow_status_writes(kube, policy)
+
+    status = rollout.wait_phase("Promoted", 5 * DECISION_TIMEOUT)
+    rollout.stop_watching()
+    assert status["stable"] == "v2" and rollout.route_weights() == {"bot-v1": 0, "bot-v2": 100}
+    assert [w for w in rollout.seen_weights if w] == [20, 50, 100], rollout.seen_weights
+    assert len(rollout.event_messages("StepAdvanced")) == 1, rollout.event_messages("StepAdvanced")
+    wait_for(lambda: probe(url) == 200, 30, "the probe healthy again")
+
+
+@pytest.mark.parametrize("refused_first", [False, True], ids=["written", "status-refused-first"])
+def test_an_operator_dying_after_the_abort_route_write_ends_rolled_back(
+    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path, refused_first: bool
+) -> None:
+    kube, namespace = rollout_env["kube"], rollout_env["namespace"]
+    dying = OperatorProcess(kube.kubeconfig, tmp_path / "dying.log", extra_env={FAULT_ENV: "abort"})
+    own_operator.append(dying)
+    dying.start()
+    rollout = start_rollout(**rollout_env, min_requests=10**6)  # stays at the first step
+    rollout.wait_step(20, DECISION_TIMEOUT)
+    wait_for(lambda: rollout.candidate_share() == 20, 10, "the first step on the route")
+
+    policy = refuse_status_writes(kube, namespace) if refused_first else None
+    assert llmrollout(kube, "abort", NAME, "-n", namespace).returncode == 0
+    if policy is not None:
+        # The abort cannot be recorded, so it is not acted on: the route keeps the candidate's share.
+        time.sleep(3 * INTERVAL_SECONDS)
+        assert rollout.candidate_share() == 20
+        assert rollout.status()["phase"] == "Progressing"
+        allow_status_writes(kube, policy)
+    assert dying.process is not None
+    code = wait_for(lambda: dying.process.poll() if dying.process else None, 60, "the fault hook's exit")
+    assert code == 86, dying.tail()
+    # Died right after the route write: the decision is in status, the route carries it, the
+    # request is still there and the weights are not yet confirmed as applied.
+    status = rollout.status()
+    assert (status["phase"], status["weights"]) == ("RolledBack", {"v1": 100, "v2": 0})
+    assert status.get("appliedWeights") == {"v1": 80, "v2": 20}
+    assert rollout.route_weights() == {"bot-v1": 100, "bot-v2": 0}
+
+    successor = OperatorProcess(kube.kubeconfig, tmp_path / "successor.log")
+    own_operator.append(successor)
+    successor.start()
+    wait_for(
+        lambda: rollout.status().get("appliedWeights") == {"v1": 100, "v2": 0},
+        DECISION_TIMEOUT,
+        "the successor confirming the weights",
+    )
+    annotations = kube.get("llmd", NAME, namespace)["metadata"].get("annotations", {})
+    assert "llmrollout.io/action" not in annotations
+    deadline = time.monotonic() + 3 * INTERVAL_SECONDS
+    while time.monotonic() < deadline:
+        assert rollout.route_weights() == {"bot-v1": 100, "bot-v2": 0}
+        assert rollout.status()["phase"] == "RolledBack"
+        time.sleep(0.5)
+    assert rollout.event_messages("WeightsDrifted") == []
+    # Events are posted asynchronously, so the dying process may have lost its one; never two.
+    assert len(rollout.event_messages("RolledBack")) <= 1, rollout.event_messages("RolledBack")
+    history = [h["reason"] for h in rollout.status()["history"]]
+    assert history.count("RolledBack") == 1, history
