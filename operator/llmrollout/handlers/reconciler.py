@@ -46,6 +46,7 @@ from llmrollout.k8s import (
 from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
 from llmrollout.routers import (
     RouteNotFoundError,
+    RouteNotOptedInError,
     RouterError,
     TrafficRouter,
     backends_of,
@@ -138,7 +139,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         return writer.result()
 
     try:
-        router, actual = _prepare_route(clients, spec, namespace, outcome.status.weights)
+        router, actual = _prepare_route(clients, spec, namespace, name, outcome.status.weights)
     except _NotRoutedError as failure:
         held, stands = _not_routed(current, outcome, failure, now)
         writer.write(held.status)
@@ -312,6 +313,8 @@ class _NotRoutedError(Exception):
 def _as_not_routed(error: Exception) -> _NotRoutedError:
     if isinstance(error, RouteNotFoundError):
         return _NotRoutedError("RouteNotFound", str(error))
+    if isinstance(error, RouteNotOptedInError):
+        return _NotRoutedError("RouteNotOptedIn", str(error))
     if isinstance(error, RouterError):
         return _NotRoutedError("RoutingFailed", str(error))
     if isinstance(error, ApiException):
@@ -320,7 +323,7 @@ def _as_not_routed(error: Exception) -> _NotRoutedError:
 
 
 def _prepare_route(
-    clients: Clients, spec: LLMDeploymentSpec, namespace: str, wanted: dict[str, int]
+    clients: Clients, spec: LLMDeploymentSpec, namespace: str, name: str, wanted: dict[str, int]
 ) -> tuple[TrafficRouter, dict[str, int]]:
     """The router and the weights its object carries now; _NotRoutedError when `wanted` cannot be
     applied (a Service or the route missing, the route not ours to change)."""
@@ -337,6 +340,7 @@ def _prepare_route(
             backends=backends_of(spec),
             custom_objects=client.CustomObjectsApi(clients.api),
             weights=wanted,
+            owner=name,
         )
         return router, router.read_weights()
     except (RouterError, ApiException, urllib3.exceptions.HTTPError, OSError) as error:
