@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -24,17 +26,27 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    import llmrollout.handlers  # noqa: F401  (registers the handlers)
+    from llmrollout.handlers.llmdeployment import LeaseConfig
+    from llmrollout.k8s import LeaseRef
 
     if not args.all_namespaces and not args.namespace:
         print("llmrollout run: pass --all-namespaces or at least one --namespace", file=sys.stderr)
         return 2
+    memo = kopf.Memo()
+    if args.leader_election:
+        memo.election = LeaseConfig(
+            lease=LeaseRef(args.lease_namespace, args.lease_name),
+            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            duration_seconds=args.lease_duration,
+        )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
-        standalone=args.standalone,
+        # Kopf's own peering is never used: one replica acts through --leader-election instead.
+        standalone=True,
         liveness_endpoint=args.liveness,
+        memo=memo,
     )
     return 0
 
@@ -145,7 +157,27 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
     run.add_argument(
-        "--standalone", action="store_true", help="do not coordinate with other operator replicas (peering)"
+        "--leader-election",
+        action="store_true",
+        help="act only while holding a coordination.k8s.io Lease, so that one of several replicas acts",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE or default)",
+    )
+    run.add_argument("--lease-name", default="llmrollout", help="name of the Lease (default: llmrollout)")
+    run.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="a standby takes over within this long after the leader stops renewing (default: 15)",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="accepted for compatibility; without --leader-election the operator acts alone anyway",
     )
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"

@@ -203,3 +203,64 @@ def test_an_operator_dying_after_the_abort_route_write_ends_rolled_back(
     assert len(rollout.event_messages("RolledBack")) <= 1, rollout.event_messages("RolledBack")
     history = [h["reason"] for h in rollout.status()["history"]]
     assert history.count("RolledBack") == 1, history
+
+
+LEASE_SECONDS = 6
+
+
+def lease_holder(kube: Kube, namespace: str, name: str) -> str | None:
+    found = kube.kubectl("get", "lease", name, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    holder: str | None = yaml.safe_load(found.stdout)["spec"].get("holderIdentity")
+    return holder
+
+
+def test_two_replicas_one_leader_and_a_takeover(
+    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path, report: list[str]
+) -> None:
+    kube, namespace = rollout_env["kube"], rollout_env["namespace"]
+    lease = "llmrollout-e2e"
+    election = [
+        *("--leader-election", f"--lease-namespace={namespace}", f"--lease-name={lease}"),
+        f"--lease-duration={LEASE_SECONDS}",
+    ]
+    replicas = [OperatorProcess(kube.kubeconfig, tmp_path / f"replica-{i}.log", election) for i in (1, 2)]
+    for replica in replicas:
+        own_operator.append(replica)
+        replica.start()
+    identities = {
+        f"{socket.gethostname()}-{replica.process.pid}": replica for replica in replicas if replica.process
+    }
+    holder = wait_for(lambda: lease_holder(kube, namespace, lease), 30, "a Lease holder")
+    assert holder in identities, (holder, list(identities))
+
+    rollout = start_rollout(**rollout_env, steps=[10, 20, 40, 60, 100])
+    rollout.watch_route()
+    rollout.wait_step(20, 2 * DECISION_TIMEOUT)
+    assert lease_holder(kube, namespace, lease) == holder, "leadership changed with both replicas alive"
+
+    leader = identities[holder]
+    assert leader.process is not None
+    leader.process.kill()
+    killed_at = time.monotonic()
+    new_holder = wait_for(
+        lambda: (h := lease_holder(kube, namespace, lease)) not in (None, holder) and h,
+        3 * LEASE_SECONDS,
+        "the standby taking the Lease over",
+        interval=0.2,
+    )
+    took = time.monotonic() - killed_at
+    report.append(f"leader SIGKILLed -> standby holds the Lease in {took:.1f}s (lease {LEASE_SECONDS}s)")
+    assert took <= LEASE_SECONDS * 4 / 3 + 2, took
+    assert new_holder in identities
+
+    status = rollout.wait_phase("Promoted", 6 * DECISION_TIMEOUT)
+    rollout.stop_watching()
+    assert status["stable"] == "v2"
+    # The route followed the steps exactly, and each decision was said once.
+    assert [w for w in rollout.seen_weights if w] == [10, 20, 40, 60, 100], rollout.seen_weights
+    advanced = rollout.event_messages("StepAdvanced")
+    assert len(advanced) == 3, advanced
+    assert len(rollout.event_messages("RolloutStarted")) == 1
+    assert len(rollout.event_messages("Promoted")) == 1

@@ -18,6 +18,7 @@ import kopf
 from llmrollout import rollout
 from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.handlers.health import Health
+from llmrollout.handlers.leader import LeaderElector
 from llmrollout.handlers.reconciler import (
     CONFLICT_DELAY_SECONDS,
     Clients,
@@ -26,7 +27,7 @@ from llmrollout.handlers.reconciler import (
     interval_seconds,
     reconcile,
 )
-from llmrollout.k8s import api_client
+from llmrollout.k8s import LeaseRef, api_client
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 # How often each LLMDeployment is looked at; decisions still follow spec.strategy.interval.
@@ -86,12 +87,34 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.api = api_client()
     memo.health = Health()
     memo.latest = _Latest()
+    # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
+    # process acts alone (a single replica, a test).
+    election: LeaseConfig | None = getattr(memo, "election", None)
+    memo.elector = None
+    if election is not None:
+        memo.elector = LeaderElector(memo.api, election.lease, election.identity, election.duration_seconds)
+        memo.elector.attempt()
+        memo.elector.start()
 
 
 @kopf.on.cleanup()
 def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    if memo.elector is not None:
+        memo.elector.stop()
     memo.http.close()
     memo.api.close()
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    lease: LeaseRef
+    identity: str
+    duration_seconds: int
+
+
+def _leading(memo: kopf.Memo) -> bool:
+    elector: LeaderElector | None = getattr(memo, "elector", None)
+    return elector is None or elector.is_leader()
 
 
 def _key(namespace: str | None, name: str | None) -> str:
@@ -111,6 +134,10 @@ def tick(
     retry: int = kwargs.get("retry", 0)
     key = _key(namespace, name)
     health: Health = memo.health
+    if not _leading(memo):
+        # A standby only watches; the leader reconciles and answers for staleness.
+        health.forget(key)
+        return
     latest: _Latest = memo.latest
     # A snapshot: Kopf's body is a live view that a watch event may change mid-reconcile.
     base = copy.deepcopy(dict(latest.base(uid, body)))
@@ -156,7 +183,9 @@ def reconciled(memo: kopf.Memo, **_: Any) -> str:
     """Fails the liveness endpoint while some object has gone 3 intervals without a successful
     reconcile (a retried failure, a stuck timer)."""
     health: Health | None = getattr(memo, "health", None)
-    stale = health.describe_stale() if health is not None else ""
+    if health is None or not _leading(memo):
+        return "standby"
+    stale = health.describe_stale()
     if stale:
         raise kopf.PermanentError(stale)
     return "ok"

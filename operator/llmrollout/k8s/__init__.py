@@ -2,6 +2,7 @@
 
 from llmrollout.k8s.clients import api_client
 from llmrollout.k8s.errors import describe_api_error
+from llmrollout.k8s.leases import LeaseRef
 from llmrollout.k8s.llmdeployments import (
     ACTION_ANNOTATION,
     ACTIONS,
@@ -20,6 +21,7 @@ __all__ = [
     "ACTIONS",
     "ACTION_ANNOTATION",
     "LLMDeploymentNotFoundError",
+    "LeaseRef",
     "StaleObjectError",
     "api_client",
     "clear_action",

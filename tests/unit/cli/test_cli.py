@@ -102,6 +102,19 @@ def test_run_parses_its_options() -> None:
     )
 
 
+def test_run_leader_election_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    args = cli.parser().parse_args(["run", "-A", "--leader-election", "--lease-duration", "9"])
+    assert (args.leader_election, args.lease_namespace, args.lease_name, args.lease_duration) == (
+        True,
+        "ops",
+        "llmrollout",
+        9,
+    )
+    plain = cli.parser().parse_args(["run", "-A", "--standalone", "--lease-namespace", "x"])
+    assert (plain.leader_election, plain.lease_namespace) == (False, "x")
+
+
 def test_crd_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["crd"]) == 0
     assert capsys.readouterr().out == (REPO / "crds/llmdeployments.llmrollout.io.yaml").read_text()
