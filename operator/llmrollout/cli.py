@@ -26,6 +26,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
+    from llmrollout.handlers import telemetry
     from llmrollout.handlers.llmdeployment import LeaseConfig
     from llmrollout.k8s import LeaseRef
 
@@ -39,7 +40,16 @@ def _run(args: argparse.Namespace) -> int:
             identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             duration_seconds=args.lease_duration,
         )
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN
+    kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        telemetry.quiet_third_party_logs()
+    if args.metrics_address:
+        try:
+            telemetry.serve(args.metrics_address)
+        except (ValueError, OSError) as error:
+            print(f"llmrollout run: --metrics-address: {error}", file=sys.stderr)
+            return 2
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
@@ -182,7 +192,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve the operator's own Prometheus metrics at /metrics, e.g. 0.0.0.0:8081",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default="plain",
+        help="json: one JSON object per line, for log collectors (default: plain)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log every request and handler run")
     run.set_defaults(func=_run)
 
     crd = commands.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")

@@ -20,11 +20,13 @@ class OperatorProcess:
         log_path: Path,
         extra_args: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
+        verbose: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.extra_env = dict(extra_env or {})
+        self.verbose = verbose
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -40,7 +42,8 @@ class OperatorProcess:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "llmrollout.cli", "run", "--all-namespaces", "--standalone"),
-                *("--verbose", *self.extra_args),
+                *(["--verbose"] if self.verbose else []),
+                *self.extra_args,
             ],
             cwd=REPO,
             env=env,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.cluster import Kube, wait_for
+from tests.e2e.cluster import REPO, Kube, wait_for
 from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.scenario import INTERVAL_SECONDS, NAME, start_rollout
 from tests.e2e.test_cli import llmrollout
@@ -264,3 +264,47 @@ def test_two_replicas_one_leader_and_a_takeover(
     assert len(advanced) == 3, advanced
     assert len(rollout.event_messages("RolloutStarted")) == 1
     assert len(rollout.event_messages("Promoted")) == 1
+
+
+def test_the_operators_own_metrics_are_scraped_by_prometheus(
+    kube: Kube, namespace: str, prometheus: Any, own_operator: list[OperatorProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    process = OperatorProcess(
+        kube.kubeconfig,
+        tmp_path / "operator.log",
+        extra_args=[f"--metrics-address=127.0.0.1:{port}", "--log-format=json"],
+        verbose=False,
+    )
+    own_operator.append(process)
+    process.start()
+    group = f"operator-{namespace}"
+    prometheus.set_targets(group, [f"127.0.0.1:{port}"], {"job_name": group})
+    try:
+        prometheus.wait_for_targets({"job_name": group}, 1, timeout=30)
+        kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/basic.yaml"))
+        reconciles = wait_for(
+            lambda: prometheus.query_value(
+                f'sum(llmrollout_reconciles_total{{job_name="{group}",result="success"}})'
+            ),
+            30,
+            "a reconcile counted in Prometheus",
+            interval=1.0,
+        )
+        assert reconciles >= 1
+        initialized = wait_for(
+            lambda: prometheus.query_value(
+                f'llmrollout_decisions_total{{job_name="{group}",kind="Initialized"}}'
+            ),
+            30,
+            "the Initialized decision counted",
+            interval=1.0,
+        )
+        assert initialized >= 1
+        assert prometheus.query_value(f'llmrollout_leader{{job_name="{group}"}}') == 1
+    finally:
+        prometheus.remove_targets(group)
+    # JSON logs, quiet at INFO: decisions, not one line per timer run or HTTP request.
+    lines = [line for line in process.log().splitlines() if line.startswith("{")]
+    assert any('"Initialized' in line or "Initialized:" in line for line in lines), process.tail()
+    assert not any("succeeded" in line and "tick" in line for line in lines), process.tail()

@@ -19,6 +19,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from llmrollout.handlers import telemetry
 from llmrollout.k8s.leases import LeaseRef, release, try_acquire
 
 DEFAULT_LEASE_SECONDS: Final = 15
@@ -58,6 +59,7 @@ class LeaderElector:
         if won:
             # Counted from before the request: the Lease's renewTime is no earlier than that.
             self._valid_until = started + self.duration * 2 / 3
+        telemetry.LEADER.set(1 if won else 0)
         if won and not was_leader:
             logger.info(
                 "leading: holding lease %s/%s as %s", self.lease.namespace, self.lease.name, self.identity

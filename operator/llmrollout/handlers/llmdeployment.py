@@ -17,6 +17,7 @@ import kopf
 
 from llmrollout import rollout
 from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.handlers import telemetry
 from llmrollout.handlers.health import Health
 from llmrollout.handlers.leader import LeaderElector
 from llmrollout.handlers.reconciler import (
@@ -91,6 +92,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # process acts alone (a single replica, a test).
     election: LeaseConfig | None = getattr(memo, "election", None)
     memo.elector = None
+    telemetry.LEADER.set(1)
     if election is not None:
         memo.elector = LeaderElector(memo.api, election.lease, election.identity, election.duration_seconds)
         memo.elector.attempt()
@@ -145,6 +147,9 @@ def tick(
     health.attempted(key, interval)
 
     def post(event: rollout.Event) -> None:
+        telemetry.DECISIONS.labels(event.reason).inc()
+        level = logging.INFO if event.type == "Normal" else logging.WARNING
+        logger.log(level, "%s %s: %s", key, event.reason, event.message)
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     try:
@@ -154,6 +159,8 @@ def tick(
         latest.forget(uid)
         return
     except ReconcileError as error:
+        telemetry.RECONCILES.labels("error").inc()
+        telemetry.RECONCILE_ERRORS.labels(error.reason).inc()
         # Never let Kopf drop the object: every failure is temporary, retried with backoff.
         # Backoff doubles per failure, up to one interval (so a recovered cluster is noticed within
         # one) and at most a minute.
@@ -166,6 +173,7 @@ def tick(
         latest.wrote(uid, result.superseded, result.written)
     latest.failure_is_new(uid, None)
     health.succeeded(key, interval)
+    telemetry.RECONCILES.labels("success").inc()
 
 
 @kopf.on.event(*RESOURCE)

@@ -33,6 +33,7 @@ from llmrollout.api import (
     with_condition,
 )
 from llmrollout.api.status import MAX_MESSAGE, truncate
+from llmrollout.handlers import telemetry
 from llmrollout.k8s import (
     ACTION_ANNOTATION,
     ACTIONS,
@@ -70,11 +71,13 @@ Post = Callable[[rollout.Event], None]
 
 
 class ReconcileError(Exception):
-    """This reconcile did not finish; retry after `delay` seconds (None: the caller's backoff)."""
+    """This reconcile did not finish; retry after `delay` seconds (None: the caller's backoff).
+    `reason` is a short CamelCase word for metrics."""
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+    def __init__(self, message: str, delay: float | None = None, reason: str = "Failed") -> None:
         super().__init__(message)
         self.delay = delay
+        self.reason = reason
 
 
 class ObjectGoneError(Exception):
@@ -151,6 +154,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
     # The decision (weights and any user action) is durable before the route moves.
     writer.write(outcome.status)
     _post_all(post, outcome.events)
+    _observe_rollout_end(outcome, now)
     _apply_route(writer, router, actual, applied, outcome, now, post, action)
     _clear(clients, namespace, name, action)
     return writer.result()
@@ -257,14 +261,19 @@ class _StatusWriter:
                 self._api, self._namespace, self._name, self._resource_version, status_body(status)
             )
         except StaleObjectError as error:
-            raise ReconcileError(f"{error}; deciding again", delay=CONFLICT_DELAY_SECONDS) from error
+            raise ReconcileError(
+                f"{error}; deciding again", delay=CONFLICT_DELAY_SECONDS, reason="Conflict"
+            ) from error
         except LLMDeploymentNotFoundError as error:
             raise ObjectGoneError(str(error)) from error
         except ApiException as error:
-            raise ReconcileError(f"status write for {where} refused: {describe_api_error(error)}") from error
+            raise ReconcileError(
+                f"status write for {where} refused: {describe_api_error(error)}", reason="StatusWriteRefused"
+            ) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ReconcileError(
-                f"status write for {where} failed: Kubernetes API unreachable: {truncate(str(error))}"
+                f"status write for {where} failed: Kubernetes API unreachable: {truncate(str(error))}",
+                reason="APIUnreachable",
             ) from error
         self._written = written
         self._superseded.append(self._resource_version)
@@ -295,7 +304,8 @@ def _observe(
     variants = rollout.watched(spec, status)
     try:
         provider = provider_for(spec.metrics, clients.http, namespace=namespace)
-        window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
+        with telemetry.METRICS_READ_SECONDS.time():
+            window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
         # Prometheus' own text is the server's to choose: cut it before it reaches status or Events.
         return rollout.Observation(start, end, unavailable=truncate(str(error)))
@@ -371,6 +381,14 @@ def _not_routed(
     return rollout.Outcome(status, events if held else [*outcome.events, *events]), not held
 
 
+def _observe_rollout_end(outcome: rollout.Outcome, now: datetime) -> None:
+    """A promotion or rollback ends a rollout: its duration, from the start in history."""
+    ended = next((e.reason for e in outcome.events if e.reason in ("Promoted", "RolledBack")), None)
+    started = [h.time for h in outcome.status.history if h.reason in ("RolloutStarted", "RolloutRestarted")]
+    if ended is not None and started:
+        telemetry.ROLLOUT_SECONDS.labels(ended).observe((now - started[-1]).total_seconds())
+
+
 def _post_all(post: Post, events: list[rollout.Event]) -> None:
     for event in events:
         post(rollout.Event(event.type, event.reason, truncate(event.message, MAX_MESSAGE)))
@@ -383,9 +401,11 @@ def _clear(clients: Clients, namespace: str, name: str, action: str | None) -> N
     try:
         clear_action(clients.api, namespace, name, action)
     except ApiException as error:
-        raise ReconcileError(f"clearing {ACTION_ANNOTATION}: {describe_api_error(error)}") from error
+        message = f"clearing {ACTION_ANNOTATION}: {describe_api_error(error)}"
+        raise ReconcileError(message, reason="ActionNotCleared") from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise ReconcileError(f"clearing {ACTION_ANNOTATION}: {truncate(str(error))}") from error
+        message = f"clearing {ACTION_ANNOTATION}: {truncate(str(error))}"
+        raise ReconcileError(message, reason="APIUnreachable") from error
 
 
 def _fault_hook(action: str | None) -> None:
