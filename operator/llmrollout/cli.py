@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.all_namespaces and not args.namespace:
         print("llmrollout run: pass --all-namespaces or at least one --namespace", file=sys.stderr)
         return 2
-    memo = kopf.Memo()
+    memo = kopf.Memo(prometheus_allowlist=tuple(args.prometheus_allow or ()))
     if args.leader_election:
         memo.election = LeaseConfig(
             lease=LeaseRef(args.lease_namespace, args.lease_name),
@@ -191,6 +191,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument(
+        "--prometheus-allow",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a Prometheus host LLMDeployments may name (repeatable; *.suffix for a domain);"
+        " without any, every host is allowed",
     )
     run.add_argument(
         "--metrics-address",

@@ -79,3 +79,23 @@ def test_watch_namespaces_get_roles_not_cluster_wide_access(namespace: str) -> N
     assert sorted(b["metadata"]["namespace"] for b in docs if b["kind"] == "RoleBinding") == sorted(
         ["team-a", "team-b", namespace]
     )
+
+
+def test_egress_policy_and_prometheus_allowlist(kube: Kube, namespace: str) -> None:
+    docs = render(
+        namespace,
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "prometheusAllowlist={prometheus.monitoring}",
+    )
+    assert "--prometheus-allow=prometheus.monitoring" in args_of(docs)
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
+    assert ports == [53, 53, 443, 6443, 9090]
+    applied = kube.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs)
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert not any(d["kind"] == "NetworkPolicy" for d in render(namespace))

@@ -153,7 +153,8 @@ def tick(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     try:
-        result = reconcile(Clients(memo.api, memo.http), base, datetime.now(UTC), post)
+        clients = Clients(memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())))
+        result = reconcile(clients, base, datetime.now(UTC), post)
     except ObjectGoneError:
         health.forget(key)
         latest.forget(uid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -88,6 +88,36 @@ class ObjectGoneError(Exception):
 class Clients:
     api: client.ApiClient
     http: httpx.Client
+    # Prometheus hosts this operator may query ("host", "host:port", "*.suffix"); empty: any. An
+    # LLMDeployment is a tenant's, the operator's network position is not: without a list, a spec
+    # could make the operator fetch any internal URL.
+    prometheus_allowlist: tuple[str, ...] = ()
+
+
+def _host_of(address: str) -> str:
+    try:
+        return truncate(httpx.URL(address).host or "(none)", 253)
+    except (httpx.InvalidURL, TypeError):
+        return "(unparsable address)"
+
+
+def prometheus_allowed(address: str, allowlist: Sequence[str]) -> bool:
+    """Whether `address` (a base URL) names a host the allowlist admits; an empty list admits all."""
+    if not allowlist:
+        return True
+    try:
+        url = httpx.URL(address)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    host = (url.host or "").lower().rstrip(".")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    for entry in (e.strip().lower() for e in allowlist):
+        name, _, wanted_port = entry.partition(":")
+        if wanted_port and wanted_port != str(port):
+            continue
+        if name == host or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -302,6 +332,15 @@ def _observe(
         return None
     start, end = due
     variants = rollout.watched(spec, status)
+    address = spec.metrics.prometheus.address if spec.metrics.prometheus is not None else ""
+    if not prometheus_allowed(address, clients.prometheus_allowlist):
+        allowed = truncate(", ".join(clients.prometheus_allowlist))
+        return rollout.Observation(
+            start,
+            end,
+            unavailable=f"Prometheus host {_host_of(address)} is not in this operator's allowlist"
+            f" ({allowed}); ask its administrators to add it",
+        )
     try:
         provider = provider_for(spec.metrics, clients.http, namespace=namespace)
         with telemetry.METRICS_READ_SECONDS.time():

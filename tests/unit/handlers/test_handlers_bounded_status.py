@@ -8,7 +8,6 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -80,11 +79,11 @@ def test_a_200kb_error_text_yields_a_status_under_64kib(prometheus: str) -> None
     status = LLMDeploymentStatus()
     events: list[rollout.Event] = []
     with httpx.Client(timeout=5.0) as http:
-        clients = SimpleNamespace(http=http)
+        clients = reconciler.Clients(None, http)
         status = rollout.reconcile(parsed, status, 1, now).status
         for _ in range(15):
             now += parsed.strategy.interval + timedelta(seconds=1)
-            observation = reconciler._observe(clients, parsed, status, "team-a", now)  # type: ignore[arg-type]
+            observation = reconciler._observe(clients, parsed, status, "team-a", now)
             assert observation is not None
             outcome = rollout.reconcile(parsed, status, 1, now, observation)
             status = outcome.status

@@ -3,13 +3,16 @@ analysis block is bounded. The reconcile itself runs against a real apiserver (t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from llmrollout import rollout
-from llmrollout.api import LLMDeploymentStatus, Phase, with_condition
+from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase, with_condition
 from llmrollout.api.status import MAX_MESSAGE
 from llmrollout.handlers import reconciler
 
@@ -121,3 +124,66 @@ def test_interval_seconds(spec: dict[str, Any], seconds: float) -> None:
 def test_the_status_body_has_no_nulls() -> None:
     body = reconciler.status_body(LLMDeploymentStatus(phase=Phase.IDLE, weights={"v1": 100}))
     assert body["phase"] == "Idle" and None not in body.values()
+
+
+@pytest.mark.parametrize(
+    ("address", "allowlist", "allowed"),
+    [
+        ("http://prometheus.monitoring:9090", [], True),  # no list: every host
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring"], True),
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring:9090"], True),
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring:9091"], False),
+        ("http://PROMETHEUS.monitoring.svc.:9090", ["*.monitoring.svc"], True),
+        ("http://evil-monitoring.svc:9090", ["*.monitoring.svc"], False),
+        ("https://thanos.example.com", ["thanos.example.com:443"], True),
+        ("http://thanos.example.com", ["thanos.example.com:443"], False),
+        ("http://169.254.169.254/latest", ["prometheus.monitoring"], False),
+        ("http://[::1]:9090", ["prometheus.monitoring"], False),
+        ("not a url", ["prometheus.monitoring"], False),
+    ],
+)
+def test_prometheus_allowed(address: str, allowlist: list[str], allowed: bool) -> None:
+    assert reconciler.prometheus_allowed(address, allowlist) is allowed
+
+
+def test_a_host_outside_the_allowlist_is_never_asked() -> None:
+    asked: list[str] = []
+
+    class Recording(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = LLMDeploymentSpec.model_validate(
+            {
+                "variants": [
+                    {"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}},
+                    {"name": "v2", "model": "m", "backendRef": {"name": "b", "port": 80}},
+                ],
+                "stable": "v1",
+                "candidate": "v2",
+                "traffic": {"router": "none"},
+                "metrics": {"prometheus": {"address": f"http://127.0.0.1:{server.server_address[1]}"}},
+            }
+        )
+        started = rollout.reconcile(spec, LLMDeploymentStatus(), 1, NOW).status
+        later = NOW + timedelta(minutes=5)
+        with httpx.Client() as http:
+            clients = reconciler.Clients(None, http, ("prometheus.monitoring",))
+            observation = reconciler._observe(clients, spec, started, "team-a", later)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert observation is not None and observation.window is None
+    assert observation.unavailable == (
+        "Prometheus host 127.0.0.1 is not in this operator's allowlist (prometheus.monitoring);"
+        " ask its administrators to add it"
+    )
+    assert asked == []
