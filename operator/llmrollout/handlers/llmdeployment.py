@@ -20,6 +20,7 @@ from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.handlers import telemetry
 from llmrollout.handlers.health import Health
 from llmrollout.handlers.leader import LeaderElector
+from llmrollout.handlers.reads import MetricsReads
 from llmrollout.handlers.reconciler import (
     CONFLICT_DELAY_SECONDS,
     Clients,
@@ -88,6 +89,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.api = api_client()
     memo.health = Health()
     memo.latest = _Latest()
+    memo.reads = MetricsReads()
     # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
     # process acts alone (a single replica, a test).
     election: LeaseConfig | None = getattr(memo, "election", None)
@@ -103,6 +105,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 def close_clients(memo: kopf.Memo, **_: Any) -> None:
     if memo.elector is not None:
         memo.elector.stop()
+    memo.reads.close()
     memo.http.close()
     memo.api.close()
 
@@ -153,7 +156,7 @@ def tick(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     try:
-        clients = Clients(memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())))
+        clients = Clients(memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads)
         result = reconcile(clients, base, datetime.now(UTC), post)
     except ObjectGoneError:
         health.forget(key)
@@ -183,6 +186,7 @@ def forget_deleted(
 ) -> None:
     if type == "DELETED":
         memo.health.forget(_key(namespace, name))
+        memo.reads.forget(_key(namespace, name))
         if uid is not None:
             memo.latest.forget(uid)
 

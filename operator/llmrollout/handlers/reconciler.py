@@ -34,6 +34,7 @@ from llmrollout.api import (
 )
 from llmrollout.api.status import MAX_MESSAGE, truncate
 from llmrollout.handlers import telemetry
+from llmrollout.handlers.reads import MetricsReads
 from llmrollout.k8s import (
     ACTION_ANNOTATION,
     ACTIONS,
@@ -92,6 +93,8 @@ class Clients:
     # LLMDeployment is a tenant's, the operator's network position is not: without a list, a spec
     # could make the operator fetch any internal URL.
     prometheus_allowlist: tuple[str, ...] = ()
+    # Where window reads run; None reads in the caller's thread (tests, a scheduler of its own).
+    reads: MetricsReads | None = None
 
 
 def _host_of(address: str) -> str:
@@ -159,7 +162,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         post(rollout.Event("Warning", "UnknownAction", message))
         _clear(clients, namespace, name, requested)
 
-    observation = _observe(clients, spec, current, namespace, now)
+    observation = _observe(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
     outcome = rollout.reconcile(spec, current, generation, now, observation, action)
     applied = applied_weights(current)
     routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
@@ -325,13 +328,18 @@ def _parse(raw: Mapping[str, Any]) -> LLMDeploymentSpec:
 
 
 def _observe(
-    clients: Clients, spec: LLMDeploymentSpec, status: LLMDeploymentStatus, namespace: str, now: datetime
+    clients: Clients,
+    spec: LLMDeploymentSpec,
+    status: LLMDeploymentStatus,
+    namespace: str,
+    now: datetime,
+    key: str = "",
 ) -> rollout.Observation | None:
+    """The due window's observation; None when no window is due or its read is still running."""
     due = rollout.due_window(spec, status, now)
     if due is None:
         return None
     start, end = due
-    variants = rollout.watched(spec, status)
     address = spec.metrics.prometheus.address if spec.metrics.prometheus is not None else ""
     if not prometheus_allowed(address, clients.prometheus_allowlist):
         allowed = truncate(", ".join(clients.prometheus_allowlist))
@@ -341,8 +349,28 @@ def _observe(
             unavailable=f"Prometheus host {_host_of(address)} is not in this operator's allowlist"
             f" ({allowed}); ask its administrators to add it",
         )
+    variants = rollout.watched(spec, status)
+
+    def read() -> rollout.Observation:
+        return _read_window(clients.http, spec, namespace, variants, start, end)
+
+    if clients.reads is None:
+        return read()
+    # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
+    deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
+    return clients.reads.observe(key or namespace, _host_of(address), start, end, deadline, read)
+
+
+def _read_window(
+    http: httpx.Client,
+    spec: LLMDeploymentSpec,
+    namespace: str,
+    variants: list[str],
+    start: datetime,
+    end: datetime,
+) -> rollout.Observation:
     try:
-        provider = provider_for(spec.metrics, clients.http, namespace=namespace)
+        provider = provider_for(spec.metrics, http, namespace=namespace)
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
