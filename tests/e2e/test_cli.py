@@ -1,16 +1,19 @@
 """`llmrollout` commands against the real apiserver: each one changes what it says it changes.
 
-No operator runs here, so a requested action stays on the object for the test to see.
+The session's operator is stopped for this module, so a requested action stays on the object for
+the test to see (the operator acting on it is tested in test_rollout and test_reliability).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.cluster import REPO, Kube
+from tests.e2e.operator_process import OperatorProcess
 
 NAME = "support-bot"
 ACTION = "llmrollout.io/action"
@@ -27,8 +30,15 @@ def llmrollout(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(scope="module")
+def no_operator(operator: OperatorProcess) -> Iterator[None]:
+    operator.stop()
+    yield
+    operator.start()
+
+
 @pytest.fixture
-def deployed(kube: Kube, namespace: str) -> str:
+def deployed(kube: Kube, namespace: str, no_operator: None) -> str:
     kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/basic.yaml"))
     return namespace
 
