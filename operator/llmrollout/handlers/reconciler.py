@@ -146,7 +146,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
     current = LLMDeploymentStatus.model_validate(obj.get("status") or {})
     writer = _StatusWriter(clients.api, namespace, name, meta["resourceVersion"], current)
     try:
-        spec = _parse(obj.get("spec") or {})
+        spec = _parse(obj.get("spec") or {}, clients.http, namespace)
     except InvalidSpecError as error:
         outcome = rollout.reject("InvalidSpec", truncate(str(error), MAX_MESSAGE), current, generation, now)
         writer.write(outcome.status)
@@ -317,13 +317,20 @@ class _StatusWriter:
         return Reconciled(self.status, self._written, tuple(self._superseded))
 
 
-def _parse(raw: Mapping[str, Any]) -> LLMDeploymentSpec:
+def _parse(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:
+    """The spec, or InvalidSpecError for what the CRD schema cannot refuse."""
     spec = parse_spec(raw)
     for index, slo in enumerate(spec.slos.custom):
         try:
             check_template(slo.query)
         except TemplateError as error:
             raise InvalidSpecError(f"spec.slos.custom[{index}].query: {error}") from error
+    try:
+        # Built once here (no I/O) so that a spec it refuses (e.g. metrics.labels naming the variant
+        # label) is an InvalidSpec condition, not an error in every read.
+        provider_for(spec.metrics, http, namespace=namespace)
+    except (MetricsError, ValueError) as error:
+        raise InvalidSpecError(f"spec.metrics: {truncate(str(error), MAX_MESSAGE)}") from error
     return spec
 
 

@@ -187,3 +187,17 @@ def test_a_host_outside_the_allowlist_is_never_asked() -> None:
         " ask its administrators to add it"
     )
     assert asked == []
+
+
+def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
+    raw = {
+        "variants": [{"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}}],
+        "stable": "v1",
+        "traffic": {"router": "none"},
+        "metrics": {"prometheus": {"address": "http://p:9090"}, "labels": {"variant": "x"}},
+    }
+    with (
+        httpx.Client() as http,
+        pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"),
+    ):
+        reconciler._parse(raw, http, "team-a")
