@@ -7,11 +7,14 @@ session's operator is stopped meanwhile: two operators acting on one object is a
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import yaml
 
 from tests.e2e.cluster import REPO, Kube, wait_for
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.scenario import INTERVAL_SECONDS, NAME, start_rollout
+from tests.e2e.scenario import INTERVAL_SECONDS, NAME, llmdeployment, start_rollout
 from tests.e2e.test_cli import llmrollout
 
 pytestmark = pytest.mark.usefixtures("gateway_api")
@@ -308,3 +311,73 @@ def test_the_operators_own_metrics_are_scraped_by_prometheus(
     lines = [line for line in process.log().splitlines() if line.startswith("{")]
     assert any('"Initialized' in line or "Initialized:" in line for line in lines), process.tail()
     assert not any("succeeded" in line and "tick" in line for line in lines), process.tail()
+
+
+class _Drip:
+    """A Prometheus stand-in that answers one byte every few seconds and never finishes."""
+
+    def __init__(self, seconds_per_byte: float = 4.0) -> None:
+        seconds = seconds_per_byte
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    while not stopped.is_set():
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        stopped.wait(seconds)
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        stopped = threading.Event()
+        self.stopped = stopped
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dripping_prometheus_stalls_only_its_own_llmdeployment(
+    rollout_env: dict[str, Any], operator: OperatorProcess, report: list[str]
+) -> None:
+    kube: Kube = rollout_env["kube"]
+    drip = _Drip()
+    stalled_ns = f"{rollout_env['namespace'][:50]}-drip"
+    kube.kubectl("create", "namespace", stalled_ns)
+    try:
+        stalled = llmdeployment(stalled_ns, drip.address)
+        stalled["spec"]["analysis"]["inconclusiveLimit"] = 1000
+        assert kube.apply(stalled, stalled_ns).returncode == 0
+        started = time.monotonic()
+        healthy = start_rollout(**rollout_env)
+
+        def metrics_condition() -> dict[str, Any] | None:
+            status = kube.get("llmd", NAME, stalled_ns).get("status", {})
+            found = next((c for c in status.get("conditions", []) if c["type"] == "MetricsAvailable"), None)
+            return found if found and found["status"] == "False" else None
+
+        condition = wait_for(metrics_condition, 6 * INTERVAL_SECONDS, "MetricsAvailable=False on the drip")
+        said = time.monotonic() - started
+        assert "did not answer within" in condition["message"], condition
+        report.append(
+            f"dripping Prometheus -> MetricsAvailable=False in {said:.1f}s (interval {INTERVAL_SECONDS:g}s)"
+        )
+        # The other LLMDeployment, on the real Prometheus, goes on as if nothing happened.
+        status = healthy.wait_phase("Promoted", 5 * DECISION_TIMEOUT)
+        assert status["stable"] == "v2"
+        report.append(
+            f"beside it, a rollout on the real Prometheus promoted in {time.monotonic() - started:.1f}s"
+        )
+        assert operator.process is not None and operator.process.poll() is None, operator.tail()
+    finally:
+        kube.kubectl("delete", "namespace", stalled_ns, "--wait=false", check=False)
+        drip.close()
