@@ -3,35 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 from llmrollout.eval.cli import add_commands as add_eval_commands
+
+# Command -> (what it does, what it prints once the request is accepted).
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "status": ("show phase, weights, conditions and the last analysis", ""),
+    "promote": ("promote the candidate now, skipping the remaining steps", "promotion requested"),
+    "abort": ("roll the candidate back to 0% now", "abort requested"),
+    "failback": (
+        "return traffic to the failed version now, ending the active fallback",
+        "failback requested",
+    ),
+    "pause": ("hold the rollout where it is (sets spec.paused)", "paused"),
+    "resume": ("continue a paused rollout (clears spec.paused)", "resumed"),
+}
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    import llmrollout.handlers  # noqa: F401  (registers the handlers)
+    from llmrollout.handlers import telemetry
+    from llmrollout.handlers.llmdeployment import LeaseConfig
+    from llmrollout.k8s import LeaseRef
 
     if not args.all_namespaces and not args.namespace:
         print("llmrollout run: pass --all-namespaces or at least one --namespace", file=sys.stderr)
         return 2
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    memo = kopf.Memo(prometheus_allowlist=tuple(args.prometheus_allow or ()))
+    if args.leader_election:
+        memo.election = LeaseConfig(
+            lease=LeaseRef(args.lease_namespace, args.lease_name),
+            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            duration_seconds=args.lease_duration,
+        )
+    log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN
+    kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        telemetry.quiet_third_party_logs()
+    if args.metrics_address:
+        try:
+            telemetry.serve(args.metrics_address)
+        except (ValueError, OSError) as error:
+            print(f"llmrollout run: --metrics-address: {error}", file=sys.stderr)
+            return 2
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
-        standalone=args.standalone,
+        # Kopf's own peering is never used: one replica acts through --leader-election instead.
+        standalone=True,
         liveness_endpoint=args.liveness,
+        memo=memo,
     )
     return 0
 
 
-def _crd(_: argparse.Namespace) -> int:
+def _crd(args: argparse.Namespace) -> int:
     from llmrollout.api.crd import render
 
-    sys.stdout.write(render())
+    try:
+        sys.stdout.write(render(args.min_interval) if args.min_interval else render())
+    except ValueError as error:
+        print(f"llmrollout crd: --min-interval: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -42,61 +81,82 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _act(args: argparse.Namespace) -> int:
-    from llmrollout.k8s import LLMDeploymentNotFoundError, request_action, set_paused
+    from llmrollout.k8s import request_action, set_paused
 
-    try:
-        with _client(args) as api:
-            if args.command in ("pause", "resume"):
-                set_paused(api, args.namespace, args.name, args.command == "pause")
-            else:
-                request_action(api, args.namespace, args.name, args.command)
-    except LLMDeploymentNotFoundError as error:
-        print(f"llmrollout {args.command}: {error}", file=sys.stderr)
+    def call(api: Any) -> None:
+        if args.command in ("pause", "resume"):
+            set_paused(api, args.namespace, args.name, args.command == "pause")
+        else:
+            request_action(api, args.namespace, args.name, args.command)
+
+    if _talk(args, call) is None:
         return 1
-    done = {
-        "pause": "paused",
-        "resume": "resumed",
-        "promote": "promotion requested",
-        "abort": "abort requested",
-    }
-    print(f"llmdeployment {args.namespace}/{args.name}: {done[args.command]}")
+    print(f"llmdeployment {args.namespace}/{args.name}: {COMMANDS[args.command][1]}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from llmrollout.k8s import LLMDeploymentNotFoundError, get_llmdeployment
+    from llmrollout.k8s import get_llmdeployment
+
+    obj = _talk(args, lambda api: get_llmdeployment(api, args.namespace, args.name))
+    if obj is None:
+        return 1
+    print("\n".join(describe_status(args.namespace, args.name, obj)))
+    return 0
+
+
+def _talk(args: argparse.Namespace, call: Callable[[Any], Any]) -> Any:
+    """Runs `call` with an API client; None after printing why the cluster could not be asked."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from llmrollout.k8s import LLMDeploymentNotFoundError, describe_api_error
 
     try:
         with _client(args) as api:
-            obj = get_llmdeployment(api, args.namespace, args.name)
+            result = call(api)
+            return True if result is None else result
     except LLMDeploymentNotFoundError as error:
-        print(f"llmrollout status: {error}", file=sys.stderr)
-        return 1
-    status = obj.get("status", {})
-    print(f"{args.namespace}/{args.name}: {status.get('phase', 'Pending')}")
-    print(f"  stable:    {status.get('stable', '-')}")
-    print(
+        problem = str(error)
+    except ApiException as error:
+        problem = describe_api_error(error)
+    except ConfigException as error:
+        problem = f"no cluster to talk to (pass --kubeconfig or set KUBECONFIG): {error}"
+    except (HTTPError, OSError) as error:
+        problem = f"Kubernetes API unreachable: {type(error).__name__}: {error}"
+    print(f"llmrollout {args.command}: {problem}", file=sys.stderr)
+    return None
+
+
+def describe_status(namespace: str, name: str, obj: Mapping[str, Any]) -> list[str]:
+    """The lines `llmrollout status` prints; tolerant of a status the operator has not written yet."""
+    status = obj.get("status") or {}
+    lines = [
+        f"{namespace}/{name}: {status.get('phase', 'Pending')}",
+        f"  stable:    {status.get('stable', '-')}",
         f"  candidate: {status.get('candidate') or '-'} at {status.get('candidateWeight', 0)}%"
-        f" (step {status.get('step', 0)})"
-    )
+        f" (step {status.get('step', 0)})",
+    ]
     fallback = status.get("fallback")
     if fallback:
         state = "degraded, least bad" if fallback.get("degraded") else "active"
-        print(
-            f"  fallback:  {state}: {fallback['active']} carries {fallback['failed']}'s traffic since"
-            f" {fallback['since']} ({fallback['reason']}); {fallback.get('healthyIntervals', 0)} healthy"
-            " intervals so far; `llmrollout failback` forces the return"
+        lines.append(
+            f"  fallback:  {state}: {fallback.get('active')} carries {fallback.get('failed')}'s traffic"
+            f" since {fallback.get('since')} ({fallback.get('reason')});"
+            f" {fallback.get('healthyIntervals', 0)} healthy intervals so far;"
+            " `llmrollout failback` forces the return"
         )
-    weights = status.get("weights", {})
-    print("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
-    for condition in status.get("conditions", []):
-        state = f"{condition['type']}={condition['status']}"
-        print(f"  {state} {condition['reason']}: {condition.get('message', '')}")
-    for result in status.get("analysis", {}).get("results", []):
-        print(f"  {result['verdict']:<12} {result['message']}")
-    for entry in status.get("history", [])[-5:]:
-        print(f"  {entry['time']} {entry['reason']}: {entry['message']}")
-    return 0
+    weights = status.get("weights") or {}
+    lines.append("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
+    for condition in status.get("conditions") or []:
+        state = f"{condition.get('type')}={condition.get('status')}"
+        lines.append(f"  {state} {condition.get('reason')}: {condition.get('message', '')}")
+    for result in (status.get("analysis") or {}).get("results") or []:
+        lines.append(f"  {result.get('verdict', '?'):<12} {result.get('message', '')}")
+    for entry in (status.get("history") or [])[-5:]:
+        lines.append(f"  {entry.get('time')} {entry.get('reason')}: {entry.get('message')}")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -109,27 +169,64 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
     run.add_argument(
-        "--standalone", action="store_true", help="do not coordinate with other operator replicas (peering)"
+        "--leader-election",
+        action="store_true",
+        help="act only while holding a coordination.k8s.io Lease, so that one of several replicas acts",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE or default)",
+    )
+    run.add_argument("--lease-name", default="llmrollout", help="name of the Lease (default: llmrollout)")
+    run.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="a standby takes over within this long after the leader stops renewing (default: 15)",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="accepted for compatibility; without --leader-election the operator acts alone anyway",
     )
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument(
+        "--prometheus-allow",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a Prometheus host LLMDeployments may name (repeatable; *.suffix for a domain);"
+        " without any, every host is allowed",
+    )
+    run.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve the operator's own Prometheus metrics at /metrics, e.g. 0.0.0.0:8081",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default="plain",
+        help="json: one JSON object per line, for log collectors (default: plain)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log every request and handler run")
     run.set_defaults(func=_run)
 
     crd = commands.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")
+    crd.add_argument(
+        "--min-interval",
+        metavar="DURATION",
+        help="floor for strategy.interval and analysis.lookInterval (default 10s); lower it only for"
+        " second-scale test clusters",
+    )
     crd.set_defaults(func=_crd)
 
-    helps = {
-        "status": "show phase, weights, conditions and the last analysis",
-        "promote": "promote the candidate now, skipping the remaining steps",
-        "abort": "roll the candidate back to 0% now",
-        "failback": "return traffic to the failed version now, ending the active fallback",
-        "pause": "hold the rollout where it is (sets spec.paused)",
-        "resume": "continue a paused rollout (clears spec.paused)",
-    }
-    for name, text in helps.items():
-        command = commands.add_parser(name, help=text)
+    for name, (text, _) in COMMANDS.items():
+        # argparse %-formats help strings; a literal percent sign must be doubled.
+        command = commands.add_parser(name, help=text.replace("%", "%%"), description=text)
         command.add_argument("name", help="LLMDeployment name")
         command.add_argument("-n", "--namespace", default="default")
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")

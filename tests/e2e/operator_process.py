@@ -7,15 +7,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.e2e.cluster import REPO, wait_for
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        log_path: Path,
+        extra_args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        verbose: bool = True,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})
+        self.verbose = verbose
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -25,10 +36,15 @@ class OperatorProcess:
             "KUBECONFIG": self.kubeconfig,
             "PYTHONUNBUFFERED": "1",
             "LLMROLLOUT_TICK_SECONDS": "0.5",
+            **self.extra_env,
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llmrollout.cli", "run", "--all-namespaces", "--standalone", "--verbose"],
+            [
+                *(sys.executable, "-m", "llmrollout.cli", "run", "--all-namespaces", "--standalone"),
+                *(["--verbose"] if self.verbose else []),
+                *self.extra_args,
+            ],
             cwd=REPO,
             env=env,
             stdout=log,

@@ -22,12 +22,13 @@ def test_chart_lints() -> None:
 
 
 def test_chart_renders_objects_the_apiserver_accepts(kube: Kube, namespace: str) -> None:
-    for values in ([], ["--set", "watchNamespaces={team-a,team-b}"]):
+    # A watched namespace gets its own Role, so it must exist for the server-side dry run.
+    for values in ([], ["--set", f"watchNamespaces={{{namespace}}}"]):
         rendered = helm("template", "llmrollout", CHART, "--namespace", namespace, *values).stdout
         result = kube.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered)
         for kind in ("serviceaccount", "clusterrole", "clusterrolebinding", "deployment"):
             assert f"{kind}" in result.stdout, result.stdout
         if values:
-            assert "--namespace=team-a" in rendered and "--all-namespaces" not in rendered
+            assert f"--namespace={namespace}" in rendered and "--all-namespaces" not in rendered
         else:
             assert "--all-namespaces" in rendered

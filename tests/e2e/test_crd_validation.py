@@ -107,6 +107,12 @@ INVALID = {
         ["spec.analysis.falseRollbackRate", "greater than 0"],
     ),
     "no-variants": (set_in("variants", []), ["spec.variants", "at least 1 items"]),
+    # The test cluster's CRD has a 1s floor (the committed one 10s; tests/unit/api/test_api_bounds.py).
+    "zero-interval": (set_in("strategy.interval", "0s"), ["spec.strategy.interval", "must be at least"]),
+    "sub-floor-look-interval": (
+        set_in("analysis.lookInterval", "500ms"),
+        ["spec.analysis.lookInterval", "must be at least"],
+    ),
 }
 
 

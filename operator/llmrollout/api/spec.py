@@ -17,6 +17,10 @@ PROMETHEUS_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 MAX_VARIANTS = 16
 MAX_STEPS = 20
 URL_PATTERN = r"^https?://[^\s]+$"
+# Each look costs Prometheus queries, a status write and often an Event: a floor keeps one object
+# from turning the operator into a load generator. Test clusters render the CRD with a lower one
+# (`llmrollout crd --min-interval 1s`) for second-scale fast tests.
+MIN_INTERVAL = "10s"
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -29,6 +33,11 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, st
 
 def _validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
+
+
+def interval_floor(floor: str = MIN_INTERVAL) -> dict[str, str]:
+    """The CEL rule that refuses a duration below `floor` (a Go duration, e.g. "10s")."""
+    return _cel(f"duration(self) >= duration('{floor}')", f"must be at least {floor}")
 
 
 def _dns_label(description: str) -> Any:
@@ -118,8 +127,8 @@ class Strategy(Model):
     )
     interval: Duration = Field(
         default=timedelta(minutes=1),
-        description="Analysis period; a step lasts at least one.",
-        json_schema_extra={"default": "1m"},
+        description=f"Analysis period; a step lasts at least one. At least {MIN_INTERVAL}.",
+        json_schema_extra={"default": "1m", **_validations(interval_floor())},
     )
     min_requests: int = Field(100, ge=0, description="Requests per version per step before a step can pass.")
     max_duration: Duration = Field(
@@ -368,7 +377,8 @@ class Analysis(Model):
     look_interval: Duration | None = Field(
         None,
         description="For sequential: how often the tests look at new data (default: half the interval);"
-        " a step still lasts at least strategy.interval.",
+        f" a step still lasts at least strategy.interval. At least {MIN_INTERVAL}.",
+        json_schema_extra=_validations(interval_floor()),
     )
 
 

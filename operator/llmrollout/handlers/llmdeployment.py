@@ -1,46 +1,76 @@
-"""Kopf handlers for LLMDeployment: parse, read metrics when a window is due, call the pure state
-machine, set the weights it chose, patch status and post Events. No decisions here."""
+"""Kopf handlers for LLMDeployment: a timer that runs the reconciler, a probe that says whether every
+object is still being reconciled. No decisions here (rollout), no reconcile steps (reconciler)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import kopf
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llmrollout import rollout
-from llmrollout.api import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    InvalidSpecError,
-    LLMDeploymentSpec,
-    LLMDeploymentStatus,
-    Phase,
-    parse_spec,
-    with_condition,
+from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.handlers import telemetry
+from llmrollout.handlers.health import Health
+from llmrollout.handlers.leader import LeaderElector
+from llmrollout.handlers.reads import MetricsReads
+from llmrollout.handlers.reconciler import (
+    CONFLICT_DELAY_SECONDS,
+    Clients,
+    ObjectGoneError,
+    ReconcileError,
+    interval_seconds,
+    reconcile,
 )
-from llmrollout.k8s import ACTION_ANNOTATION, ACTIONS, api_client, missing_services
-from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
-from llmrollout.routers import (
-    RouteNotFoundError,
-    RouterError,
-    TrafficRouter,
-    backends_of,
-    describe_drift,
-    drift,
-    router_for,
-)
+from llmrollout.k8s import LeaseRef, api_client
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 # How often each LLMDeployment is looked at; decisions still follow spec.strategy.interval.
 TICK_SECONDS = float(os.environ.get("LLMROLLOUT_TICK_SECONDS", "1"))
-TRAFFIC = "TrafficRouted"
+MAX_BACKOFF_SECONDS: Final = 60.0
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Latest:
+    """Per object: our last write's result, and the resourceVersions it superseded. Kopf's copy
+    lags behind our own writes by a watch event; deciding from a copy we know is stale would only
+    buy a 409."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    objects: dict[str, tuple[frozenset[str], Mapping[str, Any]]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def base(self, uid: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        with self.lock:
+            superseded, written = self.objects.get(uid, (frozenset(), body))
+        return written if body["metadata"]["resourceVersion"] in superseded else body
+
+    def wrote(self, uid: str, superseded: tuple[str, ...], written: Mapping[str, Any]) -> None:
+        with self.lock:
+            before, _ = self.objects.get(uid, (frozenset(), written))
+            # A few versions back suffice: the watch lags by an event or two, not by many.
+            self.objects[uid] = (frozenset([*sorted(before)[-8:], *superseded]), written)
+
+    def forget(self, uid: str) -> None:
+        with self.lock:
+            self.objects.pop(uid, None)
+            self.failures.pop(uid, None)
+
+    def failure_is_new(self, uid: str, message: str | None) -> bool:
+        """True when `message` differs from the last failure said for this object (None: success)."""
+        with self.lock:
+            previous = self.failures.pop(uid, None)
+            if message is not None:
+                self.failures[uid] = message
+            return message is not None and message != previous
 
 
 @kopf.on.startup()
@@ -50,175 +80,125 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Events come from decisions (kopf.event below), not from every handler log line.
-    settings.posting.level = logging.WARNING
+    # Events come from decisions (kopf.event below), not from Kopf's log lines: a retried failure
+    # would otherwise post one per attempt. Failures get one ReconcileFailed Event per new cause.
+    settings.posting.level = logging.CRITICAL
     settings.posting.reporting_component = "llmrollout"
     settings.watching.server_timeout = 300
     memo.http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
     memo.api = api_client()
+    memo.health = Health()
+    memo.latest = _Latest()
+    memo.reads = MetricsReads()
+    # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
+    # process acts alone (a single replica, a test).
+    election: LeaseConfig | None = getattr(memo, "election", None)
+    memo.elector = None
+    telemetry.LEADER.set(1)
+    if election is not None:
+        memo.elector = LeaderElector(memo.api, election.lease, election.identity, election.duration_seconds)
+        memo.elector.attempt()
+        memo.elector.start()
 
 
 @kopf.on.cleanup()
 def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    if memo.elector is not None:
+        memo.elector.stop()
+    memo.reads.close()
     memo.http.close()
     memo.api.close()
 
 
-def _router(
-    memo: kopf.Memo, spec: LLMDeploymentSpec, namespace: str, weights: dict[str, int]
-) -> TrafficRouter:
-    return router_for(
-        spec.traffic,
-        namespace=namespace,
-        backends=backends_of(spec),
-        custom_objects=client.CustomObjectsApi(memo.api),
-        weights=weights,
-    )
+@dataclass(frozen=True)
+class LeaseConfig:
+    lease: LeaseRef
+    identity: str
+    duration_seconds: int
 
 
-def _observe(
-    memo: kopf.Memo, spec: LLMDeploymentSpec, status: LLMDeploymentStatus, namespace: str, now: datetime
-) -> rollout.Observation | None:
-    due = rollout.due_window(spec, status, now)
-    if due is None:
-        return None
-    start, end = due
-    variants = rollout.watched(spec, status)
-    try:
-        provider = provider_for(spec.metrics, memo.http, namespace=namespace)
-        window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
-    except MetricsError as error:
-        return rollout.Observation(start, end, unavailable=str(error))
-    return rollout.Observation(start, end, window=window)
+def _leading(memo: kopf.Memo) -> bool:
+    elector: LeaderElector | None = getattr(memo, "elector", None)
+    return elector is None or elector.is_leader()
 
 
-def _set_weights(
-    memo: kopf.Memo,
-    spec: LLMDeploymentSpec,
-    previous: LLMDeploymentStatus,
-    wanted: dict[str, int],
-    namespace: str,
-) -> list[rollout.Event]:
-    """Puts `wanted` on the routing object; returns a drift Event when someone else had changed it."""
-    serving = [v.backend_ref.name for v in spec.variants if wanted.get(v.name)]
-    missing = missing_services(memo.api, namespace, serving)
-    if missing:
-        raise _NotRoutedError(
-            "ServiceNotFound", f"Service {', '.join(missing)} not found in namespace {namespace}"
-        )
-    router = _router(memo, spec, namespace, wanted)
-    actual = router.read_weights()
-    if actual == wanted:
-        return []
-    router.set_weights(wanted)
-    changed = drift(previous.weights, actual)
-    if previous.weights == wanted and changed:
-        message = f"weights changed outside llmrollout ({describe_drift(changed)}); restored them"
-        return [rollout.Event("Warning", "WeightsDrifted", message)]
-    return []
-
-
-class _NotRoutedError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _route(
-    memo: kopf.Memo,
-    spec: LLMDeploymentSpec,
-    previous: LLMDeploymentStatus,
-    outcome: rollout.Outcome,
-    namespace: str,
-    now: datetime,
-) -> rollout.Outcome:
-    """Make the routing object carry the decided weights; a failure keeps the previous status."""
-    generation = outcome.status.observed_generation
-    try:
-        try:
-            drifted = _set_weights(memo, spec, previous, outcome.status.weights, namespace)
-        except RouteNotFoundError as error:
-            raise _NotRoutedError("RouteNotFound", str(error)) from error
-        except RouterError as error:
-            raise _NotRoutedError("RoutingFailed", str(error)) from error
-        except ApiException as error:
-            raise _NotRoutedError("APIError", f"Kubernetes API: {error.status} {error.reason}") from error
-    except _NotRoutedError as failure:
-        message = str(failure)
-        said = (c := previous.condition(TRAFFIC)) is not None and c.message == message
-        events = [] if said else [rollout.Event("Warning", "TrafficNotRouted", message)]
-        # A decision that moves traffic is held back until it can be applied, so status never claims
-        # weights the routing object does not carry; any other decision stands.
-        hold = previous.phase not in (None, Phase.FAILED) and outcome.status.weights != previous.weights
-        base = previous if hold else outcome.status
-        conditions = with_condition(
-            base.conditions, TRAFFIC, "False", failure.reason, message, now, generation
-        )
-        held = base.model_copy(update={"conditions": conditions, "observed_generation": generation})
-        return rollout.Outcome(held, events if hold else [*outcome.events, *events])
-    summary = ", ".join(f"{v} {w}%" for v, w in outcome.status.weights.items() if w)
-    conditions = with_condition(
-        outcome.status.conditions, TRAFFIC, "True", "WeightsSet", summary, now, generation
-    )
-    return rollout.Outcome(
-        outcome.status.model_copy(update={"conditions": conditions}), [*outcome.events, *drifted]
-    )
-
-
-def _apply(
-    outcome: rollout.Outcome, current: LLMDeploymentStatus, body: kopf.Body, patch: kopf.Patch
-) -> None:
-    if outcome.status != current:
-        status = outcome.status.model_dump(by_alias=True, mode="json", exclude={"conditions", "history"})
-        # None stays in the merge patch on purpose: it removes a key that no longer applies.
-        status["conditions"] = [
-            c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in outcome.status.conditions
-        ]
-        status["history"] = [h.model_dump(by_alias=True, mode="json") for h in outcome.status.history]
-        patch.status.update(status)
-    for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+def _key(namespace: str | None, name: str | None) -> str:
+    return f"{namespace}/{name}"
 
 
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS, sharp=True)
 def tick(
     body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
     namespace: str | None,
-    patch: kopf.Patch,
+    name: str,
+    uid: str,
     memo: kopf.Memo,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     assert namespace is not None, "LLMDeployment is a namespaced resource"
-    current = LLMDeploymentStatus.model_validate(dict(status))
-    generation = meta.get("generation")
-    now = datetime.now(UTC)
-    try:
-        parsed = parse_spec(spec)
-        for index, slo in enumerate(parsed.slos.custom):
-            try:
-                check_template(slo.query)
-            except TemplateError as error:
-                raise InvalidSpecError(f"spec.slos.custom[{index}].query: {error}") from error
-    except InvalidSpecError as error:
-        _apply(rollout.reject("InvalidSpec", str(error), current, generation, now), current, body, patch)
+    retry: int = kwargs.get("retry", 0)
+    key = _key(namespace, name)
+    health: Health = memo.health
+    if not _leading(memo):
+        # A standby only watches; the leader reconciles and answers for staleness.
+        health.forget(key)
         return
-    requested = meta.get("annotations", {}).get(ACTION_ANNOTATION)
-    action: rollout.Action | None = None
-    if requested is not None:
-        patch.metadata.setdefault("annotations", {})[ACTION_ANNOTATION] = None
-        if requested in ACTIONS:
-            action = requested
-        else:
-            message = f"annotation {ACTION_ANNOTATION}={requested!r} ignored; use {' or '.join(ACTIONS)}"
-            kopf.event(body, type="Warning", reason="UnknownAction", message=message)
-    observation = _observe(memo, parsed, current, namespace, now)
-    outcome = rollout.reconcile(parsed, current, generation, now, observation, action)
-    routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
-    # The routing object is read when weights change, after a failure, and once per analysis
-    # (to catch drift), not on every tick.
-    if outcome.status.weights != current.weights or not routed or observation is not None:
-        outcome = _route(memo, parsed, current, outcome, namespace, now)
-    _apply(outcome, current, body, patch)
+    latest: _Latest = memo.latest
+    # A snapshot: Kopf's body is a live view that a watch event may change mid-reconcile.
+    base = copy.deepcopy(dict(latest.base(uid, body)))
+    interval = interval_seconds(base.get("spec") or {})
+    health.attempted(key, interval)
+
+    def post(event: rollout.Event) -> None:
+        telemetry.DECISIONS.labels(event.reason).inc()
+        level = logging.INFO if event.type == "Normal" else logging.WARNING
+        logger.log(level, "%s %s: %s", key, event.reason, event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    try:
+        clients = Clients(memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads)
+        result = reconcile(clients, base, datetime.now(UTC), post)
+    except ObjectGoneError:
+        health.forget(key)
+        latest.forget(uid)
+        return
+    except ReconcileError as error:
+        telemetry.RECONCILES.labels("error").inc()
+        telemetry.RECONCILE_ERRORS.labels(error.reason).inc()
+        # Never let Kopf drop the object: every failure is temporary, retried with backoff.
+        # Backoff doubles per failure, up to one interval (so a recovered cluster is noticed within
+        # one) and at most a minute.
+        backoff = min(MAX_BACKOFF_SECONDS, max(interval, 1.0), 2.0 ** (retry + 1))
+        delay = error.delay if error.delay is not None else backoff
+        if delay > CONFLICT_DELAY_SECONDS and latest.failure_is_new(uid, str(error)):
+            post(rollout.Event("Warning", "ReconcileFailed", f"{error}; retrying in {delay:.0f}s"))
+        raise kopf.TemporaryError(str(error), delay=delay) from error
+    if result.written is not None:
+        latest.wrote(uid, result.superseded, result.written)
+    latest.failure_is_new(uid, None)
+    health.succeeded(key, interval)
+    telemetry.RECONCILES.labels("success").inc()
+
+
+@kopf.on.event(*RESOURCE)
+def forget_deleted(
+    type: str | None, namespace: str | None, name: str | None, uid: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    if type == "DELETED":
+        memo.health.forget(_key(namespace, name))
+        memo.reads.forget(_key(namespace, name))
+        if uid is not None:
+            memo.latest.forget(uid)
+
+
+@kopf.on.probe(id="reconciled")
+def reconciled(memo: kopf.Memo, **_: Any) -> str:
+    """Fails the liveness endpoint while some object has gone 3 intervals without a successful
+    reconcile (a retried failure, a stuck timer)."""
+    health: Health | None = getattr(memo, "health", None)
+    if health is None or not _leading(memo):
+        return "standby"
+    stale = health.describe_stale()
+    if stale:
+        raise kopf.PermanentError(stale)
+    return "ok"

@@ -7,7 +7,7 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.api import GROUP, KIND, PLURAL, VERSION
 
 ACTION_ANNOTATION: Final = f"{GROUP}/action"
 ACTIONS: Final = ("promote", "abort", "failback")
@@ -67,3 +67,67 @@ def request_action(api: client.ApiClient, namespace: str, name: str, action: str
 def set_paused(api: client.ApiClient, namespace: str, name: str, paused: bool) -> dict[str, Any]:
     """Pausing is a lasting wish, so it lives in spec.paused where users (and Git) can see it."""
     return _patch(api, namespace, name, {"spec": {"paused": paused}})
+
+
+# Without a timeout a hung apiserver connection would hold this object's reconcile forever.
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+class StaleObjectError(Exception):
+    """The object changed since it was read (HTTP 409): re-read it and decide again."""
+
+
+def write_status(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    resource_version: str,
+    status: dict[str, Any],
+) -> dict[str, Any]:
+    """Replaces the object's status with `status`, only if the object is still at `resource_version`.
+
+    The fence makes every write a decision taken from the status it replaces: an operator that
+    read an older object (a stale cache, a second replica) gets StaleObjectError, never a
+    last-writer-wins status. A replace, not a merge, so keys that no longer apply are gone; the
+    apiserver keeps everything but status from the stored object.
+    """
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "status": status,
+    }
+    try:
+        result: dict[str, Any] = _objects(api).replace_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise StaleObjectError(f"LLMDeployment {namespace}/{name} changed since it was read") from error
+        if error.status == 404:
+            raise LLMDeploymentNotFoundError(namespace, name) from error
+        raise
+    return result
+
+
+def clear_action(api: client.ApiClient, namespace: str, name: str, action: str) -> bool:
+    """Removes the action annotation if it still asks for `action`; False if it changed meanwhile
+    (a newer request stays for the next reconcile) or is already gone."""
+    path = "/metadata/annotations/" + ACTION_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    body = [{"op": "test", "path": path, "value": action}, {"op": "remove", "path": path}]
+    try:
+        _objects(api).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            body,
+            _content_type="application/json-patch+json",
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+    except ApiException as error:
+        if error.status in (404, 422):  # gone, or the test op failed: someone else's request now
+            return False
+        raise
+    return True

@@ -17,6 +17,10 @@ class RouteNotFoundError(RouterError):
         super().__init__(f"HTTPRoute {namespace}/{name} not found" + (f": {detail}" if detail else ""))
 
 
+class RouteNotOptedInError(RouterError):
+    """The route is someone else's: it neither opts in nor references the variants' backends."""
+
+
 class RouteConflictError(RouterError):
     """Someone else kept changing the route while we tried to set its weights."""
 

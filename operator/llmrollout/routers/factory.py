@@ -23,13 +23,14 @@ def router_for(
     backends: Mapping[str, Backend],
     custom_objects: Any = None,  # kubernetes.client.CustomObjectsApi; needed by gatewayAPI
     weights: Mapping[str, int] | None = None,  # what the none router reports (e.g. status.weights)
+    owner: str | None = None,  # the LLMDeployment's name: a route opts in by naming it
 ) -> TrafficRouter:
     if traffic.router == "gatewayAPI":
         if traffic.http_route_ref is None:
             raise RouterError("spec.traffic.httpRouteRef is required when router is gatewayAPI")
         if custom_objects is None:
             raise ValueError("the gatewayAPI router needs a kubernetes.client.CustomObjectsApi")
-        return GatewayAPIRouter(custom_objects, namespace, traffic.http_route_ref.name, backends)
+        return GatewayAPIRouter(custom_objects, namespace, traffic.http_route_ref.name, backends, owner=owner)
     if traffic.router == "none":
         return NoneRouter(weights)
     raise UnknownRouterError(f"unknown traffic router {traffic.router!r}; known: gatewayAPI, none")

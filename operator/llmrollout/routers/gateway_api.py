@@ -2,7 +2,10 @@
 
 The route is the user's: only the weights of backendRefs that point at the variants' Services, in
 the rule(s) that reference a variant (else the first rule), are ours. Every other field, rule and
-backendRef is written back exactly as read.
+backendRef is written back exactly as read. A route is changed only when it is ours to change: it
+carries the OWNER_ANNOTATION naming the LLMDeployment, or (without that annotation) already
+references a variant's Service. Any other route in the namespace (someone's `payments`) is left
+untouched, whatever a spec names.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from llmrollout.routers.base import RouteConflictError, RouteNotFoundError, RouterError
+from llmrollout.routers.base import (
+    RouteConflictError,
+    RouteNotFoundError,
+    RouteNotOptedInError,
+    RouterError,
+)
 
 GROUP = "gateway.networking.k8s.io"
 VERSION = "v1"
@@ -25,6 +33,7 @@ PLURAL = "httproutes"
 FIELD_MANAGER = "llmrollout"
 MAX_WEIGHT = 1_000_000  # HTTPRoute's own bound on a backendRef weight
 DEFAULT_WEIGHT = 1  # what Gateway API assumes when a backendRef has no weight
+OWNER_ANNOTATION = "llmrollout.io/llmdeployment"
 
 Backend = tuple[str, int]  # Service name and port, in the route's namespace
 
@@ -87,6 +96,27 @@ def _owned_rules(
 def _namespace(route: Mapping[str, Any]) -> str | None:
     namespace = (route.get("metadata") or {}).get("namespace")
     return namespace if isinstance(namespace, str) else None
+
+
+def check_owned(route: Mapping[str, Any], backends: Mapping[str, Backend], owner: str | None) -> None:
+    """Raises RouteNotOptedInError unless the route opts in for `owner` or references a variant."""
+    meta = route.get("metadata") or {}
+    where = f"HTTPRoute {meta.get('namespace')}/{meta.get('name')}"
+    named = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+    if named is not None:
+        if owner is not None and named == owner:
+            return
+        raise RouteNotOptedInError(
+            f"{where} belongs to LLMDeployment {named!r} ({OWNER_ANNOTATION}); left untouched"
+        )
+    rules: list[dict[str, Any]] = (route.get("spec") or {}).get("rules") or []
+    if _rules_with_variants(rules, backends, _namespace(route)):
+        return
+    hint = f"annotate it {OWNER_ANNOTATION}={owner}" if owner else f"annotate it {OWNER_ANNOTATION}"
+    raise RouteNotOptedInError(
+        f"{where} references none of the variants' Services and does not opt in; {hint} to let"
+        " llmrollout set its weights"
+    )
 
 
 def render_backend_refs(
@@ -176,9 +206,11 @@ class GatewayAPIRouter:
         route_name: str,
         backends: Mapping[str, Backend],
         *,
+        owner: str | None = None,
         request_timeout: float = 10.0,
     ) -> None:
         check_backends(backends)
+        self.owner = owner  # the LLMDeployment's name, which an opted-in route's annotation carries
         self._api = api
         self.namespace = namespace
         self.route_name = route_name
@@ -195,7 +227,9 @@ class GatewayAPIRouter:
         return route
 
     def read_weights(self) -> dict[str, int]:
-        return weights_from_route(self.read_route(), self.backends)
+        route = self.read_route()
+        check_owned(route, self.backends, self.owner)
+        return weights_from_route(route, self.backends)
 
     def set_weights(self, weights: Mapping[str, int]) -> None:
         check_weights(weights, self.backends)
@@ -203,6 +237,7 @@ class GatewayAPIRouter:
         # user editing it); re-reading keeps their change. A second 409 is reported, not looped on.
         for attempt in (1, 2):
             route = self.read_route()
+            check_owned(route, self.backends, self.owner)
             new = render_backend_refs(route, weights, self.backends)
             rules = new["spec"]["rules"]
             if rules == (route.get("spec") or {}).get("rules"):

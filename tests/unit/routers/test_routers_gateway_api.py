@@ -442,3 +442,12 @@ def test_bad_weights_are_refused_before_any_call() -> None:
     with pytest.raises(ValueError, match="sum to 100"):
         router(api).set_weights({"v1": 50})
     assert api.gets == 0
+
+
+def test_a_route_that_is_not_ours_is_neither_read_nor_written() -> None:
+    api = FakeCustomObjects(route({"backendRefs": [svc("payments", 80, 100)]}))
+    with pytest.raises(RouterError, match="does not opt in"):
+        router(api).read_weights()
+    with pytest.raises(RouterError, match="does not opt in"):
+        router(api).set_weights({"v1": 100})
+    assert api.patches == []

@@ -1,0 +1,488 @@
+"""One reconcile of one LLMDeployment, as a plain function: the Kopf timer calls it, and so can any
+other scheduler. No Kopf here; failures are ReconcileErrors that say how long to wait.
+
+Crash-consistent order: a decision is written to status first (fenced by the resourceVersion it was
+made from), then the route is patched, then status records the weights as applied. Whatever dies
+in between, the next reconcile finds the decision in status and finishes applying it: a route
+that does not yet carry the decided weights is not drift. Events follow the status write that
+records their decision, so a refused write never leaves an Event for a decision that did not last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import httpx
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from llmrollout import rollout
+from llmrollout.api import (
+    InvalidSpecError,
+    LLMDeploymentSpec,
+    LLMDeploymentStatus,
+    Phase,
+    parse_duration,
+    parse_spec,
+    with_condition,
+)
+from llmrollout.api.status import MAX_MESSAGE, truncate
+from llmrollout.handlers import telemetry
+from llmrollout.handlers.reads import MetricsReads
+from llmrollout.k8s import (
+    ACTION_ANNOTATION,
+    ACTIONS,
+    LLMDeploymentNotFoundError,
+    StaleObjectError,
+    clear_action,
+    describe_api_error,
+    missing_services,
+    write_status,
+)
+from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
+from llmrollout.routers import (
+    RouteNotFoundError,
+    RouteNotOptedInError,
+    RouterError,
+    TrafficRouter,
+    backends_of,
+    describe_drift,
+    drift,
+    router_for,
+)
+
+TRAFFIC: Final = "TrafficRouted"
+DEFAULT_INTERVAL_SECONDS: Final = 60.0
+# A 409 means our copy was stale: the next attempt reads the newer one, so it can come soon.
+CONFLICT_DELAY_SECONDS: Final = 1.0
+# Test hook: exit the process right after the route write of a reconcile that handled this action
+# ("any" for every route write), to show that a crash between the writes loses nothing.
+FAULT_EXIT_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_EXIT_AFTER_ROUTE_WRITE"
+# The analysis block is free-form (per-SLO results, the sequential tests' state); its messages are
+# capped like every other message, and its size as a whole is checked before a write.
+MAX_ANALYSIS_BYTES: Final = 32 * 1024
+
+Post = Callable[[rollout.Event], None]
+
+
+class ReconcileError(Exception):
+    """This reconcile did not finish; retry after `delay` seconds (None: the caller's backoff).
+    `reason` is a short CamelCase word for metrics."""
+
+    def __init__(self, message: str, delay: float | None = None, reason: str = "Failed") -> None:
+        super().__init__(message)
+        self.delay = delay
+        self.reason = reason
+
+
+class ObjectGoneError(Exception):
+    """The object was deleted while being reconciled: nothing left to do."""
+
+
+@dataclass(frozen=True)
+class Clients:
+    api: client.ApiClient
+    http: httpx.Client
+    # Prometheus hosts this operator may query ("host", "host:port", "*.suffix"); empty: any. An
+    # LLMDeployment is a tenant's, the operator's network position is not: without a list, a spec
+    # could make the operator fetch any internal URL.
+    prometheus_allowlist: tuple[str, ...] = ()
+    # Where window reads run; None reads in the caller's thread (tests, a scheduler of its own).
+    reads: MetricsReads | None = None
+
+
+def _host_of(address: str) -> str:
+    try:
+        return truncate(httpx.URL(address).host or "(none)", 253)
+    except (httpx.InvalidURL, TypeError):
+        return "(unparsable address)"
+
+
+def prometheus_allowed(address: str, allowlist: Sequence[str]) -> bool:
+    """Whether `address` (a base URL) names a host the allowlist admits; an empty list admits all."""
+    if not allowlist:
+        return True
+    try:
+        url = httpx.URL(address)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    host = (url.host or "").lower().rstrip(".")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    for entry in (e.strip().lower() for e in allowlist):
+        name, _, wanted_port = entry.partition(":")
+        if wanted_port and wanted_port != str(port):
+            continue
+        if name == host or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    status: LLMDeploymentStatus
+    written: Mapping[str, Any] | None  # the object as our last write left it, if we wrote
+    superseded: tuple[str, ...] = ()  # resourceVersions our writes moved past
+
+
+def interval_seconds(raw_spec: Mapping[str, Any]) -> float:
+    """spec.strategy.interval in seconds, or the default when the spec does not say or is broken."""
+    try:
+        return parse_duration((raw_spec.get("strategy") or {}).get("interval", "1m")).total_seconds()
+    except (ValueError, AttributeError):
+        return DEFAULT_INTERVAL_SECONDS
+
+
+def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Post) -> Reconciled:
+    """Decide from `obj` (spec, status, the action annotation) and make the cluster follow."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    generation = meta.get("generation")
+    current = LLMDeploymentStatus.model_validate(obj.get("status") or {})
+    writer = _StatusWriter(clients.api, namespace, name, meta["resourceVersion"], current)
+    try:
+        spec = _parse(obj.get("spec") or {}, clients.http, namespace)
+    except InvalidSpecError as error:
+        outcome = rollout.reject("InvalidSpec", truncate(str(error), MAX_MESSAGE), current, generation, now)
+        writer.write(outcome.status)
+        _post_all(post, outcome.events)
+        return writer.result()
+
+    requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    action: rollout.Action | None = requested if requested in ACTIONS else None
+    if requested is not None and action is None:
+        message = (
+            f"annotation {ACTION_ANNOTATION}={truncate(requested)!r} ignored; use {' or '.join(ACTIONS)}"
+        )
+        post(rollout.Event("Warning", "UnknownAction", message))
+        _clear(clients, namespace, name, requested)
+
+    observation = _observe(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
+    outcome = rollout.reconcile(spec, current, generation, now, observation, action)
+    applied = applied_weights(current)
+    routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
+    # The routing object is read when the decided weights are not yet confirmed on it, after a
+    # failure, and once per analysis (to catch drift), not on every tick.
+    if outcome.status.weights == applied and routed and observation is None:
+        writer.write(outcome.status)
+        _post_all(post, outcome.events)
+        _clear(clients, namespace, name, action)
+        return writer.result()
+
+    try:
+        router, actual = _prepare_route(clients, spec, namespace, name, outcome.status.weights)
+    except _NotRoutedError as failure:
+        held, stands = _not_routed(current, outcome, failure, now)
+        writer.write(held.status)
+        _post_all(post, held.events)
+        if stands:
+            _clear(clients, namespace, name, action)
+        return writer.result()
+
+    # The decision (weights and any user action) is durable before the route moves.
+    writer.write(outcome.status)
+    _post_all(post, outcome.events)
+    _observe_rollout_end(outcome, now)
+    _apply_route(writer, router, actual, applied, outcome, now, post, action)
+    _clear(clients, namespace, name, action)
+    return writer.result()
+
+
+def _apply_route(
+    writer: _StatusWriter,
+    router: TrafficRouter,
+    actual: dict[str, int],
+    applied: dict[str, int],
+    outcome: rollout.Outcome,
+    now: datetime,
+    post: Post,
+    action: str | None,
+) -> None:
+    """Puts the decided weights on the route, then records them as applied."""
+    intended = outcome.status.weights
+    generation = outcome.status.observed_generation
+    if actual != intended:
+        try:
+            router.set_weights(intended)
+        except (RouterError, ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            failed, _ = _not_routed(writer.status, outcome, _as_not_routed(error), now, hold=False)
+            writer.write(failed.status)
+            _post_all(post, failed.events[len(outcome.events) :])
+            return
+        _fault_hook(action)
+        # Drift only when the route had been confirmed at the decided weights and is not now: a
+        # decision still being applied (a crash between the writes) is finished, not reported.
+        if applied == intended and (changed := drift(applied, actual)):
+            message = f"weights changed outside llmrollout ({describe_drift(changed)}); restored them"
+            post(rollout.Event("Warning", "WeightsDrifted", message))
+    summary = ", ".join(f"{v} {w}%" for v, w in intended.items() if w)
+    conditions = with_condition(
+        writer.status.conditions, TRAFFIC, "True", "WeightsSet", summary, now, generation
+    )
+    writer.write(
+        writer.status.model_copy(update={"applied_weights": dict(intended), "conditions": conditions})
+    )
+
+
+def applied_weights(status: LLMDeploymentStatus) -> dict[str, int]:
+    """The weights confirmed on the route; a status from before appliedWeights existed counts its
+    weights as applied when TrafficRouted says so."""
+    if status.applied_weights:
+        return dict(status.applied_weights)
+    routed = (c := status.condition(TRAFFIC)) is not None and c.status == "True"
+    return dict(status.weights) if routed else {}
+
+
+def status_body(status: LLMDeploymentStatus) -> dict[str, Any]:
+    """The status as written: JSON, no nulls (the schema has no nullable fields), bounded."""
+    body: dict[str, Any] = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["analysis"] = bounded_analysis(dict(body.get("analysis") or {}))
+    return body
+
+
+def bounded_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
+    """Messages in the analysis block capped; a block still over MAX_ANALYSIS_BYTES keeps only
+    the sequential tests' state (needed to decide) and says that the rest was dropped."""
+    capped: dict[str, Any] = _cap_strings(analysis)
+    if len(repr(capped)) <= MAX_ANALYSIS_BYTES:
+        return capped
+    kept: dict[str, Any] = {k: capped[k] for k in ("method", "verdict", "sequential") if k in capped}
+    kept["reason"] = f"analysis details dropped: over {MAX_ANALYSIS_BYTES} bytes"
+    return kept
+
+
+def _cap_strings(node: Any) -> Any:
+    if isinstance(node, str):
+        return node if len(node) <= MAX_MESSAGE else truncate(node, MAX_MESSAGE)
+    if isinstance(node, dict):
+        return {key: _cap_strings(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_cap_strings(item) for item in node]
+    return node
+
+
+class _StatusWriter:
+    """Writes status fenced by the resourceVersion the decision was made from, skipping no-ops."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        status: LLMDeploymentStatus,
+    ) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._name = name
+        self._resource_version = resource_version
+        self.status = status
+        self._written: Mapping[str, Any] | None = None
+        self._superseded: list[str] = []
+
+    def write(self, status: LLMDeploymentStatus) -> None:
+        if status == self.status:
+            return
+        where = f"LLMDeployment {self._namespace}/{self._name}"
+        try:
+            written = write_status(
+                self._api, self._namespace, self._name, self._resource_version, status_body(status)
+            )
+        except StaleObjectError as error:
+            raise ReconcileError(
+                f"{error}; deciding again", delay=CONFLICT_DELAY_SECONDS, reason="Conflict"
+            ) from error
+        except LLMDeploymentNotFoundError as error:
+            raise ObjectGoneError(str(error)) from error
+        except ApiException as error:
+            raise ReconcileError(
+                f"status write for {where} refused: {describe_api_error(error)}", reason="StatusWriteRefused"
+            ) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ReconcileError(
+                f"status write for {where} failed: Kubernetes API unreachable: {truncate(str(error))}",
+                reason="APIUnreachable",
+            ) from error
+        self._written = written
+        self._superseded.append(self._resource_version)
+        self._resource_version = written["metadata"]["resourceVersion"]
+        self.status = status
+
+    def result(self) -> Reconciled:
+        return Reconciled(self.status, self._written, tuple(self._superseded))
+
+
+def _parse(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:
+    """The spec, or InvalidSpecError for what the CRD schema cannot refuse."""
+    spec = parse_spec(raw)
+    for index, slo in enumerate(spec.slos.custom):
+        try:
+            check_template(slo.query)
+        except TemplateError as error:
+            raise InvalidSpecError(f"spec.slos.custom[{index}].query: {error}") from error
+    try:
+        # Built once here (no I/O) so that a spec it refuses (e.g. metrics.labels naming the variant
+        # label) is an InvalidSpec condition, not an error in every read.
+        provider_for(spec.metrics, http, namespace=namespace)
+    except (MetricsError, ValueError) as error:
+        raise InvalidSpecError(f"spec.metrics: {truncate(str(error), MAX_MESSAGE)}") from error
+    return spec
+
+
+def _observe(
+    clients: Clients,
+    spec: LLMDeploymentSpec,
+    status: LLMDeploymentStatus,
+    namespace: str,
+    now: datetime,
+    key: str = "",
+) -> rollout.Observation | None:
+    """The due window's observation; None when no window is due or its read is still running."""
+    due = rollout.due_window(spec, status, now)
+    if due is None:
+        return None
+    start, end = due
+    address = spec.metrics.prometheus.address if spec.metrics.prometheus is not None else ""
+    if not prometheus_allowed(address, clients.prometheus_allowlist):
+        allowed = truncate(", ".join(clients.prometheus_allowlist))
+        return rollout.Observation(
+            start,
+            end,
+            unavailable=f"Prometheus host {_host_of(address)} is not in this operator's allowlist"
+            f" ({allowed}); ask its administrators to add it",
+        )
+    variants = rollout.watched(spec, status)
+
+    def read() -> rollout.Observation:
+        return _read_window(clients.http, spec, namespace, variants, start, end)
+
+    if clients.reads is None:
+        return read()
+    # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
+    deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
+    return clients.reads.observe(key or namespace, _host_of(address), start, end, deadline, read)
+
+
+def _read_window(
+    http: httpx.Client,
+    spec: LLMDeploymentSpec,
+    namespace: str,
+    variants: list[str],
+    start: datetime,
+    end: datetime,
+) -> rollout.Observation:
+    try:
+        provider = provider_for(spec.metrics, http, namespace=namespace)
+        with telemetry.METRICS_READ_SECONDS.time():
+            window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
+    except MetricsError as error:
+        # Prometheus' own text is the server's to choose: cut it before it reaches status or Events.
+        return rollout.Observation(start, end, unavailable=truncate(str(error)))
+    if window.problems:
+        window = dataclasses.replace(window, problems=tuple(truncate(p) for p in window.problems))
+    return rollout.Observation(start, end, window=window)
+
+
+class _NotRoutedError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(truncate(message, MAX_MESSAGE))
+        self.reason = reason
+
+
+def _as_not_routed(error: Exception) -> _NotRoutedError:
+    if isinstance(error, RouteNotFoundError):
+        return _NotRoutedError("RouteNotFound", str(error))
+    if isinstance(error, RouteNotOptedInError):
+        return _NotRoutedError("RouteNotOptedIn", str(error))
+    if isinstance(error, RouterError):
+        return _NotRoutedError("RoutingFailed", str(error))
+    if isinstance(error, ApiException):
+        return _NotRoutedError("APIError", describe_api_error(error))
+    return _NotRoutedError("APIError", f"Kubernetes API unreachable: {truncate(str(error))}")
+
+
+def _prepare_route(
+    clients: Clients, spec: LLMDeploymentSpec, namespace: str, name: str, wanted: dict[str, int]
+) -> tuple[TrafficRouter, dict[str, int]]:
+    """The router and the weights its object carries now; _NotRoutedError when `wanted` cannot be
+    applied (a Service or the route missing, the route not ours to change)."""
+    serving = [v.backend_ref.name for v in spec.variants if wanted.get(v.name)]
+    try:
+        missing = missing_services(clients.api, namespace, serving)
+        if missing:
+            raise _NotRoutedError(
+                "ServiceNotFound", f"Service {', '.join(missing)} not found in namespace {namespace}"
+            )
+        router = router_for(
+            spec.traffic,
+            namespace=namespace,
+            backends=backends_of(spec),
+            custom_objects=client.CustomObjectsApi(clients.api),
+            weights=wanted,
+            owner=name,
+        )
+        return router, router.read_weights()
+    except (RouterError, ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise _as_not_routed(error) from error
+
+
+def _not_routed(
+    previous: LLMDeploymentStatus,
+    outcome: rollout.Outcome,
+    failure: _NotRoutedError,
+    now: datetime,
+    *,
+    hold: bool = True,
+) -> tuple[rollout.Outcome, bool]:
+    """The status to write when the route cannot take the decided weights, and whether the
+    decision stands. A decision that moves traffic is held back until it can be applied, so status
+    never decides on traffic the route does not carry; any other decision stands."""
+    message = str(failure)
+    said = (c := previous.condition(TRAFFIC)) is not None and c.message == message
+    events = [] if said else [rollout.Event("Warning", "TrafficNotRouted", message)]
+    held = hold and previous.phase not in (None, Phase.FAILED) and outcome.status.weights != previous.weights
+    base = previous if held else outcome.status
+    generation_seen = outcome.status.observed_generation
+    conditions = with_condition(
+        base.conditions, TRAFFIC, "False", failure.reason, message, now, generation_seen
+    )
+    status = base.model_copy(update={"conditions": conditions, "observed_generation": generation_seen})
+    return rollout.Outcome(status, events if held else [*outcome.events, *events]), not held
+
+
+def _observe_rollout_end(outcome: rollout.Outcome, now: datetime) -> None:
+    """A promotion or rollback ends a rollout: its duration, from the start in history."""
+    ended = next((e.reason for e in outcome.events if e.reason in ("Promoted", "RolledBack")), None)
+    started = [h.time for h in outcome.status.history if h.reason in ("RolloutStarted", "RolloutRestarted")]
+    if ended is not None and started:
+        telemetry.ROLLOUT_SECONDS.labels(ended).observe((now - started[-1]).total_seconds())
+
+
+def _post_all(post: Post, events: list[rollout.Event]) -> None:
+    for event in events:
+        post(rollout.Event(event.type, event.reason, truncate(event.message, MAX_MESSAGE)))
+
+
+def _clear(clients: Clients, namespace: str, name: str, action: str | None) -> None:
+    """Clears a handled action request; only after status records its decision."""
+    if action is None:
+        return
+    try:
+        clear_action(clients.api, namespace, name, action)
+    except ApiException as error:
+        message = f"clearing {ACTION_ANNOTATION}: {describe_api_error(error)}"
+        raise ReconcileError(message, reason="ActionNotCleared") from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        message = f"clearing {ACTION_ANNOTATION}: {truncate(str(error))}"
+        raise ReconcileError(message, reason="APIUnreachable") from error
+
+
+def _fault_hook(action: str | None) -> None:
+    wanted = os.environ.get(FAULT_EXIT_AFTER_ROUTE_WRITE)
+    if wanted and wanted in ("any", action):
+        os._exit(86)

@@ -1,0 +1,203 @@
+"""The reconciler's pure parts: what counts as applied, what a routing failure holds back, how the
+analysis block is bounded. The reconcile itself runs against a real apiserver (tests/e2e)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from llmrollout import rollout
+from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase, with_condition
+from llmrollout.api.status import MAX_MESSAGE
+from llmrollout.handlers import reconciler
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def status(routed: bool | None, weights: dict[str, int], applied: dict[str, int] | None = None) -> Any:
+    conditions = (
+        []
+        if routed is None
+        else with_condition([], "TrafficRouted", "True" if routed else "False", "R", "m", NOW, 1)
+    )
+    return LLMDeploymentStatus(
+        phase=Phase.PROGRESSING, weights=weights, applied_weights=applied or {}, conditions=conditions
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "applied"),
+    [
+        (status(True, {"v1": 80, "v2": 20}, {"v1": 95, "v2": 5}), {"v1": 95, "v2": 5}),
+        # Written by an operator from before appliedWeights: routed means the weights are on the route.
+        (status(True, {"v1": 80, "v2": 20}), {"v1": 80, "v2": 20}),
+        (status(False, {"v1": 80, "v2": 20}), {}),
+        (status(None, {"v1": 100}), {}),
+    ],
+)
+def test_applied_weights(given: LLMDeploymentStatus, applied: dict[str, int]) -> None:
+    assert reconciler.applied_weights(given) == applied
+
+
+@pytest.mark.parametrize(
+    ("previous_phase", "moves_traffic", "held"),
+    [
+        (Phase.PROGRESSING, True, True),  # a step that cannot be routed waits
+        (Phase.PROGRESSING, False, False),  # a decision that keeps the weights stands
+        (None, True, False),  # the first status is written, with the reason traffic is not routed
+        (Phase.FAILED, True, False),
+    ],
+)
+def test_a_routing_failure_holds_only_decisions_that_move_traffic(
+    previous_phase: Phase | None, moves_traffic: bool, held: bool
+) -> None:
+    previous = LLMDeploymentStatus(phase=previous_phase, weights={"v1": 80, "v2": 20})
+    decided = previous.model_copy(
+        update={
+            "weights": {"v1": 50, "v2": 50} if moves_traffic else previous.weights,
+            "step": 1,
+            "observed_generation": 3,
+        }
+    )
+    outcome = rollout.Outcome(decided, [rollout.Event("Normal", "StepAdvanced", "v2 to 50%")])
+    failure = reconciler._NotRoutedError("ServiceNotFound", "Service bot-v2 not found")
+    result, stands = reconciler._not_routed(previous, outcome, failure, NOW)
+    assert stands is not held
+    assert result.status.step == (0 if held else 1)
+    assert [e.reason for e in result.events] == (
+        ["TrafficNotRouted"] if held else ["StepAdvanced", "TrafficNotRouted"]
+    )
+    condition = result.status.condition("TrafficRouted")
+    assert condition is not None
+    assert (condition.status, condition.reason, condition.observed_generation) == (
+        "False",
+        "ServiceNotFound",
+        3,
+    )
+
+
+def test_a_failure_already_said_posts_no_second_event() -> None:
+    previous = LLMDeploymentStatus(
+        phase=Phase.IDLE,
+        weights={"v1": 100},
+        conditions=with_condition([], "TrafficRouted", "False", "ServiceNotFound", "gone", NOW, 1),
+    )
+    failure = reconciler._NotRoutedError("ServiceNotFound", "gone")
+    result, _ = reconciler._not_routed(previous, rollout.Outcome(previous, []), failure, NOW)
+    assert result.events == []
+
+
+def test_an_analysis_block_keeps_its_decision_state_when_cut() -> None:
+    sequential = {"tests": {"errorRate": {"log_lr": 1.5}}}
+    huge = {
+        "method": "sequential",
+        "verdict": "inconclusive",
+        "sequential": sequential,
+        "results": [{"message": "m" * 5000} for _ in range(100)],
+    }
+    bounded = reconciler.bounded_analysis(huge)
+    assert bounded["sequential"] == sequential and bounded["method"] == "sequential"
+    assert "dropped" in bounded["reason"] and "results" not in bounded
+    small = reconciler.bounded_analysis({"results": [{"message": "m" * 5000}]})
+    assert len(small["results"][0]["message"]) == MAX_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("spec", "seconds"),
+    [
+        ({"strategy": {"interval": "30s"}}, 30.0),
+        ({"strategy": {"interval": "1m30s"}}, 90.0),
+        ({}, 60.0),
+        ({"strategy": {"interval": "soon"}}, 60.0),
+        ({"strategy": None}, 60.0),
+    ],
+)
+def test_interval_seconds(spec: dict[str, Any], seconds: float) -> None:
+    assert reconciler.interval_seconds(spec) == seconds
+
+
+def test_the_status_body_has_no_nulls() -> None:
+    body = reconciler.status_body(LLMDeploymentStatus(phase=Phase.IDLE, weights={"v1": 100}))
+    assert body["phase"] == "Idle" and None not in body.values()
+
+
+@pytest.mark.parametrize(
+    ("address", "allowlist", "allowed"),
+    [
+        ("http://prometheus.monitoring:9090", [], True),  # no list: every host
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring"], True),
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring:9090"], True),
+        ("http://prometheus.monitoring:9090", ["prometheus.monitoring:9091"], False),
+        ("http://PROMETHEUS.monitoring.svc.:9090", ["*.monitoring.svc"], True),
+        ("http://evil-monitoring.svc:9090", ["*.monitoring.svc"], False),
+        ("https://thanos.example.com", ["thanos.example.com:443"], True),
+        ("http://thanos.example.com", ["thanos.example.com:443"], False),
+        ("http://169.254.169.254/latest", ["prometheus.monitoring"], False),
+        ("http://[::1]:9090", ["prometheus.monitoring"], False),
+        ("not a url", ["prometheus.monitoring"], False),
+    ],
+)
+def test_prometheus_allowed(address: str, allowlist: list[str], allowed: bool) -> None:
+    assert reconciler.prometheus_allowed(address, allowlist) is allowed
+
+
+def test_a_host_outside_the_allowlist_is_never_asked() -> None:
+    asked: list[str] = []
+
+    class Recording(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = LLMDeploymentSpec.model_validate(
+            {
+                "variants": [
+                    {"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}},
+                    {"name": "v2", "model": "m", "backendRef": {"name": "b", "port": 80}},
+                ],
+                "stable": "v1",
+                "candidate": "v2",
+                "traffic": {"router": "none"},
+                "metrics": {"prometheus": {"address": f"http://127.0.0.1:{server.server_address[1]}"}},
+            }
+        )
+        started = rollout.reconcile(spec, LLMDeploymentStatus(), 1, NOW).status
+        later = NOW + timedelta(minutes=5)
+        with httpx.Client() as http:
+            clients = reconciler.Clients(None, http, ("prometheus.monitoring",))
+            observation = reconciler._observe(clients, spec, started, "team-a", later)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert observation is not None and observation.window is None
+    assert observation.unavailable == (
+        "Prometheus host 127.0.0.1 is not in this operator's allowlist (prometheus.monitoring);"
+        " ask its administrators to add it"
+    )
+    assert asked == []
+
+
+def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
+    raw = {
+        "variants": [{"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}}],
+        "stable": "v1",
+        "traffic": {"router": "none"},
+        "metrics": {"prometheus": {"address": "http://p:9090"}, "labels": {"variant": "x"}},
+    }
+    with (
+        httpx.Client() as http,
+        pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"),
+    ):
+        reconciler._parse(raw, http, "team-a")
