@@ -80,6 +80,8 @@ class CountTest:
     # Where False, stable's data showed that this test cannot be set up (no bucket edge with stable's
     # requests above it): it is left out, as if cleared, and the SLO rests on its other tests.
     applicable: BoolArray | None = None
+    # Why it is left out where not applicable, in words.
+    left_out: str = ""
     # Where True, this window adds nothing to the test (a shared incident: see shared_incident).
     skip: BoolArray | None = None
     # The share of missRate this test may use: below 1 when any of several tests can clear the SLO.

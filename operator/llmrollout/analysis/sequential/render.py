@@ -59,7 +59,7 @@ def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
     if test.two_sample:
         se, sx = float(report.stable_events[i]), float(report.stable_exposure[i])
         if test.applicable is not None and not bool(test.applicable[i]):
-            return f"{test.what}: not testable with these buckets (no edge with {stable}'s requests above it)"
+            return f"{test.what} vs {stable}: left out ({test.left_out})"
         if not bool(test.ready[i] if test.ready is not None else True):
             return f"{test.what}: waiting for enough of {stable}'s data to set the test up"
         return (

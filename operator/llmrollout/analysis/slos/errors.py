@@ -82,6 +82,7 @@ def observe(look: LookInput, slo: ErrorRateSLO, config: SequentialConfig) -> SLO
                 alternative=np.full(n, 1.0 + slo.max_increase_vs_stable),
                 ready=applies == 1.0,
                 applicable=~(applies == 0.0),
+                left_out=f"{look.stable_name}'s error rate is below {floor:.2g}, too low for a ratio",
             )
         )
     if look.stable_required:

@@ -204,6 +204,7 @@ def _versus_stable(
             alternative=np.where(ready, rho1, 1.0 + max_increase),
             ready=ready,
             applicable=applicable,
+            left_out=f"no bucket edge with {look.stable_name}'s requests above it",
         )
     ]
 
