@@ -477,6 +477,7 @@ def _plan(
     per_request = {"quality": sum(judged) / total} if total > 0 else {}
     plans = plan(
         sequential.batch,
+        miss_rate=spec.analysis.miss_rate,
         candidate_requests_per_minute=per_minute,
         exposure_per_request=per_request,
         weight=weight,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from llmrollout.analysis import sprt
 from llmrollout.analysis.hypotheses import CountTest, MeanTest
-from llmrollout.analysis.sequential.engine import BatchEvaluation, TestReport
+from llmrollout.analysis.sequential.engine import BatchEvaluation, TestReport, mean_estimate
 
 # The regressions searched for the smallest one the horizon can catch: ratios (or rates) up to 20x.
 _SEARCH = tuple(1.0 + 0.05 * k for k in range(1, 381))
@@ -87,9 +87,32 @@ def _count_plan(
     return expected, smallest
 
 
+def _mean_plan(report: TestReport, test: MeanTest, miss_rate: float) -> float | None:
+    """Rough further observations a confidence sequence needs to clear a mean (or a drop) at its
+    current estimate: about 2 v log(2/level) / margin^2 per version, v the Bernoulli variance at the
+    estimate (the mixture behind confidence.py is tight for it)."""
+    cap = test.cap if test.cap > 0 else 1.0
+    mean = float(mean_estimate(report)[0]) / cap
+    bound = test.bound / cap
+    if not math.isfinite(mean):
+        return None
+    margin = bound - mean if test.direction == "max" else mean - bound
+    if margin <= 0:
+        return None
+    level = miss_rate * test.miss_share / (2 if test.two_sample else 1)
+    own = float(report.candidate_events[0]) / max(float(report.candidate_exposure[0]), 1e-300) / cap
+    variance = own * (1 - own)
+    if test.two_sample:
+        stable = float(report.stable_events[0]) / max(float(report.stable_exposure[0]), 1e-300) / cap
+        variance += stable * (1 - stable)
+    needed = 2 * max(variance, 1e-4) * math.log(2 / level) / margin**2
+    return max(needed - float(report.candidate_exposure[0]), 0.0)
+
+
 def plan(
     evaluation: BatchEvaluation,
     *,
+    miss_rate: float = 0.05,
     candidate_requests_per_minute: float | None,
     exposure_per_request: dict[str, float],
     weight: float,
@@ -104,12 +127,16 @@ def plan(
         decided = int(decision.verdict[0]) != 1
         worst_requests: float | None = None
         catchable: list[str] = []
+        routes: list[float | None] = []
+        per_request = exposure_per_request.get(look.slo.split(".")[0], 1.0)
         for report in decision.tests:
-            if isinstance(report.test, MeanTest) or not isinstance(report.test, CountTest):
+            if int(report.code[0]) != sprt.OPEN or per_request <= 0:
                 continue
-            if int(report.code[0]) != sprt.OPEN:
+            if isinstance(report.test, MeanTest):
+                routes.append(_mean_plan(report, report.test, miss_rate))
                 continue
-            per_request = exposure_per_request.get(look.slo.split(".")[0], 1.0)
+            if not isinstance(report.test, CountTest):
+                continue
             horizon = (
                 None
                 if minutes_left is None or candidate_requests_per_minute is None
@@ -117,11 +144,16 @@ def plan(
                 + float(report.candidate_exposure[0])
             )
             exposure, smallest = _count_plan(report, weight, horizon)
-            if exposure is not None and per_request > 0:
-                remaining = max(exposure - float(report.candidate_exposure[0]), 0.0) / per_request
-                worst_requests = remaining if worst_requests is None else max(worst_requests, remaining)
+            routes.append(
+                None if exposure is None else max(exposure - float(report.candidate_exposure[0]), 0.0)
+            )
             if smallest:
                 catchable.append(smallest)
+        known = [route / per_request for route in routes if route is not None]
+        if known and (not look.clear_any or len(known) == len(routes)):
+            # Alternative routes: the quickest decides (and an unknown one might be quicker); required
+            # tests: the slowest known one, a lower bound while others are unknown.
+            worst_requests = min(known) if look.clear_any else max(known)
         minutes = (
             None
             if worst_requests is None or not candidate_requests_per_minute
