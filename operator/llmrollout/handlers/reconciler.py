@@ -11,10 +11,11 @@ records their decision, so a refused write never leaves an Event for a decision 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -163,7 +164,8 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         _clear(clients, namespace, name, requested)
 
     observation = _observe(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
-    outcome = rollout.reconcile(spec, current, generation, now, observation, action)
+    preflight = _preflight(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
+    outcome = rollout.reconcile(spec, current, generation, now, observation, action, preflight)
     applied = applied_weights(current)
     routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
     # The routing object is read when the decided weights are not yet confirmed on it, after a
@@ -366,6 +368,46 @@ def _observe(
     # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
     deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
     return clients.reads.observe(key or namespace, _host_of(address), start, end, deadline, read)
+
+
+def _preflight(
+    clients: Clients,
+    spec: LLMDeploymentSpec,
+    status: LLMDeploymentStatus,
+    namespace: str,
+    now: datetime,
+    key: str,
+) -> rollout.Preflight | None:
+    """When a rollout is about to start: which series of the serving version and the candidate
+    Prometheus lacks (a series seen within the provider's look-back counts as present)."""
+    candidate = rollout.desired_candidate(spec, status)
+    if candidate is None or candidate == status.candidate or spec.metrics.prometheus is None:
+        return None
+    if status.phase in (None, Phase.FAILED) or rollout.gate_pending(spec, status) is not None:
+        return None  # not yet initialised, or the golden set runs first
+    address = spec.metrics.prometheus.address
+    if not prometheus_allowed(address, clients.prometheus_allowlist):
+        return rollout.Preflight(
+            {}, unavailable=f"Prometheus host {_host_of(address)} is not in the allowlist"
+        )
+    stable = rollout.serving_stable(spec, status)
+    # Windows aligned to the scrape interval, so that a check in flight is picked up on a later tick.
+    step = max(spec.metrics.prometheus.scrape_interval.total_seconds(), 1.0)
+    end = datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
+    start = end - timedelta(seconds=step)
+
+    def read() -> rollout.Observation:
+        return _read_window(clients.http, spec, namespace, [stable, candidate], start, end)
+
+    if clients.reads is None:
+        observation: rollout.Observation | None = read()
+    else:
+        observation = clients.reads.observe(f"{key}#preflight", _host_of(address), start, end, 30.0, read)
+    if observation is None:
+        return rollout.Preflight({}, checking=True)
+    if observation.window is None:
+        return rollout.Preflight({}, unavailable=observation.unavailable or "no answer")
+    return rollout.Preflight({v: dict(w.missing) for v, w in observation.window.variants.items()})
 
 
 def _read_window(

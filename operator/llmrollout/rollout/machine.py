@@ -67,6 +67,7 @@ class Preflight:
 
     missing: dict[str, dict[str, str]]
     unavailable: str | None = None
+    checking: bool = False  # the check is still running: nothing moves until it has answered
 
 
 def preflight_problem(spec: LLMDeploymentSpec, preflight: Preflight, serving: str) -> str | None:
@@ -288,6 +289,9 @@ def _metrics_ready(
     """MetricsReady before any traffic moves: a rollout whose SLOs cannot be read does not start."""
     if preflight is None:
         return True
+    if preflight.checking:
+        b.condition(METRICS_READY, "Unknown", "Checking", f"checking the series of {stable} and {candidate}")
+        return False
     problem = preflight_problem(spec, preflight, stable)
     if problem is None:
         later = sorted(preflight.missing.get(candidate, {}).values())
