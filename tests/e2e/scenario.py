@@ -44,6 +44,8 @@ def llmdeployment(
     interval: str = f"{INTERVAL_SECONDS:g}s",
     scrape_interval: str | None = None,
     max_duration: str | None = None,
+    endpoints: dict[str, str] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "variants": [
@@ -52,6 +54,7 @@ def llmdeployment(
                 "model": f"model-{v}",
                 "backendRef": {"name": f"bot-{v}", "port": PORT},
                 "pricing": PRICING,
+                **({"endpoint": endpoints[v]} if endpoints and v in endpoints else {}),
             }
             for v in variants
         ],
@@ -79,6 +82,8 @@ def llmdeployment(
         spec["candidate"] = candidate
     if fallbacks:
         spec["fallbacks"] = fallbacks
+    if evaluation:
+        spec["evaluation"] = evaluation
     return {
         "apiVersion": "llmrollout.io/v1alpha1",
         "kind": "LLMDeployment",

@@ -18,6 +18,7 @@ import kopf
 from llmrollout import rollout
 from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.handlers import telemetry
+from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.health import Health
 from llmrollout.handlers.leader import LeaderElector
 from llmrollout.handlers.reads import MetricsReads
@@ -90,6 +91,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.health = Health()
     memo.latest = _Latest()
     memo.reads = MetricsReads()
+    memo.gates = GoldenSetRuns()
     # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
     # process acts alone (a single replica, a test).
     election: LeaseConfig | None = getattr(memo, "election", None)
@@ -106,6 +108,7 @@ def close_clients(memo: kopf.Memo, **_: Any) -> None:
     if memo.elector is not None:
         memo.elector.stop()
     memo.reads.close()
+    memo.gates.close()
     memo.http.close()
     memo.api.close()
 
@@ -156,7 +159,9 @@ def tick(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     try:
-        clients = Clients(memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads)
+        clients = Clients(
+            memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads, memo.gates
+        )
         result = reconcile(clients, base, datetime.now(UTC), post)
     except ObjectGoneError:
         health.forget(key)

@@ -34,7 +34,9 @@ from llmrollout.api import (
     with_condition,
 )
 from llmrollout.api.status import MAX_MESSAGE, truncate
+from llmrollout.eval.gate import run_golden_set_gate
 from llmrollout.handlers import telemetry
+from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.reads import MetricsReads
 from llmrollout.k8s import (
     ACTION_ANNOTATION,
@@ -42,8 +44,10 @@ from llmrollout.k8s import (
     LLMDeploymentNotFoundError,
     StaleObjectError,
     clear_action,
+    config_map_value,
     describe_api_error,
     missing_services,
+    secret_value,
     write_status,
 )
 from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
@@ -96,6 +100,8 @@ class Clients:
     prometheus_allowlist: tuple[str, ...] = ()
     # Where window reads run; None reads in the caller's thread (tests, a scheduler of its own).
     reads: MetricsReads | None = None
+    # Where golden-set gates run; None runs them in the caller's thread.
+    gates: GoldenSetRuns | None = None
 
 
 def _host_of(address: str) -> str:
@@ -165,7 +171,8 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
 
     observation = _observe(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
     preflight = _preflight(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
-    outcome = rollout.reconcile(spec, current, generation, now, observation, action, preflight)
+    gate = _gate(clients, spec, current, namespace, key=f"{namespace}/{name}")
+    outcome = rollout.reconcile(spec, current, generation, now, observation, action, preflight, gate)
     applied = applied_weights(current)
     routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
     # The routing object is read when the decided weights are not yet confirmed on it, after a
@@ -368,6 +375,39 @@ def _observe(
     # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
     deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
     return clients.reads.observe(key or namespace, _host_of(address), start, end, deadline, read)
+
+
+def _gate(
+    clients: Clients, spec: LLMDeploymentSpec, status: LLMDeploymentStatus, namespace: str, key: str
+) -> rollout.GateReport | None:
+    """The golden-set gate of the candidate waiting for it, run off the reconcile thread."""
+    candidate = rollout.gate_pending(spec, status)
+    golden = spec.evaluation.golden_set if spec.evaluation is not None else None
+    if candidate is None or golden is None:
+        return None
+    stable = rollout.serving_stable(spec, status)
+
+    def run(progress: Callable[[int, int], None]) -> dict[str, object]:
+        items = config_map_value(clients.api, namespace, golden.config_map_ref.name, golden.key)
+        with httpx.Client() as http:
+            gated = run_golden_set_gate(
+                spec,
+                namespace,
+                items,
+                http,
+                candidate=candidate,
+                stable=stable,
+                read_secret=lambda name, key: secret_value(clients.api, namespace, name, key),
+                progress=progress,
+            )
+        return gated.decision.to_status()
+
+    if clients.gates is None:
+        try:
+            return rollout.GateReport(candidate, decision=run(lambda done, total: None))
+        except Exception as error:  # not a verdict: the state machine retries within its limit
+            return rollout.GateReport(candidate, error=truncate(f"{type(error).__name__}: {error}"))
+    return clients.gates.poll(key, candidate, run)
 
 
 def _preflight(
