@@ -429,8 +429,9 @@ def _oracle_verdict(look: Look, rejected: NDArray[np.bool_], accepted: NDArray[n
 @dataclass
 class OracleSetPolicy:
     """The oracle on a healthy candidate: one OraclePolicy per model (design_point_models), each at
-    a = falseRollbackRate and b = 5%; it rolls back when any of them rejects and passes the last step
-    once all of them have accepted (earlier ones unless one rejected)."""
+    a = falseRollbackRate / len(models) (so that its false rollback rate is at most falseRollbackRate,
+    as ours' is) and b = 5%; it rolls back when any of them rejects and passes the last step once all
+    of them have accepted (earlier ones unless one rejected)."""
 
     models: tuple[OracleModel, ...]
     skip: frozenset[int] = frozenset()
@@ -440,7 +441,8 @@ class OracleSetPolicy:
     parts: list[OraclePolicy] = field(default_factory=list)
 
     def start(self, replicates: int) -> None:
-        self.parts = [OraclePolicy(model, skip=self.skip) for model in self.models]
+        alpha = FALSE_ROLLBACK_RATE / max(len(self.models), 1)
+        self.parts = [OraclePolicy(model, alpha=alpha, skip=self.skip) for model in self.models]
         for part in self.parts:
             part.start(replicates)
 

@@ -167,6 +167,7 @@ def test_healthy_oracle_needs_every_family_to_accept() -> None:
     assert [m.family for m in models] == ["errors", "quality", "ttft", "tokens"]
     both = OracleSetPolicy((OracleModel("errors", (0.01,), (0.02,)), OracleModel("errors", (0.01,), (0.05,))))
     both.start(1)
+    assert [part.alpha for part in both.parts] == [0.005, 0.005]
     # 0 errors in 150 requests accepts 1% against 5% but not yet against 2%.
     assert both.look(_look(1, FINAL, 0.0, 150.0)).tolist() == [HOLD]
     assert [part.accepted[0] for part in both.parts] == [False, True]
