@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -225,16 +226,50 @@ def _rows(
     return rows
 
 
-def render(out: Path) -> int:
+def decision_code() -> str:
+    """Where the decision code the benchmark ran comes from: the llmrollout package's checkout and
+    commit (the shared virtualenv may install another worktree's)."""
+    import llmrollout
+
+    root = Path(llmrollout.__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "operator"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"llmrollout from {root}"
+    return f"llmrollout from {root} at commit {commit}" + (" (with uncommitted changes)" if dirty else "")
+
+
+def render(out: Path, code: str | None = None) -> int:
     """Rewrite decisions.md from decisions.json, keeping the command and duration it records."""
     rows = json.loads((out / "decisions.json").read_text())
-    made = (out / "decisions.md").read_text().splitlines()[2]
+    text = (out / "decisions.md").read_text()
+    if code is None:
+        recorded = re.search(r"^Decision code: (.*)\.$", text, re.MULTILINE)
+        code = recorded.group(1) if recorded else "not recorded"
+    made = text.splitlines()[2]
     found = re.match(r"Made by `(.*)` in ([0-9.]+) minutes \((\d+) replicates per cell, seed (\d+)", made)
     if found is None:
         raise SystemExit(f"cannot read the command from {out / 'decisions.md'}: {made!r}")
     command, minutes, replicates, seed = found.groups()
     scrapes = sorted({row["scrape_seconds"] for row in rows}, key=lambda s: (s != SCRAPE_SECONDS, -s))
-    settings = {"replicates": int(replicates), "seed": int(seed), "counters": "exact", "scrapes": scrapes}
+    settings = {
+        "replicates": int(replicates),
+        "seed": int(seed),
+        "counters": "exact",
+        "scrapes": scrapes,
+        "decision_code": code,
+    }
     write(out, rows, command, settings, 60 * float(minutes))
     print(f"rewrote {out / 'decisions.md'} from decisions.json")
     return 0
@@ -243,6 +278,7 @@ def render(out: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory for decisions.md and .json")
+    parser.add_argument("--decision-code", help="with --render: what the run's decision code was")
     parser.add_argument(
         "--render",
         action="store_true",
@@ -264,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render:
-        return render(args.out)
+        return render(args.out, args.decision_code)
     replicates = args.replicates or (40 if args.quick else 2000)
     settings = Settings(
         replicates, max(2 * replicates, 200), args.counters, args.seed, args.chunk, tuple(args.scrape)
@@ -296,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": args.seed,
             "counters": args.counters,
             "scrapes": [SCRAPE_SECONDS, *settings.scrapes],
+            "decision_code": decision_code(),
         },
         seconds,
     )

@@ -418,6 +418,26 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             " towards H1, and that rule's error rate is not part of the falseRollbackRate budget. The"
             " tests alone stay within it (see 'by tests')."
         )
+    spills = [
+        r
+        for r in rows
+        if r["policy"] == OURS
+        and r["scenario"] == "healthy: warm-up spike"
+        and (r["false_rollback_by_tests_rate"] or 0.0) > MAX_FALSE_ROLLBACK
+    ]
+    if spills:
+        where = ", ".join(
+            f"{_pct(r['false_rollback_by_tests_rate'], 2)} at {r['rps']:g} requests/s and"
+            f" {r['scrape_seconds']:g} s scrapes"
+            for r in spills
+        )
+        lines.append(
+            f"- healthy: warm-up spike, rolled back by tests: {where}. The warm-up is defined by window"
+            " start times, but an exact read starts at the last scrape at or before the window's start:"
+            " what the candidate served in the warm-up's last scrape interval counts in the first window"
+            " after it (the slower the scrapes, the more of it). The warm-up should end one scrape"
+            " interval later."
+        )
     cost = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"] and r["family"] == "tokens"]
     for row in cost:
         if row["miss_rate"] > MAX_MISS:
@@ -615,6 +635,8 @@ def write(
         "",
         f"Made by `{command}` in {seconds / 60:.1f} minutes "
         f"({settings['replicates']} replicates per cell, seed {settings['seed']}).",
+        "",
+        f"Decision code: {settings.get('decision_code', 'not recorded')}.",
         "",
         "## Setup",
         "",

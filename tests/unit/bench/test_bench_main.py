@@ -52,6 +52,13 @@ def test_writes_the_table_and_the_rows(tmp_path: Path) -> None:
     assert "python -m bench.decisions --replicates 12 --rps 100" in table
     assert "## Targets (issue 9's acceptance, our policy)" in table
     assert {row["scrape_seconds"] for row in rows} == {15.0}  # other intervals only at 10 rps
+    assert "Decision code: llmrollout from " in table
+    # --render rewrites the report from the rows, keeping the command and the decision code.
+    (tmp_path / "decisions.md").write_text(table.replace("## Setup", "## Stale"))
+    assert main(["--render", "--out", str(tmp_path)]) == 0
+    rendered = (tmp_path / "decisions.md").read_text()
+    assert "## Setup" in rendered and "## Stale" not in rendered
+    assert rendered.splitlines()[:5] == table.splitlines()[:5]
 
 
 def test_other_scrape_intervals_run_ours_on_healthy_scenarios_and_design_points(tmp_path: Path) -> None:
