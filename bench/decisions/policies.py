@@ -454,5 +454,7 @@ class OracleSetPolicy:
 
 
 def unsteady_minutes(item: Scenario) -> frozenset[int]:
-    """The windows the oracle skips for `item`: those with a warm-up or an outage in them."""
-    return frozenset(m for m in range(1, CAP_MINUTES + 1) if not item.steady(m))
+    """The windows the oracle skips for `item`: those with a warm-up or an outage in them, and the one
+    after each, into which exact reads lagged by the scrape phase carry the end of it."""
+    unsteady = {m for m in range(1, CAP_MINUTES + 1) if not item.steady(m)}
+    return frozenset(unsteady | {m + 1 for m in unsteady if m < CAP_MINUTES})
