@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,15 +17,28 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decisions.model import FAILURE_LIMITS, FALSE_ROLLBACK_RATE, SCENARIOS, Scenario, scenario
+from bench.decisions.model import (
+    DESIGN_POINTS,
+    EXTRA_SCRAPE_SECONDS,
+    FAILURE_LIMITS,
+    FALSE_ROLLBACK_RATE,
+    SCENARIOS,
+    SCRAPE_SECONDS,
+    TARGET_RPS,
+    Scenario,
+    scenario,
+)
 from bench.decisions.ours import OperatorPolicy
 from bench.decisions.policies import (
     KayentaPolicy,
     OraclePolicy,
+    OracleSetPolicy,
     Policy,
     ThresholdPolicy,
     Thresholds,
+    design_point_models,
     oracle_model,
+    unsteady_minutes,
 )
 from bench.decisions.report import CALIBRATED, ORACLE, OURS, Row, summarise, write
 from bench.decisions.rollout import ROLLED_BACK, Outcome, run
@@ -54,14 +70,17 @@ def _traces(
 
 
 def _run_all(
-    policies: dict[str, Callable[[], Policy]], traces: Sequence[Callable[[], Trace]], counters: str
+    policies: dict[str, Callable[[], Policy]],
+    traces: Sequence[Callable[[], Trace]],
+    counters: str,
+    scrape_seconds: float = SCRAPE_SECONDS,
 ) -> dict[str, Outcome]:
     """Every policy on every chunk: each trace is generated once and replayed to all policies."""
     outcomes: dict[str, list[Outcome]] = {name: [] for name in policies}
     for make_trace in traces:
         trace = make_trace()
         for name, make in policies.items():
-            outcomes[name].append(run(make(), trace, counters))
+            outcomes[name].append(run(make(), trace, counters, scrape_seconds))
     return {name: Outcome.concatenate(parts) for name, parts in outcomes.items()}
 
 
@@ -92,6 +111,7 @@ class Settings:
     counters: str
     seed: int
     chunk: int
+    scrapes: tuple[float, ...] = EXTRA_SCRAPE_SECONDS
 
 
 def _calibrated_thresholds(rps: float, target: float, settings: Settings) -> Thresholds:
@@ -109,13 +129,46 @@ def _calibrated_thresholds(rps: float, target: float, settings: Settings) -> Thr
     return calibrate(np.concatenate(maxima), max(target, CALIBRATION_FLOOR))
 
 
+def _oracle(item: Scenario) -> Callable[[], Policy] | None:
+    """The oracle SPRT for `item`: on the regressed metric for a regression, against every family's
+    design point for a healthy candidate."""
+    skip = unsteady_minutes(item)
+    if not item.regression:
+        return partial(OracleSetPolicy, design_point_models(), skip)
+    model = oracle_model(item)
+    return None if model is None else partial(OraclePolicy, model, skip=skip)
+
+
+def _scenario_traces(item: Scenario, rps: float, settings: Settings) -> list[Callable[[], Trace]]:
+    index = {s.name: i for i, s in enumerate(SCENARIOS)}
+    return _traces(item, index[item.name], rps, settings.replicates, settings.chunk, settings.seed)
+
+
+def _run_scrapes(
+    rps: float, chosen: Sequence[Scenario], settings: Settings
+) -> dict[float, dict[str, dict[str, Outcome]]]:
+    """Ours at the other scrape intervals, on the scenarios the acceptance needs there: healthy ones
+    and the design points; the very same traces as at the default interval."""
+    wanted = [s for s in chosen if not s.regression or s.name in DESIGN_POINTS.values()]
+    results: dict[float, dict[str, dict[str, Outcome]]] = {}
+    for scrape in settings.scrapes:
+        results[scrape] = {
+            item.name: _run_all(
+                {OURS: OperatorPolicy}, _scenario_traces(item, rps, settings), settings.counters, scrape
+            )
+            for item in wanted
+        }
+        ours_frr = float((results[scrape][IDENTICAL][OURS].decision == ROLLED_BACK).mean())
+        print(f"{rps:g} rps, {scrape:g} s scrapes: ours' false rollback rate {ours_frr:.4f}", flush=True)
+    return results
+
+
 def _run_rate(rps: float, chosen: Sequence[Scenario], settings: Settings) -> dict[str, dict[str, Outcome]]:
     """Every policy on every chosen scenario at one rate; identical versions first, since
     threshold-calibrated is tuned to ours' false rollback rate there."""
-    index = {s.name: i for i, s in enumerate(SCENARIOS)}
 
     def traces(item: Scenario) -> list[Callable[[], Trace]]:
-        return _traces(item, index[item.name], rps, settings.replicates, settings.chunk, settings.seed)
+        return _scenario_traces(item, rps, settings)
 
     policies: dict[str, Callable[[], Policy]] = {
         f"threshold (limit {limit})": partial(ThresholdPolicy, f"threshold (limit {limit})", limit)
@@ -124,7 +177,11 @@ def _run_rate(rps: float, chosen: Sequence[Scenario], settings: Settings) -> dic
     policies["kayenta"] = KayentaPolicy
     policies[OURS] = OperatorPolicy
     identical = scenario(IDENTICAL)
-    results = {IDENTICAL: _run_all(policies, traces(identical), settings.counters)}
+    first = dict(policies)
+    oracle = _oracle(identical)
+    if oracle is not None:
+        first[ORACLE] = oracle
+    results = {IDENTICAL: _run_all(first, traces(identical), settings.counters)}
     ours_frr = float((results[IDENTICAL][OURS].decision == ROLLED_BACK).mean())
     thresholds = _calibrated_thresholds(rps, ours_frr, settings)
     print(f"{rps:g} rps: ours' false rollback rate {ours_frr:.4f}; calibrated {thresholds}", flush=True)
@@ -136,15 +193,19 @@ def _run_rate(rps: float, chosen: Sequence[Scenario], settings: Settings) -> dic
         if item.name == IDENTICAL:
             continue
         cell_policies = {**policies, **calibrated}
-        model = oracle_model(item)
-        if model is not None:
-            cell_policies[ORACLE] = partial(OraclePolicy, model)
+        oracle = _oracle(item)
+        if oracle is not None:
+            cell_policies[ORACLE] = oracle
         results[item.name] = _run_all(cell_policies, traces(item), settings.counters)
     return results
 
 
 def _rows(
-    rps: float, chosen: Sequence[Scenario], results: dict[str, dict[str, Outcome]], replicates: int
+    rps: float,
+    chosen: Sequence[Scenario],
+    results: dict[str, dict[str, Outcome]],
+    replicates: int,
+    scrape_seconds: float = SCRAPE_SECONDS,
 ) -> list[Row]:
     # Wald's bound is taken at each policy's false rollback rate on identical versions: its upper
     # bound, so that noise can only make the bound smaller and the ratio larger.
@@ -155,17 +216,74 @@ def _rows(
     alpha[ORACLE] = FALSE_ROLLBACK_RATE
     rows = []
     for item in chosen:
+        if item.name not in results:
+            continue
         model = oracle_model(item)
         for name, outcome in results[item.name].items():
-            rows.append(
-                summarise(name, item, rps, outcome, model, alpha.get(name) if item.regression else None)
-            )
+            row = summarise(name, item, rps, outcome, model, alpha.get(name) if item.regression else None)
+            row["scrape_seconds"] = scrape_seconds
+            rows.append(row)
     return rows
+
+
+def decision_code() -> str:
+    """Where the decision code the benchmark ran comes from: the llmrollout package's checkout and
+    commit (the shared virtualenv may install another worktree's)."""
+    import llmrollout
+
+    root = Path(llmrollout.__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "operator"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"llmrollout from {root}"
+    return f"llmrollout from {root} at commit {commit}" + (" (with uncommitted changes)" if dirty else "")
+
+
+def render(out: Path, code: str | None = None) -> int:
+    """Rewrite decisions.md from decisions.json, keeping the command and duration it records."""
+    rows = json.loads((out / "decisions.json").read_text())
+    text = (out / "decisions.md").read_text()
+    if code is None:
+        recorded = re.search(r"^Decision code: (.*)\.$", text, re.MULTILINE)
+        code = recorded.group(1) if recorded else "not recorded"
+    made = text.splitlines()[2]
+    found = re.match(r"Made by `(.*)` in ([0-9.]+) minutes \((\d+) replicates per cell, seed (\d+)", made)
+    if found is None:
+        raise SystemExit(f"cannot read the command from {out / 'decisions.md'}: {made!r}")
+    command, minutes, replicates, seed = found.groups()
+    scrapes = sorted({row["scrape_seconds"] for row in rows}, key=lambda s: (s != SCRAPE_SECONDS, -s))
+    settings = {
+        "replicates": int(replicates),
+        "seed": int(seed),
+        "counters": "exact",
+        "scrapes": scrapes,
+        "decision_code": code,
+    }
+    write(out, rows, command, settings, 60 * float(minutes))
+    print(f"rewrote {out / 'decisions.md'} from decisions.json")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory for decisions.md and .json")
+    parser.add_argument("--decision-code", help="with --render: what the run's decision code was")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite OUT/decisions.md from OUT/decisions.json (after a change to the report)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small run for CI (under a minute)")
     parser.add_argument("--replicates", type=int, help="replicates per cell (default 2000; quick 40)")
     parser.add_argument("--rps", type=float, nargs="+", help="request rates (default 1 10 100)")
@@ -173,9 +291,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--counters", choices=("increase", "exact"), default="increase")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--chunk", type=int, default=500, help="replicates simulated at once")
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        nargs="*",
+        default=list(EXTRA_SCRAPE_SECONDS),
+        help=f"other scrape intervals, s, for ours at {TARGET_RPS:g} rps (default 60 1; none: --scrape)",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.out, args.decision_code)
     replicates = args.replicates or (40 if args.quick else 2000)
-    settings = Settings(replicates, max(2 * replicates, 200), args.counters, args.seed, args.chunk)
+    settings = Settings(
+        replicates, max(2 * replicates, 200), args.counters, args.seed, args.chunk, tuple(args.scrape)
+    )
     names = args.scenario or [s.name for s in SCENARIOS]
     chosen = [scenario(name) for name in names]
     if IDENTICAL not in names:
@@ -187,13 +316,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock = time.perf_counter()
         results = _run_rate(rps, chosen, settings)
         rows += [row for row in _rows(rps, chosen, results, replicates) if row["scenario"] in names]
+        if rps == TARGET_RPS:
+            for scrape, extra in _run_scrapes(rps, chosen, settings).items():
+                rows += [
+                    row for row in _rows(rps, chosen, extra, replicates, scrape) if row["scenario"] in names
+                ]
         print(f"{rps:g} rps done in {time.perf_counter() - clock:.0f} s", flush=True)
     seconds = time.perf_counter() - started
     write(
         args.out,
         rows,
         command,
-        {"replicates": replicates, "seed": args.seed, "counters": args.counters},
+        {
+            "replicates": replicates,
+            "seed": args.seed,
+            "counters": args.counters,
+            "scrapes": [SCRAPE_SECONDS, *settings.scrapes],
+            "decision_code": decision_code(),
+        },
         seconds,
     )
     print(f"wrote {args.out / 'decisions.md'} and decisions.json in {seconds:.0f} s")

@@ -16,10 +16,16 @@ from statistics import NormalDist
 
 from llmrollout.api.spec import Pricing, SLOs
 
-# Prometheus scrapes every SCRAPE_SECONDS; the analysis interval is INTERVAL_SECONDS.
-SCRAPE_SECONDS = 15.0
+# Traffic is simulated in slots of SLOT_SECONDS; Prometheus scrapes every SCRAPE_SECONDS by default
+# (the grid the threshold policies' increase() reads); the analysis interval is INTERVAL_SECONDS.
+SLOT_SECONDS = 15.0
+SCRAPE_SECONDS = SLOT_SECONDS
 INTERVAL_SECONDS = 60.0
-SLOTS_PER_INTERVAL = round(INTERVAL_SECONDS / SCRAPE_SECONDS)
+SLOTS_PER_INTERVAL = round(INTERVAL_SECONDS / SLOT_SECONDS)
+# The scrape intervals the benchmark reads counters at: the default, then Prometheus' own default
+# (1 minute) and the e2e harness' fast one, for our policy at TARGET_RPS only.
+EXTRA_SCRAPE_SECONDS = (60.0, 1.0)
+TARGET_RPS = 10.0
 CAP_MINUTES = 60  # a rollout still undecided after this long counts as undecided
 STEPS = (5, 10, 25, 50)  # candidate weight, percent; passing the last step promotes (to 100)
 MIN_REQUESTS = 100
@@ -63,6 +69,9 @@ ERROR_RATE_MAX = 0.02
 QUALITY_MAX_DROP = 0.03
 TTFT_P95_MAX = 0.8
 COST_MAX_USD = 0.0004
+
+# The rollout horizon (strategy.maxDuration): every rollout of ours ends by then.
+HORIZON_MINUTES = CAP_MINUTES
 
 WARMUP_SECONDS = 120.0
 OUTAGE_START, OUTAGE_END, OUTAGE_ERROR_RATE = 120.0, 240.0, 0.30
@@ -112,6 +121,56 @@ class Behaviour:
 STABLE = Behaviour()
 
 
+def cost_per_request(behaviour: Behaviour) -> float:
+    """Mean cost per request in USD (errors cost nothing: they have no tokens)."""
+    per_answer = (
+        INPUT_TOKENS * PRICING.input_per_million_tokens
+        + behaviour.output_tokens * PRICING.output_per_million_tokens
+    ) / 1e6
+    return (1.0 - behaviour.error_rate) * per_answer
+
+
+def _output_tokens_for_cost(usd: float) -> float:
+    """Mean output tokens at which stable's other behaviour costs `usd` per request."""
+    per_answer = usd / (1.0 - ERROR_RATE) * 1e6
+    return (per_answer - INPUT_TOKENS * PRICING.input_per_million_tokens) / PRICING.output_per_million_tokens
+
+
+_TOKENS_AT_MAX = _output_tokens_for_cost(COST_MAX_USD)
+_TOKENS_AT_TWICE = _output_tokens_for_cost(2 * COST_MAX_USD)
+# "At the bound" within rounding: a regression built to sit on a bound counts as breaching it.
+_AT = 1e-9
+
+
+def breached_bounds(behaviour: Behaviour) -> list[str]:
+    """The bounds SLO_SPEC states that `behaviour` (a candidate against STABLE) reaches or passes."""
+    breached: list[str] = []
+    errors = SLO_SPEC.error_rate
+    if errors is not None:
+        if behaviour.error_rate >= errors.max - _AT:
+            breached.append("errorRate.max")
+        increase = errors.max_increase_vs_stable
+        if increase is not None and behaviour.error_rate >= (1 + increase) * STABLE.error_rate - _AT:
+            breached.append("errorRate.maxIncreaseVsStable")
+    quality = SLO_SPEC.quality
+    drop = None if quality is None else quality.max_drop_vs_stable
+    if drop is not None and STABLE.pass_rate - behaviour.pass_rate >= drop - _AT:
+        breached.append("quality.maxDropVsStable")
+    ttft = SLO_SPEC.ttft
+    if ttft is not None:
+        p95, stable_p95 = behaviour.ttft_p95(), STABLE.ttft_p95()
+        # The p95 is found by bisection: allow its precision.
+        if p95 >= ttft.p95.total_seconds() * (1 - 1e-6):
+            breached.append("ttft.p95")
+        increase = ttft.max_increase_vs_stable
+        if increase is not None and p95 >= (1 + increase) * stable_p95 * (1 - 1e-6):
+            breached.append("ttft.maxIncreaseVsStable")
+    cost = SLO_SPEC.cost_per_request
+    if cost is not None and cost_per_request(behaviour) >= cost.max_usd * (1 - 1e-9):
+        breached.append("costPerRequest.maxUSD")
+    return breached
+
+
 def tail_power_for(p95_factor: float) -> float:
     """The stretch above stable's p90 that multiplies the p95 by p95_factor, leaving the body alone."""
     return 1.0 + math.log(p95_factor) / math.log(STABLE_TTFT_P95 / TTFT_Q90)
@@ -128,6 +187,21 @@ class Scenario:
     @property
     def regression(self) -> bool:
         return self.family != "healthy"
+
+    @property
+    def must_catch(self) -> bool:
+        """Whether the candidate breaches a bound the SLOs state: a miss then is a wrong decision
+        the method promises to keep below missRate."""
+        return self.regression and bool(breached_bounds(self.candidate))
+
+    def steady(self, minute: int) -> bool:
+        """Whether both versions behave as in steady state throughout the window ending at `minute`
+        (no warm-up, no outage in it)."""
+        start = (minute - 1) * INTERVAL_SECONDS
+        times = [start + k * SLOT_SECONDS for k in range(SLOTS_PER_INTERVAL)]
+        return all(
+            self.behaviour(True, t) == self.candidate and self.behaviour(False, t) == STABLE for t in times
+        )
 
     def behaviour(self, candidate: bool, seconds: float) -> Behaviour:
         """The behaviour of a version during the scrape slot starting at `seconds` into the rollout."""
@@ -153,15 +227,38 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("healthy: outage on both", "healthy", outage=True),
     Scenario("errors 1% -> 1.5%", "errors", Behaviour(error_rate=0.015)),
     Scenario("errors 1% -> 2%", "errors", Behaviour(error_rate=0.02)),
+    Scenario("errors 1% -> 4%", "errors", Behaviour(error_rate=0.04)),
     Scenario("errors 1% -> 5%", "errors", Behaviour(error_rate=0.05)),
+    Scenario("pass rate 90% -> 87%", "quality", Behaviour(pass_rate=0.87)),
     Scenario("pass rate 90% -> 85%", "quality", Behaviour(pass_rate=0.85)),
+    Scenario("pass rate 90% -> 84%", "quality", Behaviour(pass_rate=0.84)),
     Scenario("pass rate 90% -> 80%", "quality", Behaviour(pass_rate=0.80)),
+    Scenario("TTFT p95 +20% (shift)", "ttft", Behaviour(ttft_scale=1.2)),
     Scenario("TTFT p95 +30% (shift)", "ttft", Behaviour(ttft_scale=1.3)),
+    Scenario("TTFT p95 +40% (shift)", "ttft", Behaviour(ttft_scale=1.4)),
     Scenario("TTFT p95 +100% (shift)", "ttft", Behaviour(ttft_scale=2.0)),
     Scenario("TTFT p95 +30% (tail)", "ttft", Behaviour(tail_from=TTFT_Q90, tail_power=tail_power_for(1.3))),
     Scenario("TTFT p95 +100% (tail)", "ttft", Behaviour(tail_from=TTFT_Q90, tail_power=tail_power_for(2.0))),
     Scenario("output tokens +20%", "tokens", Behaviour(output_tokens=OUTPUT_TOKENS * 1.2)),
+    Scenario(
+        f"cost at maxUSD (output tokens +{100 * (_TOKENS_AT_MAX / OUTPUT_TOKENS - 1):.0f}%)",
+        "tokens",
+        Behaviour(output_tokens=_TOKENS_AT_MAX),
+    ),
+    Scenario(
+        f"cost at 2x maxUSD (output tokens +{100 * (_TOKENS_AT_TWICE / OUTPUT_TOKENS - 1):.0f}%)",
+        "tokens",
+        Behaviour(output_tokens=_TOKENS_AT_TWICE),
+    ),
 )
+# Per family, the regression at exactly the SLOs' tightest stated bound: the design point, the H1 the
+# oracle SPRT tests healthy candidates against.
+DESIGN_POINTS = {
+    "errors": "errors 1% -> 2%",
+    "quality": "pass rate 90% -> 87%",
+    "ttft": "TTFT p95 +20% (shift)",
+    "tokens": SCENARIOS[-2].name,
+}
 
 
 def scenario(name: str) -> Scenario:

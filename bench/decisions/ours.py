@@ -1,6 +1,6 @@
 """The benchmark's "ours": the operator's own sequential method (llmrollout.analysis.sequential's
 evaluate_batch) on every replicate at once, reading counters as the operator does (exact window
-increments, no extrapolation)."""
+increments, no extrapolation; rollout.run lags them by the scrape phase)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from bench.decisions.policies import FAIL, HOLD, PASS, PROMOTE, Look
 from bench.decisions.simulate import WindowArrays
 from llmrollout.analysis.batch import HistogramBatch, SideBatch, WindowBatch
 from llmrollout.analysis.hypotheses import SequentialConfig
-from llmrollout.analysis.sequential import SequentialState, evaluate_batch
+from llmrollout.analysis.sequential import How, SequentialState, evaluate_batch
 from llmrollout.analysis.verdict import Verdict
 
 IntArray = NDArray[np.int64]
@@ -52,10 +52,12 @@ def side(window: WindowArrays) -> SideBatch:
 class OperatorPolicy:
     name: str = "ours (sequential)"
     failure_limit: int = 1
+    counters: str = "exact"
     false_rollback_rate: float = FALSE_ROLLBACK_RATE
     miss_rate: float = MISS_RATE
     config: SequentialConfig = field(default_factory=lambda: SequentialConfig(warmup_seconds=WARMUP_SECONDS))
-    # Per replicate, whether the horizon decided it (for the report).
+    # Per replicate, whether the horizon's rule decided it (for the report): a promotion at the horizon
+    # look, or a rollback there that no test's boundary made.
     at_horizon: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
 
     def start(self, replicates: int) -> None:
@@ -111,7 +113,11 @@ class OperatorPolicy:
         self._store(look.index, evaluation.state)
         verdict = evaluation.verdict
         if horizon:
-            self.at_horizon[look.index] = True
+            by_test = np.zeros(len(look.index), bool)
+            for decision in evaluation.slos:
+                by_test |= np.isin(decision.how, (int(How.ROLLED_BACK), int(How.SEVERE_WARMUP)))
+            failed = verdict == int(Verdict.FAIL)
+            self.at_horizon[look.index] = ~(failed & by_test)
             return np.where(verdict == int(Verdict.FAIL), FAIL, PROMOTE).astype(np.int64)
         return np.where(
             verdict == int(Verdict.FAIL), FAIL, np.where(evaluation.passes_step, PASS, HOLD)

@@ -14,33 +14,26 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.decisions.model import (
+    CAP_MINUTES,
     COST_MAX_USD,
+    DESIGN_POINTS,
     ERROR_RATE_MAX,
     FALSE_ROLLBACK_RATE,
-    INTERVAL_SECONDS,
     JUDGED_SHARE,
-    MIN_REQUESTS,
     OUTPUT_SHAPE,
     PRICING,
     QUALITY_MAX_DROP,
-    SLO_SPEC,
     STABLE,
     STABLE_TTFT_P95,
     STEPS,
     TTFT_EDGES,
     TTFT_P95_MAX,
     Scenario,
+    scenario,
 )
 from bench.decisions.simulate import WindowArrays
 from bench.decisions.stats import bernoulli_kl
-from llmrollout.analysis import (
-    Histogram,
-    SequentialState,
-    VariantWindow,
-    Verdict,
-    Window,
-    evaluate_sequential,
-)
+from llmrollout.analysis import Histogram, VariantWindow, Verdict
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -61,8 +54,11 @@ class Look:
     level: IntArray  # index into STEPS
     candidate: WindowArrays  # as the operator reads it
     stable: WindowArrays
-    candidate_exact: WindowArrays  # exact per-interval increments: what ours and the oracle read
+    candidate_exact: (
+        WindowArrays  # exact increments (lagged by the scrape phase): what ours and the oracle read
+    )
     stable_exact: WindowArrays
+    served: FloatArray | None = None  # canary requests actually served in this minute
 
 
 class Policy(Protocol):
@@ -255,8 +251,6 @@ class KayentaPolicy:
     series: dict[str, FloatArray] = field(default_factory=dict)
 
     def start(self, replicates: int) -> None:
-        from bench.decisions.model import CAP_MINUTES
-
         self.series = {
             f"{metric}.{side}": np.full((replicates, CAP_MINUTES), np.nan)
             for metric in ("errors", "ttft", "pass", "cost")
@@ -284,7 +278,7 @@ class KayentaPolicy:
         return np.where(counted > 0, verdict, HOLD).astype(np.int64)
 
 
-# --- ours: the operator's sequential analysis ---------------------------------------------------------------
+# --- windows as the operator's threshold evaluation reads them (for the tests) ----------------------------
 
 
 def variant_window(name: str, window: WindowArrays, row: int) -> VariantWindow:
@@ -305,58 +299,6 @@ def variant_window(name: str, window: WindowArrays, row: int) -> VariantWindow:
         input_tokens=float(window.in_tokens[row]),
         output_tokens=float(window.out_tokens[row]),
     )
-
-
-def window_for(look: Look, row: int) -> Window:
-    end = look.minute * INTERVAL_SECONDS
-    return Window(
-        start=end - INTERVAL_SECONDS,
-        end=end,
-        variants={
-            CANDIDATE: variant_window(CANDIDATE, look.candidate, row),
-            STABLE_NAME: variant_window(STABLE_NAME, look.stable, row),
-        },
-    )
-
-
-def is_final_step(level: int) -> bool:
-    """Whether passing the step at `level` promotes: the final_step the state machine passes."""
-    return level + 1 >= len(STEPS) or STEPS[level + 1] >= 100
-
-
-@dataclass
-class SequentialPolicy:
-    """`evaluate_sequential` exactly as the operator calls it: one call per window and replicate, the
-    state carried from look to look, falseRollbackRate 0.01, minRequests 100, final_step as the state
-    machine passes it."""
-
-    name: str = "ours (sequential)"
-    failure_limit: int = 1
-    states: list[SequentialState | None] = field(default_factory=list)
-
-    def start(self, replicates: int) -> None:
-        self.states = [None] * replicates
-
-    def look(self, look: Look) -> IntArray:
-        verdicts = np.empty(len(look.index), np.int64)
-        for row, replicate in enumerate(look.index.tolist()):
-            level = int(look.level[row])
-            evaluation = evaluate_sequential(
-                SLO_SPEC,
-                window_for(look, row),
-                candidate=CANDIDATE,
-                stable=STABLE_NAME,
-                state=self.states[replicate],
-                false_rollback_rate=FALSE_ROLLBACK_RATE,
-                min_requests=MIN_REQUESTS,
-                step=level,
-                candidate_weight=STEPS[level],
-                pricing=PRICING,
-                final_step=is_final_step(level),
-            )
-            self.states[replicate] = evaluation.state
-            verdicts[row] = int(evaluation.verdict)
-        return verdicts
 
 
 # --- the oracle ------------------------------------------------------------------------------------------
@@ -404,6 +346,17 @@ def oracle_model(scenario: Scenario) -> OracleModel | None:
     return None
 
 
+def design_point_models() -> tuple[OracleModel, ...]:
+    """Per SLO family, stable against the regression at exactly its tightest stated bound: what the
+    oracle tests a healthy candidate against (it must accept all of them to promote)."""
+    models = []
+    for name in DESIGN_POINTS.values():
+        model = oracle_model(scenario(name))
+        assert model is not None
+        models.append(model)
+    return tuple(models)
+
+
 STABLE_P95_INDEX = TTFT_EDGES.index(STABLE_TTFT_P95)
 
 
@@ -411,13 +364,17 @@ STABLE_P95_INDEX = TTFT_EDGES.index(STABLE_TTFT_P95)
 class OraclePolicy:
     """Wald's SPRT of the stable's true parameter against the candidate's true one, on the regressed
     metric only, from exact per-interval counts: roll back at log((1-b)/a), accept at log(b/(1-a)),
-    a = falseRollbackRate, b = 5%. Accepting passes every later step."""
+    a = falseRollbackRate, b = 5%. Accepting passes every later step. Windows in `skip` (minutes in
+    which the scenario is not in its steady state: a warm-up, an outage) count for nothing: the
+    oracle knows they say nothing about the candidate."""
 
     model: OracleModel
     name: str = "oracle SPRT"
     failure_limit: int = 1
     alpha: float = FALSE_ROLLBACK_RATE
     beta: float = ORACLE_MISS
+    skip: frozenset[int] = frozenset()
+    counters: str = "exact"
     llr: FloatArray = field(default_factory=lambda: np.zeros(0))
     accepted: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
 
@@ -446,12 +403,58 @@ class OraclePolicy:
         )
         return np.asarray(events * math.log(p1 / p0) + (trials - events) * math.log((1 - p1) / (1 - p0)))
 
-    def look(self, look: Look) -> IntArray:
+    def update(self, look: Look) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """Add the window; (rejected, accepted) per looked-at replicate. Acceptance is final."""
         index = look.index
-        self.llr[index] += self._increment(look.candidate_exact)
+        if look.minute not in self.skip:
+            self.llr[index] += self._increment(look.candidate_exact)
         upper = math.log((1 - self.beta) / self.alpha)
         lower = math.log(self.beta / (1 - self.alpha))
         self.accepted[index] |= self.llr[index] <= lower
-        return np.where(self.accepted[index], PASS, np.where(self.llr[index] >= upper, FAIL, HOLD)).astype(
-            np.int64
-        )
+        accepted = self.accepted[index]
+        return (self.llr[index] >= upper) & ~accepted, accepted
+
+    def look(self, look: Look) -> IntArray:
+        """Roll back on rejection; before the last step pass unless rejected (so that the oracle, like
+        ours, reaches the traffic where evidence comes fast); at the last step pass once accepted."""
+        rejected, accepted = self.update(look)
+        return _oracle_verdict(look, rejected, accepted)
+
+
+def _oracle_verdict(look: Look, rejected: NDArray[np.bool_], accepted: NDArray[np.bool_]) -> IntArray:
+    final = look.level >= len(STEPS) - 1
+    return np.where(rejected, FAIL, np.where(accepted | ~final, PASS, HOLD)).astype(np.int64)
+
+
+@dataclass
+class OracleSetPolicy:
+    """The oracle on a healthy candidate: one OraclePolicy per model (design_point_models), each at
+    a = falseRollbackRate / len(models) (so that its false rollback rate is at most falseRollbackRate,
+    as ours' is) and b = 5%; it rolls back when any of them rejects and passes the last step once all
+    of them have accepted (earlier ones unless one rejected)."""
+
+    models: tuple[OracleModel, ...]
+    skip: frozenset[int] = frozenset()
+    name: str = "oracle SPRT"
+    failure_limit: int = 1
+    counters: str = "exact"
+    parts: list[OraclePolicy] = field(default_factory=list)
+
+    def start(self, replicates: int) -> None:
+        alpha = FALSE_ROLLBACK_RATE / max(len(self.models), 1)
+        self.parts = [OraclePolicy(model, alpha=alpha, skip=self.skip) for model in self.models]
+        for part in self.parts:
+            part.start(replicates)
+
+    def look(self, look: Look) -> IntArray:
+        updates = [part.update(look) for part in self.parts]
+        rejected = np.stack([r for r, _ in updates]).any(axis=0)
+        accepted = np.stack([a for _, a in updates]).all(axis=0)
+        return _oracle_verdict(look, rejected, accepted)
+
+
+def unsteady_minutes(item: Scenario) -> frozenset[int]:
+    """The windows the oracle skips for `item`: those with a warm-up or an outage in them, and the one
+    after each, into which exact reads lagged by the scrape phase carry the end of it."""
+    unsteady = {m for m in range(1, CAP_MINUTES + 1) if not item.steady(m)}
+    return frozenset(unsteady | {m + 1 for m in unsteady if m < CAP_MINUTES})

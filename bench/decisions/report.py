@@ -13,16 +13,22 @@ import numpy as np
 from bench.decisions.model import (
     CAP_MINUTES,
     COST_MAX_USD,
+    DESIGN_POINTS,
     ERROR_RATE_MAX,
     FALSE_ROLLBACK_RATE,
+    HORIZON_MINUTES,
     JUDGED_SHARE,
     MIN_REQUESTS,
+    MISS_RATE,
     QUALITY_MAX_DROP,
     SCRAPE_SECONDS,
+    SLO_SPEC,
     STEPS,
+    TARGET_RPS,
     TTFT_P95_MAX,
     WARMUP_SECONDS,
     Scenario,
+    breached_bounds,
 )
 from bench.decisions.policies import OracleModel
 from bench.decisions.rollout import PROMOTED, ROLLED_BACK, UNDECIDED, Outcome
@@ -32,11 +38,14 @@ Row = dict[str, Any]
 OURS = "ours (sequential)"
 CALIBRATED = "threshold-calibrated"
 ORACLE = "oracle SPRT"
-# Targets at this rate, on the regressions the oracle decides within this many minutes.
-TARGET_RPS = 10.0
 # The canary requests served at the first step before the sequential tests count anything.
 WARMUP_CANARY_REQUESTS = WARMUP_SECONDS * TARGET_RPS * STEPS[0] / 100
-ORACLE_MINUTES = 30.0
+# Issue 9's acceptance targets.
+MIN_PROMOTED = 0.97
+MAX_FALSE_ROLLBACK = FALSE_ROLLBACK_RATE
+MAX_FALSE_ROLLBACK_UPPER = 0.015
+MAX_MISS = MISS_RATE
+MAX_ORACLE_RATIO = 2.0
 
 
 def _finite(value: float) -> float | None:
@@ -68,7 +77,11 @@ def summarise(
     promoted = outcome.decision == PROMOTED
     undecided = outcome.decision == UNDECIDED
     correct = rolled_back if scenario.regression else promoted
+    horizon = outcome.horizon
+    by_horizon = np.zeros(n, bool) if horizon is None else horizon
+    by_tests = rolled_back & ~by_horizon
     requests = _stats(outcome.requests[correct])
+    promote_minutes = _stats(outcome.minutes[promoted])
     minutes = _stats(outcome.minutes[correct])
     decided_minutes = np.where(undecided, np.inf, outcome.minutes)
     row: Row = {
@@ -77,9 +90,24 @@ def summarise(
         "family": scenario.family,
         "regression": scenario.regression,
         "rps": rps,
+        "scrape_seconds": SCRAPE_SECONDS,
+        "must_catch": scenario.must_catch,
+        "breached_bounds": breached_bounds(scenario.candidate) if scenario.regression else [],
         "replicates": n,
+        "promoted_rate": float(promoted.mean()),
+        "rolled_back_rate": float(rolled_back.mean()),
+        # Decided by the horizon's rule (ours): promoted there, rolled back there by no test's boundary.
+        "horizon_promoted_rate": None if horizon is None else float((promoted & by_horizon).mean()),
+        "horizon_rolled_back_rate": None if horizon is None else float((rolled_back & by_horizon).mean()),
+        "test_rolled_back_rate": float(by_tests.mean()),
+        "mean_requests_promoted": _stats(outcome.requests[promoted])[0],
+        "mean_requests_rolled_back": _stats(outcome.requests[rolled_back])[0],
+        "mean_minutes_promoted": promote_minutes[0],
+        "p90_minutes_promoted": promote_minutes[2],
         "false_rollback_rate": None,
         "false_rollback_upper95": None,
+        "false_rollback_by_tests_rate": None,
+        "false_rollback_by_tests_upper95": None,
         "miss_rate": None,
         "undecided_rate": float(undecided.mean()),
         "correct_rate": float(correct.mean()),
@@ -100,6 +128,9 @@ def summarise(
         k = int(rolled_back.sum())
         row["false_rollback_rate"] = k / n
         row["false_rollback_upper95"] = upper_bound(k, n)
+        k_tests = int(by_tests.sum())
+        row["false_rollback_by_tests_rate"] = k_tests / n
+        row["false_rollback_by_tests_upper95"] = upper_bound(k_tests, n)
         return row
     miss = float(promoted.mean())
     row["miss_rate"] = miss
@@ -124,10 +155,14 @@ def _fmt(value: Any, digits: int = 0, percent: bool = False) -> str:
     return f"{value:,.0f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 
+def _pct(value: float | None, digits: int = 1) -> str:
+    return _fmt(value, digits, True)
+
+
 def _frr(row: Row) -> str:
     if row["false_rollback_rate"] is None:
         return ""
-    return f"{_fmt(row['false_rollback_rate'], 2, True)} (≤{_fmt(row['false_rollback_upper95'], 2, True)})"
+    return f"{_pct(row['false_rollback_rate'], 2)} (≤{_pct(row['false_rollback_upper95'], 2)})"
 
 
 def _triple(row: Row, what: str) -> str:
@@ -138,12 +173,19 @@ def _triple(row: Row, what: str) -> str:
     return " / ".join(_fmt(v, digits) for v in values)
 
 
+def _horizon(row: Row) -> str:
+    if row["horizon_promoted_rate"] is None:
+        return "-"
+    return f"{_pct(row['horizon_promoted_rate'])} / {_pct(row['horizon_rolled_back_rate'])}"
+
+
 def _table(rows: Sequence[Row]) -> list[str]:
     lines = [
-        "| scenario | policy | false rollback (upper 95%) | miss | undecided | canary requests to correct"
-        " decision: mean / median / p90 | minutes: mean / median / p90 | bad requests before rollback"
+        "| scenario | policy | must catch | promoted | false rollback (upper 95%) | miss | undecided"
+        " | at the horizon: promoted / rolled back | canary requests to correct decision:"
+        " mean / median / p90 | minutes: mean / median / p90 | bad requests before rollback"
         " | Wald bound | mean / Wald |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ratio = row["wald_ratio"]
@@ -153,9 +195,12 @@ def _table(rows: Sequence[Row]) -> list[str]:
                 [
                     row["scenario"],
                     row["policy"],
+                    "yes" if row["must_catch"] else ("no" if row["regression"] else ""),
+                    _pct(row["promoted_rate"]),
                     _frr(row),
-                    _fmt(row["miss_rate"], 1, True) if row["miss_rate"] is not None else "",
-                    _fmt(row["undecided_rate"], 1, True),
+                    _pct(row["miss_rate"]) if row["miss_rate"] is not None else "",
+                    _pct(row["undecided_rate"]),
+                    _horizon(row),
                     _triple(row, "requests"),
                     _triple(row, "minutes"),
                     _fmt(row["bad_requests_before_rollback"]),
@@ -168,128 +213,360 @@ def _table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def _find(rows: Sequence[Row], policy: str, scenario: str, rps: float) -> Row | None:
+def _find(
+    rows: Sequence[Row], policy: str, scenario: str, rps: float, scrape: float = SCRAPE_SECONDS
+) -> Row | None:
     for row in rows:
-        if row["policy"] == policy and row["scenario"] == scenario and row["rps"] == rps:
+        if (
+            row["policy"] == policy
+            and row["scenario"] == scenario
+            and row["rps"] == rps
+            and row.get("scrape_seconds", SCRAPE_SECONDS) == scrape
+        ):
             return row
     return None
 
 
-def targets(rows: Sequence[Row]) -> list[str]:
-    """The acceptance targets for our policy, each met or missed and by how much."""
-    lines: list[str] = []
-    ours_healthy = [r for r in rows if r["policy"] == OURS and not r["regression"]]
-    worst = sorted(ours_healthy, key=lambda r: r["false_rollback_upper95"] or 0.0, reverse=True)
-    missed = [
+def _cells(rows: Sequence[Row], rps: float, scrape: float = SCRAPE_SECONDS) -> list[Row]:
+    return [
         r
-        for r in ours_healthy
-        if r["false_rollback_rate"] > FALSE_ROLLBACK_RATE or r["false_rollback_upper95"] >= 0.015
+        for r in rows
+        if r["policy"] == OURS and r["rps"] == rps and r.get("scrape_seconds", SCRAPE_SECONDS) == scrape
     ]
-    if not ours_healthy:
-        lines.append("- False rollback rate: not measured (no healthy scenario in this run).")
-    else:
-        top = worst[0]
-        state = (
-            "**met**" if not missed else f"**missed** in {len(missed)} of {len(ours_healthy)} healthy cells"
+
+
+def _points(value: float, target: float) -> str:
+    return f"{100 * abs(value - target):.2f} points"
+
+
+def _healthy_misses(row: Row, promoted_target: bool = True) -> list[str]:
+    """What a healthy cell misses of the targets, each with by how much, and where the false
+    rollbacks came from."""
+    missed = []
+    if promoted_target and row["promoted_rate"] < MIN_PROMOTED:
+        missed.append(
+            f"promoted {_pct(row['promoted_rate'])} < {100 * MIN_PROMOTED:g}% by"
+            f" {_points(row['promoted_rate'], MIN_PROMOTED)}"
         )
+    if row["false_rollback_rate"] > MAX_FALSE_ROLLBACK:
+        missed.append(
+            f"false rollbacks {_pct(row['false_rollback_rate'], 2)} > 1% by"
+            f" {_points(row['false_rollback_rate'], MAX_FALSE_ROLLBACK)}"
+        )
+    if row["false_rollback_upper95"] >= MAX_FALSE_ROLLBACK_UPPER:
+        missed.append(
+            f"upper 95% bound {_pct(row['false_rollback_upper95'], 2)} >= 1.5% by"
+            f" {_points(row['false_rollback_upper95'], MAX_FALSE_ROLLBACK_UPPER)}"
+        )
+    if row["undecided_rate"] > 0:
+        missed.append(f"undecided {_pct(row['undecided_rate'])} > 0%")
+    if missed and row["horizon_rolled_back_rate"] is not None and row["false_rollback_rate"] > 0:
+        missed.append(
+            f"rolled back by the horizon's rule {_pct(row['horizon_rolled_back_rate'], 2)}, by tests"
+            f" {_pct(row['false_rollback_by_tests_rate'], 2)}"
+            f" (upper {_pct(row['false_rollback_by_tests_upper95'], 2)})"
+        )
+    return missed
+
+
+def _regression_misses(row: Row) -> list[str]:
+    missed = []
+    if row["miss_rate"] > MAX_MISS:
+        at_horizon = row["horizon_promoted_rate"] or 0.0
+        why = (
+            f"{_pct(at_horizon)} promoted by the horizon's rule (tests still open at"
+            f" {HORIZON_MINUTES} min), {_pct(row['miss_rate'] - at_horizon)} promoted with every test cleared"
+        )
+        missed.append(f"miss {_pct(row['miss_rate'])} > 5% by {_points(row['miss_rate'], MAX_MISS)} ({why})")
+    if row["undecided_rate"] > 0:
+        missed.append(f"undecided {_pct(row['undecided_rate'])} > 0%")
+    return missed
+
+
+def _verdict(missed: Sequence[str]) -> str:
+    return "met" if not missed else "**missed**: " + "; ".join(missed)
+
+
+def _state(results: Sequence[bool]) -> str:
+    if not results:
+        return "not measured"
+    failed = sum(1 for ok in results if not ok)
+    return "**met**" if failed == 0 else f"**missed** ({failed} of {len(results)})"
+
+
+def _healthy_section(rows: Sequence[Row]) -> tuple[list[str], list[bool]]:
+    cells = [r for r in _cells(rows, TARGET_RPS) if not r["regression"]]
+    lines = [
+        "| healthy scenario | promoted (>= 97%) | false rollbacks (<= 1%, upper 95% < 1.5%): all (upper)"
+        " / by tests (upper) / at the horizon | undecided (0%) | promoted at the horizon"
+        " | minutes to promote: mean / p90 | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    results = []
+    for row in cells:
+        missed = _healthy_misses(row)
+        results.append(not missed)
         lines.append(
-            f"- False rollback rate <= 1% with upper 95% bound < 1.5% on every healthy scenario and rate: "
-            f"{state}; worst: {top['scenario']} at {top['rps']:g} rps, "
-            f"{_fmt(top['false_rollback_rate'], 2, True)}"
-            f" (upper {_fmt(top['false_rollback_upper95'], 2, True)})."
+            f"| {row['scenario']} | {_pct(row['promoted_rate'])}"
+            f" | {_frr(row)} / {_pct(row['false_rollback_by_tests_rate'], 2)}"
+            f" (≤{_pct(row['false_rollback_by_tests_upper95'], 2)})"
+            f" / {_pct(row['horizon_rolled_back_rate'], 2)} | {_pct(row['undecided_rate'])}"
+            f" | {_pct(row['horizon_promoted_rate'])}"
+            f" | {_fmt(row['mean_minutes_promoted'], 1)} / {_fmt(row['p90_minutes_promoted'], 1)}"
+            f" | {_verdict(missed)} |"
         )
-        for r in missed:
-            lines.append(
-                f"  - missed: {r['scenario']} at {r['rps']:g} rps: {_fmt(r['false_rollback_rate'], 2, True)}"
-                f" (upper {_fmt(r['false_rollback_upper95'], 2, True)}), "
-                f"{100 * (r['false_rollback_upper95'] - 0.015):+.2f} points over the 1.5% bound"
-            )
-    regressions = sorted({r["scenario"] for r in rows if r["regression"] and r["rps"] == TARGET_RPS})
-    in_scope: list[str] = []
-    for name in regressions:
-        oracle = _find(rows, ORACLE, name, TARGET_RPS)
-        if oracle is not None and (oracle["median_decision_minutes"] or math.inf) <= ORACLE_MINUTES:
-            in_scope.append(name)
-    lines.append(
-        f"- In scope at {TARGET_RPS:g} rps (regressions whose oracle SPRT's median time to decide is"
-        f" <= {ORACLE_MINUTES:g} min): {', '.join(in_scope) if in_scope else 'none'}."
-    )
-    for title, check in (
-        ("Miss rate <= 5%", _miss_check),
-        ("Mean canary requests <= 2x Wald's bound", _wald_check),
-        (
-            "vs threshold-calibrated: >= 3x fewer canary requests to roll back, or >= 3x fewer misses",
-            _vs_check,
-        ),
-    ):
-        results = [check(rows, name) for name in in_scope]
-        failures = [text for ok, text in results if not ok]
-        state = "**met**" if not failures and results else ("**missed**" if failures else "not measured")
+    return lines, results
+
+
+def _regression_section(rows: Sequence[Row]) -> tuple[list[str], list[bool]]:
+    cells = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"]]
+    lines = [
+        "| regression (bounds breached) | miss (<= 5%) | of which promoted at the horizon | undecided"
+        " | rolled back at the horizon | minutes to roll back: mean / p90 | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    results = []
+    for row in cells:
+        missed = _regression_misses(row)
+        results.append(not missed)
+        bounds = ", ".join(row["breached_bounds"])
         lines.append(
-            f"- {title}: {state}" + (f" ({len(failures)} of {len(results)} scenarios)" if failures else "")
+            f"| {row['scenario']} ({bounds}) | {_pct(row['miss_rate'])}"
+            f" | {_pct(row['horizon_promoted_rate'])} | {_pct(row['undecided_rate'])}"
+            f" | {_pct(row['horizon_rolled_back_rate'])}"
+            f" | {_fmt(row['mean_minutes'], 1)} / {_fmt(row['p90_minutes'], 1)} | {_verdict(missed)} |"
         )
-        lines.extend(f"  - {'ok' if ok else 'MISSED'}: {text}" for ok, text in results)
+    return lines, results
+
+
+def _ratio_section(rows: Sequence[Row]) -> tuple[list[str], list[bool]]:
+    cells = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"] or not r["regression"]]
+    lines = [
+        "| scenario | correct decision | ours: mean canary requests | oracle SPRT: mean canary requests"
+        " | ours / oracle (<= 2x) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = []
+    for row in cells:
+        oracle = _find(rows, ORACLE, row["scenario"], TARGET_RPS)
+        side = "roll back" if row["regression"] else "promote"
+        ours_requests = row["mean_requests"]
+        oracle_requests = None if oracle is None else oracle["mean_requests"]
+        if ours_requests is None or not oracle_requests:
+            ok, ratio_text, verdict = False, "-", "**missed**: no correct decision to measure"
+        else:
+            ratio = ours_requests / oracle_requests
+            ok = ratio <= MAX_ORACLE_RATIO
+            ratio_text = f"{ratio:.2f}x"
+            verdict = "met" if ok else f"**missed** by {ratio / MAX_ORACLE_RATIO:.2f}x"
+        results.append(ok)
+        lines.append(
+            f"| {row['scenario']} | {side} | {_fmt(ours_requests)} | {_fmt(oracle_requests)}"
+            f" | {ratio_text} | {verdict} |"
+        )
+    return lines, results
+
+
+def _rate_section(
+    rows: Sequence[Row], rps: float, scrape: float = SCRAPE_SECONDS
+) -> tuple[list[str], list[bool]]:
+    """No undecided rollouts, false rollbacks within bounds, misses of must-catch regressions <= 5%."""
+    lines, results = [], []
+    for row in _cells(rows, rps, scrape):
+        if not row["regression"]:
+            missed = _healthy_misses(row, promoted_target=False)
+        elif row["must_catch"]:
+            missed = _regression_misses(row)
+        elif row["undecided_rate"] > 0:
+            missed = [f"undecided {_pct(row['undecided_rate'])} > 0%"]
+        else:
+            missed = []
+        results.append(not missed)
+        if missed:
+            lines.append(f"  - {row['scenario']}: " + "; ".join(missed))
+    return lines, results
+
+
+def _wald_lines(rows: Sequence[Row]) -> list[str]:
+    lines = []
+    for row in _cells(rows, TARGET_RPS):
+        if not row["must_catch"] or row["wald_ratio"] is None:
+            continue
+        oracle = _find(rows, ORACLE, row["scenario"], TARGET_RPS)
+        text = (
+            f"  - {row['scenario']}: ours {_fmt(row['mean_requests'])} vs Wald's bound"
+            f" {_fmt(row['wald_bound_requests'])} = {row['wald_ratio']:.2f}x"
+        )
+        if oracle is not None and oracle["wald_ratio"] is not None:
+            text += f"; the oracle SPRT {oracle['wald_ratio']:.2f}x"
+        lines.append(text)
     return lines
 
 
-def _miss_check(rows: Sequence[Row], name: str) -> tuple[bool, str]:
-    row = _find(rows, OURS, name, TARGET_RPS)
-    if row is None:
-        return False, f"{name}: not run"
-    miss = row["miss_rate"]
-    text = f"{name}: miss {_fmt(miss, 1, True)} (undecided {_fmt(row['undecided_rate'], 1, True)})"
-    if miss > 0.05:
-        text += f", {100 * (miss - 0.05):.1f} points over"
-    return miss <= 0.05, text
-
-
-def _wald_check(rows: Sequence[Row], name: str) -> tuple[bool, str]:
-    row = _find(rows, OURS, name, TARGET_RPS)
-    if row is None or row["wald_ratio"] is None:
-        return False, f"{name}: no rollbacks to measure"
-    ratio = row["wald_ratio"]
-    text = f"{name}: {_fmt(row['mean_requests'])} vs bound {_fmt(row['wald_bound_requests'])} = {ratio:.2f}x"
-    if ratio > 2:
-        text += f" ({ratio / 2:.2f}x over the target)"
-        # What no policy reading these windows could beat: the oracle's own ratio, and the canary
-        # requests of the warm-up, during which nothing counts.
-        oracle = _find(rows, ORACLE, name, TARGET_RPS)
-        if oracle is not None and oracle["mean_requests"] and oracle["wald_bound_requests"]:
-            text += (
-                f"; the oracle SPRT on the same windows: {_fmt(oracle['mean_requests'])}"
-                f" = {oracle['mean_requests'] / oracle['wald_bound_requests']:.2f}x its bound"
-            )
-        text += f"; our warm-up alone serves {_fmt(WARMUP_CANARY_REQUESTS)} canary requests"
-    return ratio <= 2, text
-
-
-def _vs_check(rows: Sequence[Row], name: str) -> tuple[bool, str]:
-    ours = _find(rows, OURS, name, TARGET_RPS)
-    other = _find(rows, CALIBRATED, name, TARGET_RPS)
-    if ours is None or other is None:
-        return False, f"{name}: not run"
-    parts = []
-    request_factor = None
-    if ours["mean_requests"] and other["mean_requests"]:
-        request_factor = other["mean_requests"] / ours["mean_requests"]
-        parts.append(
-            f"requests {_fmt(other['mean_requests'])} vs {_fmt(ours['mean_requests'])}"
-            f" = {request_factor:.2f}x"
+def _notes(rows: Sequence[Row]) -> list[str]:
+    """Why targets are missed: the numbers that locate each miss, and the mechanism behind it."""
+    healthy = [r for r in _cells(rows, TARGET_RPS) if not r["regression"]]
+    lines = ["### Why (where targets are missed)", ""]
+    if healthy and any(r["false_rollback_rate"] > MAX_FALSE_ROLLBACK for r in healthy):
+        horizon = sum(r["horizon_rolled_back_rate"] or 0.0 for r in healthy)
+        total = sum(r["false_rollback_rate"] for r in healthy)
+        lines.append(
+            f"- False rollbacks of healthy candidates at {TARGET_RPS:g} requests/s: {_pct(horizon / total)}"
+            " of them are made by the horizon's rule, not by a test crossing its boundary. At the horizon"
+            " every test still open goes the way its log-likelihood ratio leans, and a test without"
+            " exposure rolls back; a candidate is rolled back when any one of its tests (six here) leans"
+            " towards H1, and that rule's error rate is not part of the falseRollbackRate budget. The"
+            " tests alone stay within it (see 'by tests')."
         )
-    elif ours["mean_requests"] and not other["mean_requests"]:
-        parts.append("threshold-calibrated never rolled back")
-        request_factor = math.inf
-    ours_miss = ours["miss_rate"] + ours["undecided_rate"]
-    other_miss = other["miss_rate"] + other["undecided_rate"]
-    miss_factor = (
-        math.inf if ours_miss == 0 and other_miss > 0 else (other_miss / ours_miss if ours_miss else 1.0)
-    )
-    parts.append(
-        f"not rolled back (miss + undecided) {_fmt(other_miss, 1, True)} vs {_fmt(ours_miss, 1, True)}"
-        f" = {'inf' if math.isinf(miss_factor) else f'{miss_factor:.2f}'}x"
-    )
-    ok = (request_factor is not None and request_factor >= 3) or miss_factor >= 3
-    return ok, f"{name}: " + "; ".join(parts)
+    spills = [
+        r
+        for r in rows
+        if r["policy"] == OURS
+        and r["scenario"] == "healthy: warm-up spike"
+        and (r["false_rollback_by_tests_rate"] or 0.0) > MAX_FALSE_ROLLBACK
+    ]
+    if spills:
+        where = ", ".join(
+            f"{_pct(r['false_rollback_by_tests_rate'], 2)} at {r['rps']:g} requests/s and"
+            f" {r['scrape_seconds']:g} s scrapes"
+            for r in spills
+        )
+        lines.append(
+            f"- healthy: warm-up spike, rolled back by tests: {where}. The warm-up is defined by window"
+            " start times, but an exact read starts at the last scrape at or before the window's start:"
+            " what the candidate served in the warm-up's last scrape interval counts in the first window"
+            " after it (the slower the scrapes, the more of it). The warm-up should end one scrape"
+            " interval later."
+        )
+    for rps in sorted({r["rps"] for r in rows}):
+        oracle = [
+            r
+            for r in rows
+            if r["policy"] == ORACLE and not r["regression"] and r["rps"] == rps and r["undecided_rate"] > 0.5
+        ]
+        if oracle:
+            share = 1 - max(r["undecided_rate"] for r in oracle)
+            lines.append(
+                f"- At {rps:g} requests/s even the oracle SPRT, which knows the true parameters, decides at"
+                f" most {_pct(share)} of healthy candidates within {CAP_MINUTES} minutes: proving"
+                " quality.maxDropVsStable (a drop of 3 points from 90%, with 20% of answers judged) at"
+                " a = 1%, b = 5% takes thousands of canary requests, more than this traffic serves in the"
+                " horizon. Whatever ours does, the horizon decides these rollouts, and its rule's error"
+                " rates are what the table shows; the horizon is too short for these SLOs at this traffic."
+            )
+    quality = [
+        r
+        for r in _cells(rows, TARGET_RPS)
+        if r["must_catch"] and r["family"] == "quality" and r["miss_rate"] > MAX_MISS
+    ]
+    for row in quality:
+        cleared = row["miss_rate"] - (row["horizon_promoted_rate"] or 0.0)
+        lines.append(
+            f"- {row['scenario']}: the failed-verdict test's H1 is a failure-rate ratio (f + 0.03) / f, with"
+            " f stable's failure share chosen once from its first 50 or so judged verdicts. When f comes"
+            " out low, H1 lies beyond the true ratio (1.3 at f = 10%) and the test clears a design-point"
+            f" regression more often than missRate allows ({_pct(cleared)}"
+            " promoted with every test cleared)."
+        )
+    cost = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"] and r["family"] == "tokens"]
+    for row in cost:
+        if row["miss_rate"] > MAX_MISS:
+            lines.append(
+                f"- {row['scenario']}: costPerRequest is judged by a confidence sequence on the mean with"
+                " no indifference zone: it rolls back only when the lower bound is above maxUSD, which at"
+                " exactly maxUSD almost never happens, so the horizon decides by the point estimate, a"
+                f" coin flip ({_pct(row['horizon_promoted_rate'])} promoted there)."
+            )
+    tail = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"] and "(tail)" in r["scenario"]]
+    for row in tail:
+        if row["miss_rate"] > MAX_MISS:
+            lines.append(
+                f"- {row['scenario']}: the relative TTFT test turns 'p95 +20%' into a rate ratio at the"
+                " bucket edge nearest stable's p95 assuming the whole distribution shifts (a ratio of"
+                " about 2.0 here). A regression of the tail alone that moves the p95 by +30% raises the"
+                " share above that edge (0.5 s) from 5% to about 7.6%, a ratio of about 1.5, inside the"
+                " indifference zone between H0 (1.0) and H1 (2.0): the test clears it"
+                f" {_pct(row['miss_rate'] - (row['horizon_promoted_rate'] or 0.0))} of the time."
+            )
+    ratio_misses = [
+        r
+        for r in _cells(rows, TARGET_RPS)
+        if r["must_catch"] and r["family"] in ("ttft", "tokens") and r["mean_requests"] is not None
+    ]
+    if ratio_misses:
+        lines.append(
+            "- Requests against the oracle on TTFT and cost: the oracle reads every TTFT bucket (the"
+            " likelihood of the whole histogram) and the gamma likelihood of output tokens with their"
+            " true shape, while ours counts requests above one bucket edge and bounds a mean with no"
+            " variance information; ours also splits falseRollbackRate over its six tests (the oracle"
+            " tests one metric at a = 1%) and counts nothing during its 120 s warm-up, which alone serves"
+            f" {_fmt(WARMUP_CANARY_REQUESTS)} canary requests at {TARGET_RPS:g} requests/s."
+        )
+    if len(lines) == 2:
+        lines.append("- Every target is met.")
+    return lines
+
+
+def targets(rows: Sequence[Row]) -> list[str]:
+    """Issue 9's acceptance targets for our policy, each met or missed and by how much."""
+    healthy, healthy_ok = _healthy_section(rows)
+    regressions, regressions_ok = _regression_section(rows)
+    ratios, ratios_ok = _ratio_section(rows)
+    lines = [
+        f"At {TARGET_RPS:g} requests/s, {SCRAPE_SECONDS:g} s scrapes, falseRollbackRate"
+        f" {FALSE_ROLLBACK_RATE:g}, missRate {MISS_RATE:g}, 1-minute intervals, a {HORIZON_MINUTES}-minute"
+        " horizon.",
+        "",
+        f"### Healthy candidates: >= 97% promoted, false rollbacks <= 1% (upper 95% bound < 1.5%), 0%"
+        f" undecided: {_state(healthy_ok)}",
+        "",
+        *healthy,
+        "",
+        f"### Regressions at or beyond a stated bound (must catch): misses <= 5%: {_state(regressions_ok)}",
+        "",
+        *regressions,
+        "",
+        "### Mean canary requests to the correct decision <= 2x the oracle SPRT's on the same windows:"
+        f" {_state(ratios_ok)}",
+        "",
+        "The oracle knows both versions' true parameters and reads the same (exact, lagged) windows; on a"
+        " regression it runs Wald's SPRT on the regressed metric, on a healthy candidate one SPRT per SLO"
+        " family against that family's design point, promoting once all have accepted.",
+        "",
+        *ratios,
+        "",
+    ]
+    for rps in sorted({r["rps"] for r in rows} - {TARGET_RPS}):
+        notes, ok = _rate_section(rows, rps)
+        lines += [
+            f"### At {rps:g} requests/s: no undecided rollouts, false rollbacks <= 1% (upper 95% < 1.5%),"
+            f" must-catch misses <= 5%: {_state(ok)}",
+            "",
+            *notes,
+            "",
+        ]
+    scrapes = sorted({r.get("scrape_seconds", SCRAPE_SECONDS) for r in rows} - {SCRAPE_SECONDS})
+    for scrape in scrapes:
+        notes, ok = _rate_section(rows, TARGET_RPS, scrape)
+        healthy_cells = [r for r in _cells(rows, TARGET_RPS, scrape) if not r["regression"]]
+        promoted = ", ".join(f"{r['scenario']} {_pct(r['promoted_rate'])}" for r in healthy_cells)
+        lines += [
+            f"### {scrape:g} s scrapes at {TARGET_RPS:g} requests/s (healthy scenarios and design points):"
+            f" the same error-rate targets: {_state(ok)}",
+            "",
+            f"  - promoted: {promoted}",
+            *notes,
+            "",
+        ]
+    lines += [*_notes(rows), ""]
+    lines += [
+        "### Wald's bound (reported, no target): ours' mean canary requests to roll back over the least"
+        " any test needs at ours' achieved error rates",
+        "",
+        *_wald_lines(rows),
+        "",
+    ]
+    return lines
 
 
 def _outcome(row: Row | None) -> str:
@@ -298,14 +575,15 @@ def _outcome(row: Row | None) -> str:
     wrong = row["false_rollback_rate"] if not row["regression"] else row["miss_rate"]
     label = "false rollback" if not row["regression"] else "miss"
     return (
-        f"{label} {_fmt(wrong, 1, True)}, undecided {_fmt(row['undecided_rate'], 1, True)}, "
+        f"{label} {_pct(wrong)}, undecided {_pct(row['undecided_rate'])}, "
         f"{_fmt(row['mean_requests'])} req / {_fmt(row['median_minutes'], 1)} min"
     )
 
 
 def headline(rows: Sequence[Row], rps: float = TARGET_RPS) -> list[str]:
     """Ours against threshold-calibrated and the oracle at one rate, one line per scenario."""
-    scenarios = list(dict.fromkeys(r["scenario"] for r in rows if r["rps"] == rps))
+    at = [r for r in rows if r["rps"] == rps and r.get("scrape_seconds", SCRAPE_SECONDS) == SCRAPE_SECONDS]
+    scenarios = list(dict.fromkeys(r["scenario"] for r in at))
     lines = [
         "| scenario | ours | threshold-calibrated | oracle SPRT |",
         "|---|---|---|---|",
@@ -314,6 +592,64 @@ def headline(rows: Sequence[Row], rps: float = TARGET_RPS) -> list[str]:
         cells = [_outcome(_find(rows, policy, name, rps)) for policy in (OURS, CALIBRATED, ORACLE)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _setup(settings: Mapping[str, Any]) -> list[str]:
+    scrapes = settings.get("scrapes", [SCRAPE_SECONDS])
+    errors = SLO_SPEC.error_rate
+    ttft = SLO_SPEC.ttft
+    return [
+        f"- Rollout: candidate weights {' -> '.join(f'{s}%' for s in STEPS)} -> promoted; 1-minute"
+        f" intervals; a step passes on a passing window once it has {MIN_REQUESTS} requests per version;"
+        f" ours decides every rollout by the {HORIZON_MINUTES}-minute horizon (strategy.maxDuration);"
+        f" other policies' rollouts still open after {CAP_MINUTES} minutes count as undecided.",
+        "- Stable: 1% errors; TTFT lognormal (sigma 0.5) with p95 0.5 s;"
+        f" {100 * JUDGED_SHARE:.0f}% of successful answers judged pass/fail (90% pass), verdicts arriving"
+        " 1 or 2 intervals late; gamma token counts (500 in, 300 out).",
+        f"- SLOs for every policy: errorRate max {ERROR_RATE_MAX}"
+        f" and maxIncreaseVsStable {errors.max_increase_vs_stable if errors else '-'}, quality"
+        f" maxDropVsStable {QUALITY_MAX_DROP}, ttft p95 {TTFT_P95_MAX}s and maxIncreaseVsStable"
+        f" {ttft.max_increase_vs_stable if ttft else '-'}, costPerRequest maxUSD {COST_MAX_USD} (stable"
+        " ~63% of it; the operator has no relative cost bound, so output tokens +20% breaches no stated"
+        " bound). `must catch`: the candidate reaches or passes a stated bound; the design points (at"
+        f" exactly the tightest bound) are {', '.join(DESIGN_POINTS.values())}, and each has a"
+        " regression at twice the bound beside it.",
+        "- Ours is the operator's own code: `llmrollout.analysis.sequential.evaluate_batch` on every"
+        " replicate at once (the batch the operator judges is a batch of one), with falseRollbackRate"
+        f" {FALSE_ROLLBACK_RATE:g}, missRate {MISS_RATE:g}, a 120 s warm-up and the horizon at minute"
+        f" {HORIZON_MINUTES}: two-sided SPRTs per SLO (absolute bound; relative to stable) and confidence"
+        " sequences on means; the last step promotes when every SLO is cleared, steps before it pass on"
+        " no evidence of harm, and what is still open at the horizon goes the way its evidence leans."
+        " It reads counters as the operator does: exact window increments (the value at the last"
+        " scrape at or before the window's end minus the value at the last scrape at or before its"
+        " start; no extrapolation), so with"
+        " scrapes every S s each window's evidence lags by the scrape phase, uniform in [0, S), rounded"
+        " to the 15 s slots (1 s: none; 15 s: 0 or 15 s; 60 s: 0 to 60 s), and what is served after a"
+        " window's last scrape counts in the next look.",
+        f"- Scrape intervals: {', '.join(f'{s:g} s' for s in scrapes)}; every policy at"
+        f" {SCRAPE_SECONDS:g} s, ours alone at the others (at {TARGET_RPS:g} requests/s, on the healthy"
+        " scenarios and the design points, on the same traces). The threshold and Kayenta policies read"
+        f" `increase()` over the 1-minute window at {SCRAPE_SECONDS:g} s scrapes, as Flagger and Argo"
+        " Rollouts query it (3 of 4 scrape slots, extrapolated x4/3).",
+        "- Other policies: threshold (fixed SLO bounds per window, failure limit 1/2/3); threshold-calibrated"
+        " (limit 1, bounds set on separate healthy traces so that its false rollback rate on identical"
+        " versions equals ours, at least 0.1%); Kayenta (Mann-Whitney 98%, tolerance 0.25, growing window,"
+        " pass 95, marginal 75 holds); oracle SPRT (Wald's SPRT with the true parameters, exact counts of"
+        " the same lagged windows, b = 5%, both boundaries; on a regression on the regressed metric,"
+        " against the candidate's true value, at a = 1%; on a healthy candidate one SPRT per SLO family"
+        " against its design point, at a = 1%/4 each, promoting when all have accepted; before the last"
+        " step it passes unless it rejected, as ours passes on no evidence of harm; windows with a warm-up"
+        " or an outage in them, and the next one, are skipped, since the oracle knows they say nothing).",
+        "- Correct decision: promotion on healthy scenarios, rollback on regressions; requests and minutes"
+        " are over replicates that decided correctly. Bad requests: errors, failed answers, or responses"
+        " slower than stable's p95 (0.5 s) that the candidate served before its rollback. At the horizon:"
+        " the share of rollouts the horizon's rule decided (a promotion at the horizon, or a rollback"
+        " there that no test's boundary made); false rollbacks by tests are the others.",
+        "- Wald bound: canary requests any test needs at the policy's achieved error rates (a = its false"
+        " rollback upper bound on identical versions at that rate, b = its miss rate), from the information"
+        " per canary request of the regressed metric (errors; judged verdicts, 20% of answers; all of the"
+        " TTFT histogram's buckets; gamma output tokens).",
+    ]
 
 
 def write(
@@ -330,38 +666,13 @@ def write(
         "# Decision benchmark",
         "",
         f"Made by `{command}` in {seconds / 60:.1f} minutes "
-        f"({settings['replicates']} replicates per cell, seed {settings['seed']}, counters read as "
-        f"`{settings['counters']}`).",
+        f"({settings['replicates']} replicates per cell, seed {settings['seed']}).",
+        "",
+        f"Decision code: {settings.get('decision_code', 'not recorded')}.",
         "",
         "## Setup",
         "",
-        f"- Rollout: candidate weights {' -> '.join(f'{s}%' for s in STEPS)} -> promoted; 1-minute"
-        f" intervals; a step passes on a passing window once it has {MIN_REQUESTS} requests per version;"
-        f" rollouts undecided after {CAP_MINUTES} minutes count as undecided.",
-        "- Stable: 1% errors; TTFT lognormal (sigma 0.5) with p95 0.5 s;"
-        f" {100 * JUDGED_SHARE:.0f}% of successful answers judged pass/fail (90% pass), verdicts arriving"
-        " 1 or 2 intervals late; gamma token counts (500 in, 300 out).",
-        f"- SLOs for every policy: errorRate max {ERROR_RATE_MAX}, quality maxDropVsStable"
-        f" {QUALITY_MAX_DROP}, ttft p95 {TTFT_P95_MAX}s, costPerRequest maxUSD {COST_MAX_USD}"
-        " (stable ~64% of it).",
-        f"- Counters: `increase()` over the 1-minute window with {SCRAPE_SECONDS:g} s scrapes, as the"
-        " operator queries it (3 of 4 scrape slots, extrapolated x4/3), unless the line above says `exact`.",
-        "- Policies: threshold (fixed SLO bounds per window, failure limit 1/2/3); threshold-calibrated"
-        " (limit 1, bounds set on separate healthy traces so that its false rollback rate on identical"
-        " versions equals ours, at least 0.1%); Kayenta (Mann-Whitney 98%, tolerance 0.25, growing window,"
-        " pass 95, marginal 75 holds); ours (`evaluate_sequential`, falseRollbackRate 1%, default"
-        " SequentialConfig: steps before the last pass on no evidence of harm, the last one needs every"
-        " upper bound within its SLO; TTFT's rate-ratio tests count above the SLO's bucket edge and above"
-        " the edge nearest stable's p95; the candidate's first 120 s are a warm-up that counts as evidence"
-        " only for a severe breach); oracle (Wald's"
-        " SPRT of the true rates on the regressed metric, exact counts, a = 1%, b = 5%).",
-        "- Correct decision: promotion on healthy scenarios, rollback on regressions; requests and minutes"
-        " are over replicates that decided correctly. Bad requests: errors, failed answers, or responses"
-        " slower than stable's p95 (0.5 s) that the candidate served before its rollback.",
-        "- Wald bound: canary requests any test needs at the policy's achieved error rates (a = its false"
-        " rollback upper bound on identical versions at that rate, b = its miss rate), from the information"
-        " per canary request of the regressed metric (errors; judged verdicts, 20% of answers; all of the"
-        " TTFT histogram's buckets; gamma output tokens).",
+        *_setup(settings),
         "",
         f"## Headline at {TARGET_RPS:g} requests/s",
         "",
@@ -370,11 +681,18 @@ def write(
         "",
         *headline(rows),
         "",
-        "## Targets (our policy)",
+        "## Targets (issue 9's acceptance, our policy)",
         "",
         *targets(rows),
-        "",
     ]
+    by_scrape: dict[tuple[float, float], list[Row]] = {}
+    for row in rows:
+        by_scrape.setdefault((row["rps"], row.get("scrape_seconds", SCRAPE_SECONDS)), []).append(row)
     for rps in rates:
-        lines += [f"## {rps:g} requests/s", "", *_table([r for r in rows if r["rps"] == rps]), ""]
+        for (rate, scrape), cell in sorted(
+            by_scrape.items(), key=lambda kv: (kv[0][0], kv[0][1] != SCRAPE_SECONDS, kv[0][1])
+        ):
+            if rate != rps:
+                continue
+            lines += [f"## {rps:g} requests/s, {scrape:g} s scrapes", "", *_table(cell), ""]
     (out / "decisions.md").write_text("\n".join(lines))

@@ -22,13 +22,14 @@ from bench.decisions.model import (
     CAP_MINUTES,
     JUDGE_DELAYS,
     MIN_REQUESTS,
+    SCRAPE_SECONDS,
     SLOTS_PER_INTERVAL,
     STABLE_TTFT_P95,
     STEPS,
     TTFT_EDGES,
 )
 from bench.decisions.policies import FAIL, PASS, PROMOTE, Look, Policy
-from bench.decisions.simulate import SLOTS, Slots, Trace, VersionTrace, read
+from bench.decisions.simulate import SLOTS, Slots, Trace, VersionTrace, read, scrape_lags, window_slots
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -45,14 +46,20 @@ class Outcome:
     minutes: FloatArray  # NaN when undecided
     requests: FloatArray  # canary requests served until the decision (or the cap)
     bad: FloatArray  # canary requests that were bad in the scenario's sense, until then
+    # Decided by the horizon's rule rather than by a test crossing a boundary (ours only).
+    horizon: NDArray[np.bool_] | None = None
 
     @classmethod
     def concatenate(cls, outcomes: Sequence[Outcome]) -> Outcome:
+        horizon = None
+        if all(o.horizon is not None for o in outcomes):
+            horizon = np.concatenate([o.horizon for o in outcomes if o.horizon is not None])
         return cls(
             decision=np.concatenate([o.decision for o in outcomes]),
             minutes=np.concatenate([o.minutes for o in outcomes]),
             requests=np.concatenate([o.requests for o in outcomes]),
             bad=np.concatenate([o.bad for o in outcomes]),
+            horizon=horizon,
         )
 
 
@@ -75,20 +82,26 @@ class _Verdicts:
                 buffer[index[:, None], arrival[None, :]] += served
 
     def arriving(self, slots: IntArray, index: IntArray) -> tuple[FloatArray, FloatArray]:
-        return self.passed[index[:, None], slots[None, :]], self.failed[index[:, None], slots[None, :]]
+        """Verdicts arriving in `slots` ([replicate, slot]; negative slots hold nothing)."""
+        at = (index[:, None], np.maximum(slots, 0))
+        real = slots >= 0
+        return self.passed[at] * real, self.failed[at] * real
 
 
 def _slots(
-    version: VersionTrace, verdicts: _Verdicts, level: IntArray, slots: IntArray, index: IntArray
+    version: VersionTrace, verdicts: _Verdicts, levels: IntArray, slots: IntArray, index: IntArray
 ) -> Slots:
-    at = (level[:, None], slots[None, :], index[:, None])
+    """One version's increments in `slots` ([replicate, slot], served at `levels`, the same shape);
+    slots before the rollout (negative) hold nothing."""
+    real = slots >= 0
+    at = (levels, np.maximum(slots, 0), index[:, None])
     passed, failed = verdicts.arriving(slots, index)
     return Slots(
-        requests=version.requests[at].astype(float),
-        errors=version.errors[at].astype(float),
-        ttft=version.ttft[at].astype(float),
-        in_tokens=version.in_tokens[at],
-        out_tokens=version.out_tokens[at],
+        requests=version.requests[at] * real,
+        errors=version.errors[at] * real,
+        ttft=version.ttft[at] * real[..., None],
+        in_tokens=version.in_tokens[at] * real,
+        out_tokens=version.out_tokens[at] * real,
         passed=passed,
         failed=failed,
     )
@@ -106,9 +119,56 @@ def _bad(family: str, version: VersionTrace, level: IntArray, slots: IntArray, i
     return np.zeros(len(index))
 
 
-def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
-    """Drive one rollout per replicate of `trace` with `policy`."""
+def _look(
+    trace: Trace,
+    verdicts: dict[str, _Verdicts],
+    minute: int,
+    index: IntArray,
+    lev: IntArray,
+    history: IntArray,
+    lags: IntArray,
+    mode: str,
+) -> Look:
+    """Serve this minute's slots at the replicates' levels and read the window that just closed."""
+    slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
+    verdicts["candidate"].serve(trace.candidate, lev, slots, index)
+    verdicts["stable"].serve(trace.stable, lev, slots, index)
+    aligned = np.broadcast_to(slots, (len(index), len(slots)))
+    levels = np.broadcast_to(lev[:, None], aligned.shape)
+    candidate_slots = _slots(trace.candidate, verdicts["candidate"], levels, aligned, index)
+    stable_slots = _slots(trace.stable, verdicts["stable"], levels, aligned, index)
+    candidate_exact, stable_exact = read(candidate_slots, "exact"), read(stable_slots, "exact")
+    served = candidate_exact.requests
+    if lags[index].any():
+        moved = window_slots(minute, lags[index])
+        moved_levels = history[index[:, None], np.maximum(moved, 0) // SLOTS_PER_INTERVAL]
+        candidate_exact = read(
+            _slots(trace.candidate, verdicts["candidate"], moved_levels, moved, index), "exact"
+        )
+        stable_exact = read(_slots(trace.stable, verdicts["stable"], moved_levels, moved, index), "exact")
+    return Look(
+        minute=minute,
+        index=index,
+        level=lev,
+        candidate=candidate_exact if mode == "exact" else read(candidate_slots, mode),
+        stable=stable_exact if mode == "exact" else read(stable_slots, mode),
+        candidate_exact=candidate_exact,
+        stable_exact=stable_exact,
+        served=served,
+    )
+
+
+def run(policy: Policy, trace: Trace, mode: str, scrape_seconds: float = SCRAPE_SECONDS) -> Outcome:
+    """Drive one rollout per replicate of `trace` with `policy`.
+
+    Counters are read as `policy.counters` says when it says ("exact" for ours and the oracle), else
+    as `mode`. Exact reads lag each window by the scrape phase (simulate.scrape_lags); increase()
+    reads are Prometheus' at the default 15 s scrapes, aligned with the window."""
+    mode = getattr(policy, "counters", mode)
     replicates = trace.replicates
+    lags = scrape_lags(scrape_seconds, replicates)
+    # The level of every replicate in every minute so far: lagged reads reach into the previous one.
+    history = np.zeros((replicates, CAP_MINUTES), np.int64)
     level = np.zeros(replicates, np.int64)
     failed_checks = np.zeros(replicates, np.int64)
     step_requests = np.zeros((replicates, 2))
@@ -123,21 +183,10 @@ def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
         if len(index) == 0:
             break
         lev = level[index]
+        history[index, minute - 1] = lev
+        look = _look(trace, verdicts, minute, index, lev, history, lags, mode)
+        served[index] += look.served
         slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
-        verdicts["candidate"].serve(trace.candidate, lev, slots, index)
-        verdicts["stable"].serve(trace.stable, lev, slots, index)
-        candidate_slots = _slots(trace.candidate, verdicts["candidate"], lev, slots, index)
-        stable_slots = _slots(trace.stable, verdicts["stable"], lev, slots, index)
-        look = Look(
-            minute=minute,
-            index=index,
-            level=lev,
-            candidate=read(candidate_slots, mode),
-            stable=read(stable_slots, mode),
-            candidate_exact=read(candidate_slots, "exact"),
-            stable_exact=read(stable_slots, "exact"),
-        )
-        served[index] += look.candidate_exact.requests
         bad[index] += _bad(trace.scenario.family, trace.candidate, lev, slots, index)
         step_requests[index, 0] += look.candidate.requests
         step_requests[index, 1] += look.stable.requests
@@ -162,7 +211,10 @@ def run(policy: Policy, trace: Trace, mode: str) -> Outcome:
         level[advancing] += 1
         failed_checks[advancing] = 0
         step_requests[advancing] = 0.0
-    return Outcome(decision=decision, minutes=minutes, requests=served, bad=bad)
+    horizon = getattr(policy, "at_horizon", None)
+    if horizon is not None:
+        horizon = np.asarray(horizon, bool) & (decision != UNDECIDED)
+    return Outcome(decision=decision, minutes=minutes, requests=served, bad=bad, horizon=horizon)
 
 
 def run_chunks(
@@ -170,5 +222,8 @@ def run_chunks(
     traces: Callable[[int], Trace],
     chunks: int,
     mode: str,
+    scrape_seconds: float = SCRAPE_SECONDS,
 ) -> Outcome:
-    return Outcome.concatenate([run(make_policy(), traces(chunk), mode) for chunk in range(chunks)])
+    return Outcome.concatenate(
+        [run(make_policy(), traces(chunk), mode, scrape_seconds) for chunk in range(chunks)]
+    )

@@ -11,11 +11,20 @@ Common random numbers: a trace is a function of (seed, scenario, rps, chunk) onl
 reads the slots of the weights it actually chose, so policies at the same weight at the same time see
 the very same requests, and no policy's choices change another's traffic.
 
-What the operator reads for a window is `increase(counter[1m])` evaluated at the window's end. With
-scrapes every 15 s a 1-minute range holds 4 samples: Prometheus takes the increase between the first
-and the last (3 slots) and extrapolates it to the whole minute (x 4/3); the slot between two windows'
-samples is counted by neither. `read` reproduces that ("increase", the default) or reads exact
-per-interval increments ("exact").
+What Flagger and Argo Rollouts read for a window (and the threshold and Kayenta policies here) is
+`increase(counter[1m])` evaluated at the window's end. With scrapes every 15 s a 1-minute range holds
+4 samples: Prometheus takes the increase between the first and the last (3 slots) and extrapolates it
+to the whole minute (x 4/3); the slot between two windows' samples is counted by neither. `read`
+reproduces that ("increase").
+
+The operator reads exact window increments ("exact"): the counter's value at the last scrape at or
+before the window's end minus its value at the last scrape at or before the window's start, with no
+extrapolation. Nothing is lost, but what was served after the last scrape of a window counts in the
+next one: with scrapes every S seconds at a phase unknown to the operator, each look's evidence lags
+its window by a time uniform in [0, S). `scrape_lags` spreads that lag over the replicates and rounds
+it to the slot grid (1 s scrapes: none; 15 s: 0 or 1 slot; 60 s: 0 to 4 slots), and `window_slots`
+moves each replicate's window back by it; the slots so moved were served at the weights of their
+time, so a look just after a step change still reads some of the previous step's traffic.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from bench.decisions.model import (
     JUDGE_DELAYS,
     JUDGED_SHARE,
     OUTPUT_SHAPE,
-    SCRAPE_SECONDS,
+    SLOT_SECONDS,
     SLOTS_PER_INTERVAL,
     STEPS,
     TTFT_EDGES,
@@ -83,7 +92,7 @@ def _version(
     shape = (levels, SLOTS, replicates)
     weights = np.array(STEPS, dtype=float) / 100.0
     share = weights if candidate else 1.0 - weights
-    mean_requests = (rps * SCRAPE_SECONDS * share)[:, None] * np.ones((1, replicates))
+    mean_requests = (rps * SLOT_SECONDS * share)[:, None] * np.ones((1, replicates))
     requests = np.empty(shape, np.int64)
     errors = np.empty(shape, np.int64)
     ttft = np.empty((*shape, EDGES), np.int64)
@@ -93,7 +102,7 @@ def _version(
     verdicts = {name: np.empty(shape, np.int64) for name in VERDICT_FIELDS}
     cache: dict[Behaviour, list[float]] = {}
     for slot in range(SLOTS):
-        behaviour = scenario.behaviour(candidate, slot * SCRAPE_SECONDS)
+        behaviour = scenario.behaviour(candidate, slot * SLOT_SECONDS)
         bins = cache.setdefault(behaviour, behaviour.ttft_bin_probabilities())
         n = rng.poisson(mean_requests)
         e = rng.binomial(n, behaviour.error_rate)
@@ -157,6 +166,24 @@ class WindowArrays:
     @property
     def judged(self) -> FloatArray:
         return self.passed + self.failed
+
+
+LAG_PHASES = 8  # scrape phases spread evenly over the replicates (replicate r has phase r mod 8)
+
+
+def scrape_lags(scrape_seconds: float, replicates: int) -> IntArray:
+    """Per replicate, the slots by which exact reads lag the analysis window with scrapes every
+    `scrape_seconds`: the time from the last scrape at or before a window's end to that end, uniform
+    in [0, scrape_seconds) over the scrape's phase, rounded to the nearest slot."""
+    phase = (np.arange(replicates) % LAG_PHASES + 0.5) / LAG_PHASES
+    return np.floor(phase * scrape_seconds / SLOT_SECONDS + 0.5).astype(np.int64)
+
+
+def window_slots(minute: int, lags: IntArray) -> IntArray:
+    """[replicate, slot]: the slots whose increments the look at the end of `minute` reads exactly;
+    negative slots lie before the rollout and hold nothing of it."""
+    base = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
+    return np.asarray(base[None, :] - lags[:, None], dtype=np.int64)
 
 
 def increase_factor(samples: int) -> float:

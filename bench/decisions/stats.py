@@ -23,6 +23,14 @@ def wald_bound(alpha: float, beta_: float, kl: float) -> float:
     return max(wald_numerator(alpha, beta_), 0.0) / kl
 
 
+def wald_accept_bound(alpha: float, beta_: float, kl: float) -> float:
+    """The least expected number of observations with which any test with error rates (alpha, beta_)
+    can accept P0 when P0 holds: [(1-a) log((1-a)/b) + a log(a/(1-b))] / KL(P0 || P1)."""
+    if not 0 < beta_ < 1 or not 0 <= alpha < 1 or kl <= 0:
+        return math.nan
+    return max(wald_numerator(beta_, alpha), 0.0) / kl
+
+
 def bernoulli_kl(p: float, q: float) -> float:
     """KL(Bernoulli(p) || Bernoulli(q))."""
     total = 0.0

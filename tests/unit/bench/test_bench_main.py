@@ -19,6 +19,17 @@ REQUIRED = {
     "median_requests",
     "median_minutes",
     "wald_bound_requests",
+    "scrape_seconds",
+    "must_catch",
+    "correct_rate",
+    "false_rollback_upper95",
+    "promoted_rate",
+    "horizon_promoted_rate",
+    "horizon_rolled_back_rate",
+    "mean_requests_promoted",
+    "mean_requests_rolled_back",
+    "mean_minutes_promoted",
+    "p90_minutes_promoted",
 }
 
 
@@ -39,4 +50,31 @@ def test_writes_the_table_and_the_rows(tmp_path: Path) -> None:
     assert {row["scenario"] for row in rows} == {"errors 1% -> 5%"}
     table = (tmp_path / "decisions.md").read_text()
     assert "python -m bench.decisions --replicates 12 --rps 100" in table
-    assert "## Targets (our policy)" in table
+    assert "## Targets (issue 9's acceptance, our policy)" in table
+    assert {row["scrape_seconds"] for row in rows} == {15.0}  # other intervals only at 10 rps
+    assert "Decision code: llmrollout from " in table
+    # --render rewrites the report from the rows, keeping the command and the decision code.
+    (tmp_path / "decisions.md").write_text(table.replace("## Setup", "## Stale"))
+    assert main(["--render", "--out", str(tmp_path)]) == 0
+    rendered = (tmp_path / "decisions.md").read_text()
+    assert "## Setup" in rendered and "## Stale" not in rendered
+    assert rendered.splitlines()[:5] == table.splitlines()[:5]
+
+
+def test_other_scrape_intervals_run_ours_on_healthy_scenarios_and_design_points(tmp_path: Path) -> None:
+    argv = ["--replicates", "8", "--rps", "10", "--scenario", "errors 1% -> 2%", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "decisions.json").read_text())
+    extra = [row for row in rows if row["scrape_seconds"] != 15.0]
+    assert {(row["scrape_seconds"], row["policy"]) for row in extra} == {
+        (60.0, "ours (sequential)"),
+        (1.0, "ours (sequential)"),
+    }
+    assert all(row["must_catch"] for row in rows)
+    ours = [row for row in rows if row["policy"] == "ours (sequential)"]
+    # Ours decides every rollout by the horizon; the horizon's share is reported.
+    assert all(row["undecided_rate"] == 0.0 and row["horizon_promoted_rate"] is not None for row in ours)
+    oracle = [row for row in rows if row["policy"] == "oracle SPRT"]
+    assert oracle and oracle[0]["mean_requests_rolled_back"] is not None
+    table = (tmp_path / "decisions.md").read_text()
+    assert "## 10 requests/s, 60 s scrapes" in table
