@@ -4,7 +4,7 @@ increments, no extrapolation; rollout.run lags them by the scrape phase)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -106,7 +106,9 @@ class OperatorPolicy:
             stable_required=True,
             final_step=look.level == len(STEPS) - 1,
             at_horizon=horizon,
-            config=self.config,
+            # As the operator does: the warm-up lasts a scrape interval longer, since an exact read
+            # starts at the last scrape before its window.
+            config=replace(self.config, warmup_seconds=self.config.warmup_seconds + look.scrape_seconds),
         )
         if first:
             self.state.started_at = evaluation.state.started_at

@@ -59,6 +59,7 @@ class Look:
     )
     stable_exact: WindowArrays
     served: FloatArray | None = None  # canary requests actually served in this minute
+    scrape_seconds: float = 15.0  # Prometheus' scrape interval in this run
 
 
 class Policy(Protocol):

@@ -128,6 +128,7 @@ def _look(
     history: IntArray,
     lags: IntArray,
     mode: str,
+    scrape_seconds: float,
 ) -> Look:
     """Serve this minute's slots at the replicates' levels and read the window that just closed."""
     slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
@@ -155,6 +156,7 @@ def _look(
         candidate_exact=candidate_exact,
         stable_exact=stable_exact,
         served=served,
+        scrape_seconds=scrape_seconds,
     )
 
 
@@ -184,7 +186,7 @@ def run(policy: Policy, trace: Trace, mode: str, scrape_seconds: float = SCRAPE_
             break
         lev = level[index]
         history[index, minute - 1] = lev
-        look = _look(trace, verdicts, minute, index, lev, history, lags, mode)
+        look = _look(trace, verdicts, minute, index, lev, history, lags, mode, scrape_seconds)
         served[index] += look.served
         slots = np.arange((minute - 1) * SLOTS_PER_INTERVAL, minute * SLOTS_PER_INTERVAL)
         bad[index] += _bad(trace.scenario.family, trace.candidate, lev, slots, index)

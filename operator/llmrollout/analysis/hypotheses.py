@@ -82,6 +82,8 @@ class CountTest:
     applicable: BoolArray | None = None
     # Why it is left out where not applicable, in words.
     left_out: str = ""
+    # A bound relative to stable (worded so); two-sample tests always are.
+    relative: bool = False
     # Where True, this window adds nothing to the test (a shared incident: see shared_incident).
     skip: BoolArray | None = None
     # The share of missRate this test may use: below 1 when any of several tests can clear the SLO.
@@ -106,9 +108,14 @@ class MeanTest:
     bound: float
     cap: float
     direction: Literal["max", "min"]  # the SLO is an upper bound on the mean (cost) or a lower one
+    # Roll back once the mean is beyond doubt past this level: between H0 and the bound (H1), so that
+    # a candidate exactly at the bound is caught instead of left to the horizon.
+    rollback_level: float
     stable_total: FloatArray | None = None
     stable_count: FloatArray | None = None
     miss_share: float = 1.0
+    ready: BoolArray | None = None
+    applicable: BoolArray | None = None
 
     @property
     def two_sample(self) -> bool:

@@ -554,7 +554,12 @@ def _sequential(
         at_horizon=at_horizon(spec, status, now),
         horizon=format_duration(spec.strategy.max_duration),
         # Two intervals of warm-up: 2 minutes at the default 1m interval, seconds in a fast test loop.
-        config=SequentialConfig(warmup_seconds=2 * spec.strategy.interval.total_seconds()),
+        # ... plus a scrape interval: an exact read starts at the last scrape before its window, so the
+        # first window after two intervals would otherwise still hold the warm-up's last requests.
+        config=SequentialConfig(
+            warmup_seconds=2 * spec.strategy.interval.total_seconds()
+            + (spec.metrics.prometheus.scrape_interval.total_seconds() if spec.metrics.prometheus else 0.0)
+        ),
     )
 
 

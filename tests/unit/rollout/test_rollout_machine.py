@@ -290,7 +290,11 @@ def test_sequential_rolls_back_a_clear_regression_at_the_first_look() -> None:
 
 
 def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
-    s, outcome = started(sequential_spec(strategy__maxStepDuration="3m", strategy__steps=[50]))
+    s, outcome = started(
+        sequential_spec(
+            strategy__maxStepDuration="3m", strategy__steps=[50], metrics__prometheus__scrapeInterval="15s"
+        )
+    )
     status = outcome.status
     few = Traffic(requests=120, errors=1)
     for minute in range(1, 7):
@@ -303,8 +307,8 @@ def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
             break
         # Too little evidence is not missing data: it neither counts toward the inconclusive limit nor alarms.
         assert status.inconclusive_checks == 0 and decided.events == []
-        # The first two intervals are the candidate's warm-up, which counts for nothing either.
-        expected = "WarmingUp" if minute <= 4 else "GatheringEvidence"
+        # Two intervals and a scrape are the candidate's warm-up, which counts for nothing either.
+        expected = "WarmingUp" if minute <= 5 else "GatheringEvidence"
         assert status.condition("Progressing").reason == expected  # type: ignore[union-attr]
         assert status.analysis["method"] == "sequential" and status.analysis["sequential"]
     assert status.phase == Phase.ROLLED_BACK
@@ -381,7 +385,7 @@ def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
     status = outcome.status
     plenty = Traffic(requests=5000, errors=50)
     events: list[str] = []
-    for _ in range(5):
+    for _ in range(8):  # past the warm-up: two intervals and a scrape (1m by default)
         now = (status.last_analysis_at or T0) + look_interval_of(s)
         due = due_window(s, status, now)
         assert due is not None

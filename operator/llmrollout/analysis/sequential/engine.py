@@ -294,7 +294,7 @@ def _update_mean(
 ) -> TestReport:
     if test.two_sample:
         return _update_drop(test, evidence, counting, miscoverage, miss_rate)
-    usable = sprt.usable(test.total, test.count)
+    usable = sprt.usable(test.total, test.count) & _set_up(test)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     scaled = total / test.cap if test.cap > 0 else total
@@ -304,15 +304,26 @@ def _update_mean(
         # Roll back when even the lower bound is above the bound; clear when the upper one is within.
         lower = lower_bounds(scaled, observed, miscoverage) * cap
         upper = upper_bounds(scaled, observed, miss_rate) * cap
-        back, clear = seen & (lower > test.bound), seen & (upper <= test.bound)
+        back, clear = seen & (lower > test.rollback_level), seen & (upper <= test.bound)
     else:
         upper = upper_bounds(scaled, observed, miscoverage) * cap
         lower = lower_bounds(scaled, observed, miss_rate) * cap
-        back, clear = seen & (upper < test.bound), seen & (lower >= test.bound)
-    decided = np.where(back, sprt.ROLLED_BACK, np.where(clear, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
-    code = evidence.code(decided)
+        back, clear = seen & (upper < test.rollback_level), seen & (lower >= test.bound)
+    code = evidence.code(_mean_decision(test, back, clear))
     nan = np.full(evidence.replicates, math.nan)
     return TestReport(test, code, nan, math.nan, math.nan, total, observed, nan, nan, lower, upper)
+
+
+def _set_up(test: MeanTest) -> BoolArray:
+    ready = np.ones(len(test.total), bool) if test.ready is None else test.ready
+    return ready if test.applicable is None else ready & test.applicable
+
+
+def _mean_decision(test: MeanTest, back: BoolArray, clear: BoolArray) -> IntArray:
+    decided = np.where(back, sprt.ROLLED_BACK, np.where(clear, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
+    if test.applicable is not None:
+        decided = np.where(test.applicable, decided, sprt.CLEARED).astype(np.int64)
+    return decided
 
 
 def _update_drop(
@@ -321,7 +332,7 @@ def _update_drop(
     """Stable's mean minus the candidate's, at most `bound`: each mean's confidence sequence at half
     the level, so that the difference's bounds hold at the full one."""
     assert test.stable_total is not None and test.stable_count is not None
-    usable = sprt.usable(test.total, test.count, test.stable_total, test.stable_count)
+    usable = sprt.usable(test.total, test.count, test.stable_total, test.stable_count) & _set_up(test)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     s_total = evidence.add("sTotal", test.stable_total, usable, counting)
@@ -333,9 +344,8 @@ def _update_drop(
     ) * cap
     drop_high = (upper_bounds(s, s_observed, miss_rate / 2) - lower_bounds(c, observed, miss_rate / 2)) * cap
     seen = (observed > 0) & (s_observed > 0)
-    back, clear = seen & (drop_low > test.bound), seen & (drop_high <= test.bound)
-    decided = np.where(back, sprt.ROLLED_BACK, np.where(clear, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
-    code = evidence.code(decided)
+    back, clear = seen & (drop_low > test.rollback_level), seen & (drop_high <= test.bound)
+    code = evidence.code(_mean_decision(test, back, clear))
     nan = np.full(evidence.replicates, math.nan)
     return TestReport(
         test, code, nan, math.nan, math.nan, total, observed, s_total, s_observed, drop_low, drop_high
@@ -380,26 +390,30 @@ def mean_estimate(report: TestReport) -> FloatArray:
 
 
 def _harmless(reports: tuple[TestReport, ...], replicates: int) -> BoolArray:
-    """No evidence of harm: every test's pooled estimate within its H1 (or the SLO's bound)."""
+    """No evidence of harm: every test's pooled estimate within its H1 (or the SLO's bound); a test
+    left out (not applicable) says nothing either way."""
     within = np.ones(replicates, bool)
     for report in reports:
         test = report.test
         with np.errstate(divide="ignore", invalid="ignore"):
             if isinstance(test, CountTest):
                 # Nothing counted yet is no evidence of anything, harm or its absence.
-                within &= report.candidate_exposure > 0
+                seen = report.candidate_exposure > 0
                 rate = report.candidate_events / report.candidate_exposure
                 if test.two_sample:
                     stable_rate = report.stable_events / report.stable_exposure
-                    ok = ~(rate > test.alternative * stable_rate)
+                    ok = seen & ~(rate > test.alternative * stable_rate)
                 else:
-                    ok = ~(rate > test.alternative)
+                    ok = seen & ~(rate > test.alternative)
             elif isinstance(test, MeanTest):
-                within &= report.candidate_exposure > 0
                 mean = mean_estimate(report)
-                ok = ~(mean > test.bound) if test.direction == "max" else ~(mean < test.bound)
+                beyond = mean > test.bound if test.direction == "max" else mean < test.bound
+                ok = (report.candidate_exposure > 0) & ~beyond
             else:
                 ok = report.code != sprt.ROLLED_BACK
+        left_out = getattr(test, "applicable", None)
+        if left_out is not None:
+            ok = ok | ~left_out
         within &= ok & (report.code != sprt.ROLLED_BACK)
     return within
 
@@ -451,9 +465,8 @@ def _decide(
             elif isinstance(report.test, MeanTest):
                 # A mean test goes by its point estimate against the bound.
                 mean = mean_estimate(report)
-                beyond = (
-                    mean > report.test.bound if report.test.direction == "max" else mean < report.test.bound
-                )
+                level = report.test.rollback_level
+                beyond = mean > level if report.test.direction == "max" else mean < level
                 back = (beyond | np.isnan(mean)) & (report.code == sprt.OPEN)
             else:
                 back = np.zeros(replicates, bool)

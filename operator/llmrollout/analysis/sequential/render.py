@@ -151,7 +151,7 @@ def _rollback_message(
             f"{label} {_fmt(test.slo, mean)} {relation} {bound} on {candidate} ({which} bound "
             f"{_fmt(test.slo, float(side[i]))}, n={count(float(report.candidate_exposure[i]))})"
         )
-    if test.two_sample:
+    if test.two_sample or test.relative:
         evidence = describe_test(report, stable, i)
         return f"{label} on {candidate} worse than {stable} beyond its relative bound: {evidence}"
     return f"{label} {shown} > {bound} on {candidate}: {describe_test(report, stable, i)}"

@@ -62,6 +62,8 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
         bound=bound,
         cap=config.cost_cap_multiple * bound,
         direction="max",
+        # H0 is half the bound, as for every absolute bound; roll back past the midpoint.
+        rollback_level=0.75 * bound,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(c.requests > 0, usd / c.requests, np.nan)

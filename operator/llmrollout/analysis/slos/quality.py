@@ -1,13 +1,12 @@
 """quality.minScore and quality.maxDropVsStable: eval scores in [0, 1] and pass/fail verdicts.
 
 - minScore: a confidence sequence on the candidate's mean score (scores in [0, 1] need no cap).
-- maxDropVsStable, two routes to the same proof, either of which clears the SLO (each with half of
-  missRate) and either of which rolls it back:
-  - the judged failures, candidate against stable (SPRT). A drop of the pass rate by maxDrop is a
-    failure-rate ratio of (f + maxDrop) / f at stable's failure share f, chosen once from stable's
-    verdicts pooled over the warm-up and kept in the state. Fast when failures are common;
-  - the mean scores: confidence sequences on both means bound the drop. Needed when scores move
-    without many verdicts turning to "fail" (continuous scores, rare failures).
+- maxDropVsStable, by one of two routes chosen once from stable's data (so each has all of missRate):
+  - where stable fails at least maxDrop of the time, the judged failures, candidate against stable
+    (SPRT). A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f at
+    stable's failure share f (one standard error up, from stable's pooled verdicts);
+  - else the mean scores: confidence sequences on both means bound the drop. Needed when scores
+    move without many verdicts turning to "fail" (continuous scores, rare failures).
 """
 
 from __future__ import annotations
@@ -83,6 +82,8 @@ def _min_score(look: LookInput, min_score: float) -> SLOLook:
         total=c.eval_score_sum,
         count=c.eval_score_count,
         bound=min_score,
+        # H1 is the bound, H0 halfway to a perfect score: roll back past the midpoint of the two.
+        rollback_level=min_score + (1 - min_score) / 4,
         cap=1.0,
         direction="min",
     )
@@ -96,23 +97,47 @@ def _judged(passed: np.ndarray, failed: np.ndarray) -> np.ndarray:
     return judged
 
 
+FAILURES, SCORES = 1.0, 2.0
+
+
+def _route(
+    look: LookInput, key: str, max_drop: float, config: SequentialConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(route, stable's failure share), chosen once from stable's data pooled since the start: the
+    judged failures where stable fails at least maxDrop of the time (a binary judge: its counts are
+    the whole information, and the SPRT uses it best), else the mean scores (continuous scores, rare
+    failures). Each route then has the whole of missRate. NaN while stable has too little data."""
+    s = look.stable
+    if np.isnan(look.param(f"{key}.route")).any():
+        failed = look.pool(f"{key}.poolFailed", s.eval_failed, f"{key}.route")
+        judged = look.pool(f"{key}.poolJudged", _judged(s.eval_passed, s.eval_failed), f"{key}.route")
+        scored = look.pool(f"{key}.poolScored", s.eval_score_count, f"{key}.route")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = failed / judged
+            # One standard error up: a low estimate would put H1 beyond the ratio the bound means.
+            upper = share + np.sqrt(share * (1 - share) / judged)
+        enough_verdicts = judged >= config.stable_min_judged
+        only_scores = (judged <= 0) & (scored >= config.stable_min_judged)
+        route = np.where(
+            enough_verdicts,
+            np.where(share >= max_drop, FAILURES, SCORES),
+            np.where(only_scores, SCORES, np.nan),
+        )
+        look.choose(f"{key}.route", route)
+        look.choose(f"{key}.stableFailShare", np.where(enough_verdicts, upper, np.nan))
+    return look.param(f"{key}.route"), look.param(f"{key}.stableFailShare")
+
+
 def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLOLook:
     c, s = look.candidate, look.stable
     n = look.replicates
     key = f"{QUALITY_MAX_DROP}@{max_drop:g}"
     c_judged = _judged(c.eval_passed, c.eval_failed)
     s_judged = _judged(s.eval_passed, s.eval_failed)
-    if np.isnan(look.param(f"{key}.stableFailShare")).any():
-        failed = look.pool(f"{key}.poolFailed", s.eval_failed, f"{key}.stableFailShare")
-        judged = look.pool(f"{key}.poolJudged", s_judged, f"{key}.stableFailShare")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(judged >= config.stable_min_judged, failed / judged, np.nan)
-        look.choose(f"{key}.stableFailShare", share)
-    share = look.param(f"{key}.stableFailShare")
-    # A stable that (almost) never fails would make any failure a huge ratio; half the drop is the floor.
-    floor = np.maximum(share, max_drop / 2)
-    rho1 = (floor + max_drop) / floor
-    ready = np.isfinite(rho1)
+    route, share = _route(look, key, max_drop, config)
+    # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f.
+    rho1 = (share + max_drop) / np.maximum(share, 1e-9)
+    chosen = np.isfinite(route)
     failures = CountTest(
         key=key,
         slo=QUALITY_MAX_DROP,
@@ -122,9 +147,10 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         stable_events=s.eval_failed,
         stable_exposure=s_judged,
         null=np.full(n, config.ratio_null),
-        alternative=np.where(ready, rho1, 2.0),
-        ready=ready,
-        miss_share=0.5,
+        alternative=np.where(route == FAILURES, rho1, 2.0),
+        ready=route == FAILURES,
+        applicable=~(route == SCORES),
+        left_out="judged by mean scores instead: stable fails less often than maxDropVsStable",
     )
     scores = MeanTest(
         key=f"{QUALITY_MAX_DROP}.scores@{max_drop:g}",
@@ -135,10 +161,14 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         stable_total=s.eval_score_sum,
         stable_count=s.eval_score_count,
         bound=max_drop,
+        # H0 is no drop at all, H1 the bound: roll back once the drop is beyond doubt past halfway.
+        rollback_level=max_drop / 2,
         cap=1.0,
         direction="max",
-        miss_share=0.5,
+        ready=route == SCORES,
+        applicable=~(route == FAILURES),
     )
+    del chosen
     # Missing only when neither route has its data: verdict counts, or scores.
     missing = nan_to_missing(c.eval_passed, c.eval_failed) & nan_to_missing(
         c.eval_score_sum, c.eval_score_count
@@ -154,9 +184,7 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
             (c_judged > 0) & (s_judged > 0), s.eval_passed / s_judged - c.eval_passed / c_judged, np.nan
         )
     label = f"quality drop vs {look.stable_name}"
-    return SLOLook(
-        QUALITY_MAX_DROP, label, max_drop, (failures, scores), missing, reason, drop, clear_any=True
-    )
+    return SLOLook(QUALITY_MAX_DROP, label, max_drop, (failures, scores), missing, reason, drop)
 
 
 def observe(look: LookInput, slo: QualitySLO, config: SequentialConfig) -> list[SLOLook]:
@@ -182,7 +210,7 @@ class Quality:
     def rollback_tests(self, slos: SLOs) -> int:
         if slos.quality is None:
             return 0
-        # maxDropVsStable has two: judged failures and mean scores.
+        # maxDropVsStable has two (judged failures, mean scores), whichever is chosen.
         return (slos.quality.min_score is not None) + 2 * (slos.quality.max_drop_vs_stable is not None)
 
     def threshold(
