@@ -68,6 +68,17 @@ def good(question: str, quality: float, salt: str = "") -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < quality
 
 
+def answering(quality: float) -> Script:
+    """A model that answers "question N" with the reference "answer N" on a `quality` share of the
+    questions (the same ones every run), and "no idea" otherwise."""
+
+    def answer(body: dict[str, Any]) -> str:
+        question = last_user(body)
+        return f"answer {question.split()[-1]}" if good(question, quality) else "no idea"
+
+    return answer
+
+
 class OpenAIStandIn:
     def __init__(
         self, chat: Script | None = None, embeddings: Script | None = None, *, record: bool = True

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.judge.standin import OpenAIStandIn, good, last_user
+from bench.judge.standin import OpenAIStandIn, answering
 from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.scenario import NAME, start_rollout
 
@@ -22,12 +22,7 @@ EVALUATION = {
 }
 
 
-def model(quality: float) -> Any:
-    def answer(body: dict[str, Any]) -> str:
-        question = last_user(body)
-        return f"answer {question.split()[-1]}" if good(question, quality) else "no idea"
-
-    return answer
+model = answering
 
 
 @pytest.fixture
