@@ -12,7 +12,7 @@ import pytest
 
 from bench.judge.standin import OpenAIStandIn, answering
 from tests.e2e.cluster import Kube, wait_for
-from tests.e2e.scenario import NAME, start_rollout
+from tests.e2e.scenario import NAME, slos_for, start_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
 
@@ -55,7 +55,13 @@ def test_a_candidate_worse_on_the_golden_set_is_rolled_back_before_any_traffic(
 ) -> None:
     golden_set(rollout_env["kube"], rollout_env["namespace"])
     endpoints = {"v1": answering["stable"].base_url, "v2": answering["bad"].base_url}
-    rollout = start_rollout(**rollout_env, method="sequential", endpoints=endpoints, evaluation=EVALUATION)
+    rollout = start_rollout(
+        **rollout_env,
+        method="sequential",
+        endpoints=endpoints,
+        evaluation=EVALUATION,
+        slos=slos_for("sequential"),
+    )
     wait_for(lambda: rollout.status().get("phase") in ("Evaluating", "RolledBack"), 60, "the gate")
     before = rollout.kube.get("httproute", NAME, rollout.namespace)["metadata"]["resourceVersion"]
     status = rollout.wait_phase("RolledBack", 120)
@@ -78,7 +84,13 @@ def test_a_candidate_as_good_as_stable_passes_the_gate_and_is_promoted(
 ) -> None:
     golden_set(rollout_env["kube"], rollout_env["namespace"])
     endpoints = {"v1": answering["stable"].base_url, "v2": answering["good"].base_url}
-    rollout = start_rollout(**rollout_env, method="sequential", endpoints=endpoints, evaluation=EVALUATION)
+    rollout = start_rollout(
+        **rollout_env,
+        method="sequential",
+        endpoints=endpoints,
+        evaluation=EVALUATION,
+        slos=slos_for("sequential"),
+    )
     status = rollout.wait_phase("Promoted", 300)
     assert status["evaluation"]["result"]["reason"] == "GoldenSetPassed"
     assert rollout.event_messages("GoldenSetPassed")

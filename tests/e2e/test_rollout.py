@@ -13,21 +13,12 @@ import pytest
 
 from tests.e2e.cluster import REPO, Kube, wait_for
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.scenario import INTERVAL_SECONDS, NAME, SLOS, Rollout, start_rollout
+from tests.e2e.scenario import INTERVAL_SECONDS, NAME, Rollout, slos_for, start_rollout
 
 pytestmark = pytest.mark.usefixtures("gateway_api", "operator")
 
 # Each window spans INTERVAL_SECONDS; a few windows, plus the scrape interval and the tick, bound a decision.
 DECISION_TIMEOUT = 6 * INTERVAL_SECONDS + 10
-
-
-def slos_for(method: str) -> dict[str, Any]:
-    slos = dict(SLOS)
-    if method == "sequential":
-        # Proving a drop of at most 0.1 from bounded scores alone takes ~500 judged answers per version,
-        # minutes at this test's 40 requests/s; 0.2 is provable within the test's budget.
-        slos["quality"] = {"minScore": 0.7, "maxDropVsStable": 0.2}
-    return slos
 
 
 @pytest.fixture
