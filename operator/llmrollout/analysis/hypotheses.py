@@ -82,6 +82,9 @@ class CountTest:
     applicable: BoolArray | None = None
     # Why it is left out where not applicable, in words.
     left_out: str = ""
+    # Where False, the test can roll back but not clear: another test is the SLO's proof, this one a
+    # second watch for a regression it happens to see sooner.
+    clears: BoolArray | None = None
     # A bound relative to stable (worded so); two-sample tests always are.
     relative: bool = False
     # Where True, this window adds nothing to the test (a shared incident: see shared_incident).
@@ -116,6 +119,7 @@ class MeanTest:
     miss_share: float = 1.0
     ready: BoolArray | None = None
     applicable: BoolArray | None = None
+    clears: BoolArray | None = None  # as CountTest.clears
 
     @property
     def two_sample(self) -> bool:

@@ -372,7 +372,7 @@ def test_a_severe_breach_during_the_warm_up_rolls_back() -> None:
 def test_the_horizon_decides_every_open_test_by_the_way_its_evidence_leans() -> None:
     # A tiny regression at little traffic: nothing decides before the horizon.
     def little(name: str, failed: float) -> Callable[[float], VariantWindow]:
-        return lambda n: variant(name, n / 20, failed_share=failed)
+        return lambda n: variant(name, n / 40, failed_share=failed)
 
     spec = slos(quality={"maxDropVsStable": 0.05})
     worse = list(rollout(spec, little("v2", 0.14), stable_window=little("v1", 0.1), horizon_at=11))

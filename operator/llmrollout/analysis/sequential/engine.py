@@ -280,8 +280,7 @@ def _update_count(
         s_events = evidence.add("sEvents", test.stable_events, add, counting)
         s_exposure = evidence.add("sExposure", test.stable_exposure, add, counting)
     decided = sprt.decide(llr, rollback_at, clear_at)
-    if test.applicable is not None:
-        decided = np.where(test.applicable, decided, sprt.CLEARED).astype(np.int64)
+    decided = _watch_only(test.clears, _left_out(test.applicable, decided))
     code = evidence.code(decided)
     nan = np.full(n, math.nan)
     return TestReport(
@@ -321,9 +320,21 @@ def _set_up(test: MeanTest) -> BoolArray:
 
 def _mean_decision(test: MeanTest, back: BoolArray, clear: BoolArray) -> IntArray:
     decided = np.where(back, sprt.ROLLED_BACK, np.where(clear, sprt.CLEARED, sprt.OPEN)).astype(np.int64)
-    if test.applicable is not None:
-        decided = np.where(test.applicable, decided, sprt.CLEARED).astype(np.int64)
-    return decided
+    return _watch_only(test.clears, _left_out(test.applicable, decided))
+
+
+def _left_out(applicable: BoolArray | None, decided: IntArray) -> IntArray:
+    """A test that does not apply counts as cleared: the SLO rests on its other tests."""
+    if applicable is None:
+        return decided
+    return np.where(applicable, decided, sprt.CLEARED).astype(np.int64)
+
+
+def _watch_only(clears: BoolArray | None, decided: IntArray) -> IntArray:
+    """A test that may not clear still rolls back; otherwise it stands aside (as cleared)."""
+    if clears is None:
+        return decided
+    return np.where(clears | (decided == sprt.ROLLED_BACK), decided, sprt.CLEARED).astype(np.int64)
 
 
 def _update_drop(

@@ -135,9 +135,13 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
     c_judged = _judged(c.eval_passed, c.eval_failed)
     s_judged = _judged(s.eval_passed, s.eval_failed)
     route, share = _route(look, key, max_drop, config)
-    # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f.
-    rho1 = (share + max_drop) / np.maximum(share, 1e-9)
+    # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f; where stable
+    # (almost) never fails, the failures only watch for a regression, at half the drop's rate as f.
+    floor = np.maximum(share, max_drop / 2)
+    rho1 = (floor + max_drop) / floor
     chosen = np.isfinite(route)
+    armed = chosen & (np.isfinite(rho1) | (route == SCORES))
+    rho1 = np.where(np.isfinite(rho1), rho1, 3.0)
     failures = CountTest(
         key=key,
         slo=QUALITY_MAX_DROP,
@@ -147,10 +151,10 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         stable_events=s.eval_failed,
         stable_exposure=s_judged,
         null=np.full(n, config.ratio_null),
-        alternative=np.where(route == FAILURES, rho1, 2.0),
-        ready=route == FAILURES,
-        applicable=~(route == SCORES),
-        left_out="judged by mean scores instead: stable fails less often than maxDropVsStable",
+        alternative=rho1,
+        ready=armed,
+        # Until a route is chosen neither test is set up, and neither stands aside.
+        clears=~chosen | (route == FAILURES),
     )
     scores = MeanTest(
         key=f"{QUALITY_MAX_DROP}.scores@{max_drop:g}",
@@ -165,10 +169,9 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         rollback_level=max_drop / 2,
         cap=1.0,
         direction="max",
-        ready=route == SCORES,
-        applicable=~(route == FAILURES),
+        ready=chosen,
+        clears=~chosen | (route == SCORES),
     )
-    del chosen
     # Missing only when neither route has its data: verdict counts, or scores.
     missing = nan_to_missing(c.eval_passed, c.eval_failed) & nan_to_missing(
         c.eval_score_sum, c.eval_score_count
