@@ -92,7 +92,13 @@ def spec_schema(min_interval: str = MIN_INTERVAL) -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     # Only the operator writes status; apiserver-side defaults there would only hide bugs.
     schema: dict[str, Any] = _without_defaults(_schema_of(LLMDeploymentStatus))
-    schema["properties"]["analysis"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    # Free-form blocks the operator builds (tests' state, the plan, the gate's result): kept whole, not
+    # pruned to the declared (no) properties.
+    for free_form in ("analysis", "plan", "evaluation"):
+        description = schema["properties"][free_form].get("description")
+        schema["properties"][free_form] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        if description:
+            schema["properties"][free_form]["description"] = description
     # Kopf records its own progress here when a handler fails, so unknown keys must survive.
     schema["x-kubernetes-preserve-unknown-fields"] = True
     return schema
