@@ -5,7 +5,7 @@ set -euo pipefail
 case "$CLUSTER" in
   kwok)
     if command -v kwokctl >/dev/null && kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-      kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE"
+      kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1 || kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE"
     fi ;;
   kind) kind delete cluster --name "$CLUSTER_NAME" ;;
   *) echo "CLUSTER must be kwok or kind, not '$CLUSTER'" >&2; exit 2 ;;

@@ -10,6 +10,16 @@ NODES=${NODES:-2}
 
 healthy() { kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; }
 
+# kwokctl logs JSON lines meant for machines; they go to a file, shown only when a step fails.
+KWOKCTL_LOG="$LLMROLLOUT_CACHE/clusters/$CLUSTER_NAME.kwokctl.log"
+quiet_kwokctl() {
+  mkdir -p "$(dirname "$KWOKCTL_LOG")"
+  if ! kwokctl "$@" >>"$KWOKCTL_LOG" 2>&1; then
+    tail -n 40 "$KWOKCTL_LOG" >&2
+    return 1
+  fi
+}
+
 up_kwok() {
   "$HACK_DIR/build-binaries.sh"
   if kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
@@ -19,9 +29,9 @@ up_kwok() {
     fi
     # Left behind by a run whose processes were ended: start its components again, else start over.
     log "cluster $CLUSTER_NAME exists but is not serving; starting it"
-    if ! kwokctl start cluster --name "$CLUSTER_NAME" --timeout 2m || ! healthy; then
+    if ! quiet_kwokctl start cluster --name "$CLUSTER_NAME" --timeout 2m || ! healthy; then
       log "could not restart $CLUSTER_NAME; recreating it"
-      kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" || true
+      quiet_kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" || true
     fi
   fi
   if ! healthy; then
@@ -30,7 +40,7 @@ up_kwok() {
     log "creating kwok cluster $CLUSTER_NAME (Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION)"
     KWOK_KUBE_VERSION=$KUBE_VERSION KWOK_ETCD_VERSION=${ETCD_VERSION#v} \
     KWOK_KUBECTL_BINARY="$KUBE_BIN_DIR/kubectl" \
-      kwokctl create cluster --name "$CLUSTER_NAME" --runtime binary \
+      quiet_kwokctl create cluster --name "$CLUSTER_NAME" --runtime binary \
         --kube-apiserver-binary "$KUBE_BIN_DIR/kube-apiserver" \
         --kube-controller-manager-binary "$KUBE_BIN_DIR/kube-controller-manager" \
         --kube-scheduler-binary "$KUBE_BIN_DIR/kube-scheduler" \
@@ -42,7 +52,7 @@ up_kwok() {
   local have
   have=$(kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes --no-headers 2>/dev/null | wc -l)
   if [ "$have" -lt "$NODES" ]; then
-    kwokctl scale node --name "$CLUSTER_NAME" --replicas "$NODES"
+    quiet_kwokctl scale node --name "$CLUSTER_NAME" --replicas "$NODES"
   fi
   kubectl --kubeconfig "$KUBECONFIG_FILE" wait --for=condition=Ready nodes --all --timeout=120s >/dev/null
 }

@@ -85,7 +85,8 @@ def llmdeployment(stable: str, candidate: str, address: str) -> dict[str, Any]:
             "traffic": {"router": "gatewayAPI", "httpRouteRef": {"name": NAME}},
             "strategy": {"steps": [10, 30, 60, 100], "interval": INTERVAL, "minRequests": 20},
             "metrics": {
-                "prometheus": {"address": address},
+                # The demo's Prometheus scrapes every second (the default assumes a minute).
+                "prometheus": {"address": address, "scrapeInterval": "1s"},
                 "preset": "openTelemetryGenAI",
                 "labels": {"namespace": NAMESPACE},
             },
@@ -118,7 +119,9 @@ def narrate_until_decided(timeout: float, then: Any = None) -> dict[str, Any]:
             print(f"  {time.strftime('%H:%M:%S')} {line}", flush=True)
             last = line
         plan = next((c for c in current.get("conditions", []) if c["type"] == "Planned"), None)
-        if plan is not None and not planned and plan.get("status") in ("True", "False"):
+        # The previous rollout's plan says "decided" everywhere; this one's names requests to come.
+        fresh = plan is not None and "canary requests" in plan.get("message", "")
+        if plan is not None and fresh and not planned and plan.get("status") in ("True", "False"):
             planned = plan.get("message", "")
             print(f"  {time.strftime('%H:%M:%S')}   plan ({plan['reason']}): {planned}", flush=True)
         for entry in current.get("history", []):
