@@ -136,6 +136,7 @@ class Rollout:
     generator: TrafficGenerator
     manifest: dict[str, Any]
     seen_weights: list[int] = field(default_factory=list)
+    described_plan: str = ""  # `kubectl describe` as it showed the plan, for tests that look for it
     _watching: threading.Event = field(default_factory=threading.Event)
     _watched: str = "v2"
     _watcher: threading.Thread | None = None

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Kube
+from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, Traffic
 from tests.e2e.harness.modelserver import Behaviour
 from tests.e2e.harness.prometheus import PrometheusError, PrometheusServer
@@ -92,6 +92,16 @@ def namespaces(kube: Kube) -> Iterator[list[str]]:
 
 def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
     started = time.monotonic()
+    if case.expect == "Promoted":
+        # While it rolls out, `kubectl describe` shows the plan: per SLO, canary requests and minutes to
+        # a decision at the traffic seen (once decided, every SLO says "decided").
+        def plan_shown() -> str | None:
+            described = rollout.kube.kubectl("describe", "llmd", NAME, "-n", rollout.namespace).stdout
+            return described if "canary requests" in described else None
+
+        rollout.described_plan = wait_for(
+            plan_shown, DECIDED_WITHIN, "the plan in kubectl describe", interval=5.0
+        )
     if case.expect:
         status = rollout.wait_phase(case.expect, DECIDED_WITHIN)
     else:
@@ -142,9 +152,8 @@ def test_rollouts_finish_under_production_conditions(
             )
             if case.expect == "Promoted":
                 assert status["stable"] == "v2" and status["weights"] == {"v1": 0, "v2": 100}
-                described = kube.kubectl("describe", "llmd", NAME, "-n", rollout.namespace).stdout
-                # The plan: per SLO, canary requests and minutes to a decision at the traffic seen.
-                assert "Planned" in described and "canary requests" in described, described
+                described = rollout.described_plan
+                assert "Planned" in described and "min at current traffic" in described, described
                 assert not rollout.event_messages("HorizonTooShort")
             elif case.expect == "RolledBack":
                 message = " ".join(rollout.event_messages("RolledBack"))
