@@ -76,7 +76,10 @@ def test_a_candidate_worse_on_the_golden_set_is_rolled_back_before_any_traffic(
     after = rollout.kube.get("httproute", NAME, rollout.namespace)["metadata"]["resourceVersion"]
     assert after == before
     assert rollout.route_weights().get("bot-v2", 0) == 0
-    assert len(answering["bad"].requests) == ITEMS and len(answering["stable"].requests) == ITEMS
+    # Every item was asked of both versions (a retried request, on a busy machine, asks one twice).
+    for name in ("bad", "stable"):
+        asked = {json.dumps(body.get("messages"), sort_keys=True) for _, body in answering[name].requests}
+        assert len(asked) == ITEMS, name
 
 
 def test_a_candidate_as_good_as_stable_passes_the_gate_and_is_promoted(

@@ -22,6 +22,7 @@ Run = Callable[[Callable[[int, int], None]], dict[str, object]]
 @dataclass
 class _Gate:
     candidate: str
+    attempt: str
     future: Future[dict[str, object]]
     progress: list[int] = field(default_factory=lambda: [0, 0])
 
@@ -32,12 +33,13 @@ class GoldenSetRuns:
         self._lock = threading.Lock()
         self._runs: dict[str, _Gate] = {}
 
-    def poll(self, key: str, candidate: str, run: Run) -> rollout.GateReport:
-        """The gate of `candidate` for object `key`: started if it is not running, else its progress
-        or its outcome (reported once, then forgotten)."""
+    def poll(self, key: str, candidate: str, attempt: str, run: Run) -> rollout.GateReport:
+        """The gate of `candidate` for object `key`: started if this `attempt` (the state machine's
+        count of runs) has no run yet, else its progress or its outcome. An outcome is reported at
+        every poll until the attempt changes, so a status write that failed loses nothing."""
         with self._lock:
             gate = self._runs.get(key)
-            if gate is not None and gate.candidate != candidate:
+            if gate is not None and (gate.candidate, gate.attempt) != (candidate, attempt):
                 gate.future.cancel()
                 gate = None
             if gate is None:
@@ -46,16 +48,20 @@ class GoldenSetRuns:
                 def report(done: int, total: int) -> None:
                     progress[:] = [done, total]
 
-                gate = _Gate(candidate, self._pool.submit(run, report), progress)
+                gate = _Gate(candidate, attempt, self._pool.submit(run, report), progress)
                 self._runs[key] = gate
         if not gate.future.done():
             return rollout.GateReport(candidate, done=gate.progress[0], total=gate.progress[1])
-        with self._lock:
-            self._runs.pop(key, None)
         try:
             return rollout.GateReport(candidate, decision=gate.future.result())
         except Exception as error:  # a bad set, an unknown scorer, an outage: not a verdict
             return rollout.GateReport(candidate, error=truncate(f"{type(error).__name__}: {error}"))
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            gate = self._runs.pop(key, None)
+        if gate is not None:
+            gate.future.cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -192,6 +192,7 @@ def forget_deleted(
     if type == "DELETED":
         memo.health.forget(_key(namespace, name))
         memo.reads.forget(_key(namespace, name))
+        memo.gates.forget(_key(namespace, name))
         if uid is not None:
             memo.latest.forget(uid)
 

@@ -407,7 +407,8 @@ def _gate(
             return rollout.GateReport(candidate, decision=run(lambda done, total: None))
         except Exception as error:  # not a verdict: the state machine retries within its limit
             return rollout.GateReport(candidate, error=truncate(f"{type(error).__name__}: {error}"))
-    return clients.gates.poll(key, candidate, run)
+    attempt = f"{status.evaluation.get('startedAt')}#{status.evaluation.get('attempts', 0)}"
+    return clients.gates.poll(key, candidate, attempt, run)
 
 
 def _preflight(

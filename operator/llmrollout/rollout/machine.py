@@ -235,7 +235,11 @@ def _gate_passed(
     evaluation = b.status.evaluation
     if b.status.phase != Phase.EVALUATING or evaluation.get("candidate") != candidate:
         message = f"golden set: scoring {candidate} against {stable} before any traffic moves"
-        b.update(phase=Phase.EVALUATING, evaluation={"candidate": candidate, "stable": stable, "attempts": 0})
+        started = b.now.isoformat()
+        b.update(
+            phase=Phase.EVALUATING,
+            evaluation={"candidate": candidate, "stable": stable, "attempts": 0, "startedAt": started},
+        )
         b.condition(PROGRESSING, "True", "Evaluating", message)
         b.event("Normal", "GoldenSetStarted", message)
         return False
