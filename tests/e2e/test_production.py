@@ -97,7 +97,8 @@ def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
         # a decision at the traffic seen (once decided, every SLO says "decided").
         def plan_shown() -> str | None:
             described = rollout.kube.kubectl("describe", "llmd", NAME, "-n", rollout.namespace).stdout
-            return described if "canary requests" in described else None
+            # A look whose 15 s window caught no scrape knows no traffic rate; a later one does.
+            return described if "min at current traffic" in described else None
 
         rollout.described_plan = wait_for(
             plan_shown, DECIDED_WITHIN, "the plan in kubectl describe", interval=5.0
