@@ -97,8 +97,10 @@ def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
         # a decision at the traffic seen (once decided, every SLO says "decided").
         def plan_shown() -> str | None:
             described = rollout.kube.kubectl("describe", "llmd", NAME, "-n", rollout.namespace).stdout
-            # A look whose 15 s window caught no scrape knows no traffic rate; a later one does.
-            return described if "min at current traffic" in described else None
+            # The Planned condition comes once the warm-up is over; a look whose 15 s window caught no
+            # scrape knows no traffic rate, a later one does.
+            shown = "Planned" in described and "min at current traffic" in described
+            return described if shown else None
 
         rollout.described_plan = wait_for(
             plan_shown, DECIDED_WITHIN, "the plan in kubectl describe", interval=5.0
