@@ -279,6 +279,8 @@ def start_rollout(
         result = kube.apply(manifest, namespace)
         assert result.returncode == 0, result.stderr
     generator = traffic(namespace, NAME, rate=rate, duration=traffic_seconds, max_requests=10**6, seed=3)
+    # The spec says how often this Prometheus scrapes, as users are told to (it sizes the warm-up).
+    llmd.setdefault("scrape_interval", f"{prometheus.scrape_interval:g}s")
     manifest = llmdeployment(namespace, prometheus.address, variants=variants, **llmd)
     rollout = Rollout(kube, namespace, servers, generator, manifest)
     rollout.apply(manifest)

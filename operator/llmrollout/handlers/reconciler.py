@@ -111,6 +111,16 @@ def _host_of(address: str) -> str:
         return "(unparsable address)"
 
 
+def _server_of(address: str) -> str:
+    """host:port: the unit a read pool serves, so that two Prometheus servers on one host (a slow one
+    beside a healthy one) never share workers."""
+    try:
+        url = httpx.URL(address)
+        return truncate(f"{url.host or '(none)'}:{url.port or (443 if url.scheme == 'https' else 80)}", 253)
+    except (httpx.InvalidURL, TypeError):
+        return "(unparsable address)"
+
+
 def prometheus_allowed(address: str, allowlist: Sequence[str]) -> bool:
     """Whether `address` (a base URL) names a host the allowlist admits; an empty list admits all."""
     if not allowlist:
@@ -374,7 +384,7 @@ def _observe(
         return read()
     # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
     deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
-    return clients.reads.observe(key or namespace, _host_of(address), start, end, deadline, read)
+    return clients.reads.observe(key or namespace, _server_of(address), start, end, deadline, read)
 
 
 def _gate(
@@ -443,7 +453,7 @@ def _preflight(
     if clients.reads is None:
         observation: rollout.Observation | None = read()
     else:
-        observation = clients.reads.observe(f"{key}#preflight", _host_of(address), start, end, 30.0, read)
+        observation = clients.reads.observe(f"{key}#preflight", _server_of(address), start, end, 30.0, read)
     if observation is None:
         return rollout.Preflight({}, checking=True)
     if observation.window is None:
