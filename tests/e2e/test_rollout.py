@@ -39,6 +39,8 @@ def test_healthy_candidate_is_promoted_through_every_step(
     assert rollout.route_weights() == {"bot-v1": 0, "bot-v2": 100}
     # The route carried each step's weight, in order, none skipped or repeated.
     assert [w for w in rollout.seen_weights if w] == [20, 50, 100], rollout.seen_weights
+    # Kopf posts Events from a queue of its own: on a busy machine they may trail the status a little.
+    wait_for(lambda: rollout.event_messages("Promoted"), 30, "the Promoted Event")
     assert len(rollout.event_messages("StepAdvanced")) == 1
     assert "promoted" in rollout.event_messages("Promoted")[0]
     sent = rollout.generator.stats()
