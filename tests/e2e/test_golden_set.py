@@ -71,7 +71,8 @@ def test_a_candidate_worse_on_the_golden_set_is_rolled_back_before_any_traffic(
     ), rollout.explain()
     result = status["evaluation"]["result"]
     assert result["n"] == ITEMS and result["drop"] > 0.3 and result["worstItems"]
-    message = rollout.event_messages("RolledBack")[0]
+    # Kopf posts Events from a queue of its own, which may trail the status a little.
+    message = wait_for(lambda: rollout.event_messages("RolledBack"), 30, "the RolledBack Event")[0]
     assert "golden set score" in message and "drop" in message and f"n={ITEMS}" in message
     # No traffic ever moved: the route is exactly as the operator found it before the gate.
     after = rollout.kube.get("httproute", NAME, rollout.namespace)["metadata"]["resourceVersion"]
@@ -97,4 +98,4 @@ def test_a_candidate_as_good_as_stable_passes_the_gate_and_is_promoted(
     )
     status = rollout.wait_phase("Promoted", 300)
     assert status["evaluation"]["result"]["reason"] == "GoldenSetPassed"
-    assert rollout.event_messages("GoldenSetPassed")
+    assert wait_for(lambda: rollout.event_messages("GoldenSetPassed"), 30, "the GoldenSetPassed Event")

@@ -159,11 +159,16 @@ def test_rollouts_finish_under_production_conditions(
                 assert "Planned" in described and "min at current traffic" in described, described
                 assert not rollout.event_messages("HorizonTooShort")
             elif case.expect == "RolledBack":
-                message = " ".join(rollout.event_messages("RolledBack"))
+                events = wait_for(
+                    lambda r=rollout: r.event_messages("RolledBack"), 30, "the RolledBack Event"
+                )
+                message = " ".join(events)
                 assert case.slo is not None and case.slo in message, rollout.explain()
                 assert rollout.route_weights()["bot-v2"] == 0
             else:
-                warnings = rollout.event_messages("HorizonTooShort")
+                warnings = wait_for(
+                    lambda r=rollout: r.event_messages("HorizonTooShort"), 30, "the HorizonTooShort Event"
+                )
                 assert warnings and "the horizon (2m) is too short" in warnings[0], rollout.explain()
     finally:
         for name, generators in traffic.items():
