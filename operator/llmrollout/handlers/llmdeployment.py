@@ -125,6 +125,21 @@ def _leading(memo: kopf.Memo) -> bool:
     return elector is None or elector.is_leader()
 
 
+# The apiserver refuses an Event message over 1024 bytes (not characters), and Kopf's own cut counts
+# characters: a message with a multi-byte character ("…" from truncate) would be lost whole.
+EVENT_MESSAGE_BYTES = 1000
+
+
+def event_message(message: str) -> str:
+    """`message` in at most EVENT_MESSAGE_BYTES of UTF-8, its start and its end kept."""
+    encoded = message.encode()
+    if len(encoded) <= EVENT_MESSAGE_BYTES:
+        return message
+    head = encoded[: EVENT_MESSAGE_BYTES * 2 // 3].decode(errors="ignore")
+    tail = encoded[-(EVENT_MESSAGE_BYTES // 3 - 8) :].decode(errors="ignore")
+    return f"{head} [...] {tail}"
+
+
 def _key(namespace: str | None, name: str | None) -> str:
     return f"{namespace}/{name}"
 
@@ -156,7 +171,7 @@ def tick(
         telemetry.DECISIONS.labels(event.reason).inc()
         level = logging.INFO if event.type == "Normal" else logging.WARNING
         logger.log(level, "%s %s: %s", key, event.reason, event.message)
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=event_message(event.message))
 
     try:
         clients = Clients(
