@@ -12,7 +12,7 @@ import pytest
 
 from bench.judge.standin import OpenAIStandIn, answering
 from tests.e2e.cluster import Kube, wait_for
-from tests.e2e.scenario import NAME, slos_for, start_rollout
+from tests.e2e.scenario import NAME, Rollout, slos_for, start_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
 
@@ -50,18 +50,19 @@ def golden_set(kube: Kube, namespace: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def gated_rollout(env: dict[str, Any], stable: OpenAIStandIn, candidate: OpenAIStandIn) -> Rollout:
+    """The golden set in its ConfigMap, then a rollout whose variants answer it at these endpoints."""
+    golden_set(env["kube"], env["namespace"])
+    endpoints = {"v1": stable.base_url, "v2": candidate.base_url}
+    return start_rollout(
+        **env, method="sequential", endpoints=endpoints, evaluation=EVALUATION, slos=slos_for("sequential")
+    )
+
+
 def test_a_candidate_worse_on_the_golden_set_is_rolled_back_before_any_traffic(
     rollout_env: dict[str, Any], answering: dict[str, OpenAIStandIn]
 ) -> None:
-    golden_set(rollout_env["kube"], rollout_env["namespace"])
-    endpoints = {"v1": answering["stable"].base_url, "v2": answering["bad"].base_url}
-    rollout = start_rollout(
-        **rollout_env,
-        method="sequential",
-        endpoints=endpoints,
-        evaluation=EVALUATION,
-        slos=slos_for("sequential"),
-    )
+    rollout = gated_rollout(rollout_env, answering["stable"], answering["bad"])
     wait_for(lambda: rollout.status().get("phase") in ("Evaluating", "RolledBack"), 60, "the gate")
     before = rollout.kube.get("httproute", NAME, rollout.namespace)["metadata"]["resourceVersion"]
     # 60 items asked of both versions and scored: seconds alone, a few minutes on a busy CI machine.
@@ -87,15 +88,7 @@ def test_a_candidate_worse_on_the_golden_set_is_rolled_back_before_any_traffic(
 def test_a_candidate_as_good_as_stable_passes_the_gate_and_is_promoted(
     rollout_env: dict[str, Any], answering: dict[str, OpenAIStandIn]
 ) -> None:
-    golden_set(rollout_env["kube"], rollout_env["namespace"])
-    endpoints = {"v1": answering["stable"].base_url, "v2": answering["good"].base_url}
-    rollout = start_rollout(
-        **rollout_env,
-        method="sequential",
-        endpoints=endpoints,
-        evaluation=EVALUATION,
-        slos=slos_for("sequential"),
-    )
+    rollout = gated_rollout(rollout_env, answering["stable"], answering["good"])
     status = rollout.wait_phase("Promoted", 300)
     assert status["evaluation"]["result"]["reason"] == "GoldenSetPassed"
     assert wait_for(lambda: rollout.event_messages("GoldenSetPassed"), 30, "the GoldenSetPassed Event")
