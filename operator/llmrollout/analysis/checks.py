@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 
 from llmrollout.analysis.messages import Formatter
-from llmrollout.analysis.observations import Histogram, VariantWindow
-from llmrollout.analysis.quantiles import interpolated_count_above
+from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import SLOResult
 from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import Pricing
@@ -27,20 +26,6 @@ def data_problem(*values: float | None) -> str | None:
         return NO_DATA
     if any(value is not None and math.isnan(value) for value in values):
         return NOT_A_NUMBER
-    return None
-
-
-def finite_nonnegative(*values: float | None) -> bool:
-    return all(value is not None and math.isfinite(value) and value >= 0 for value in values)
-
-
-def histogram_problem(hist: Histogram | None) -> str | None:
-    if hist is None:
-        return NO_DATA
-    if any(math.isnan(upper) or math.isnan(cumulative) for upper, cumulative in hist.buckets):
-        return NOT_A_NUMBER
-    if hist.count > 0 and interpolated_count_above(hist, 0.0) is None:
-        return "histogram has no +Inf bucket"
     return None
 
 

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from llmrollout.analysis import sprt
 from llmrollout.analysis.batch import SideBatch, WindowBatch
 
 FloatArray = NDArray[np.float64]
@@ -242,8 +243,4 @@ def shared_incident(
 
 def nan_to_missing(*values: FloatArray) -> BoolArray:
     """Where any of the arrays is NaN (a series missing) or negative/infinite (unusable)."""
-    missing = np.zeros(np.broadcast(*values).shape, dtype=bool)
-    for value in values:
-        with np.errstate(invalid="ignore"):
-            missing |= ~(np.isfinite(value) & (value >= 0))
-    return missing
+    return ~sprt.usable(*values)
