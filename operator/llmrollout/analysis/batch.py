@@ -134,6 +134,8 @@ class SideBatch:
     output_tokens: FloatArray
     ttft: HistogramBatch | None = None
     latency: HistogramBatch | None = None
+    input_tokens_per_request: HistogramBatch | None = None
+    output_tokens_per_request: HistogramBatch | None = None
     custom: Mapping[str, FloatArray] = field(default_factory=dict)
     # Field -> the series looked for and not found (a batch of one: the operator's), for messages.
     missing: Mapping[str, str] = field(default_factory=dict)
@@ -164,11 +166,17 @@ class SideBatch:
             eval_score_count=one(window.eval_score_count),
             input_tokens=one(window.input_tokens),
             output_tokens=one(window.output_tokens),
-            ttft=None if window.ttft is None else HistogramBatch.from_histogram(window.ttft),
-            latency=None if window.latency is None else HistogramBatch.from_histogram(window.latency),
+            ttft=_histogram(window.ttft),
+            latency=_histogram(window.latency),
+            input_tokens_per_request=_histogram(window.input_tokens_per_request),
+            output_tokens_per_request=_histogram(window.output_tokens_per_request),
             custom={name: one(value) for name, value in window.custom.items()},
             missing=dict(window.missing),
         )
+
+
+def _histogram(hist: Histogram | None) -> HistogramBatch | None:
+    return None if hist is None else HistogramBatch.from_histogram(hist)
 
 
 @dataclass(frozen=True)

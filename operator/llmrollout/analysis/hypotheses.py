@@ -47,6 +47,8 @@ class SequentialConfig:
     ratio_null: float = 1.0
     # Stable's data chosen from (its p95's bucket edge, its eval failure share) must rest on this many.
     stable_min_observations: float = 20.0
+    # ... and a distribution to shift (tokens per request, bucket by bucket) on this many.
+    stable_min_histogram: float = 200.0
     stable_min_judged: float = 50.0
     # A percentile SLO needs a bucket edge within this factor of its bound (either side).
     histogram_resolution: float = 2.0
@@ -92,10 +94,23 @@ class CountTest:
     skip: BoolArray | None = None
     # The share of missRate this test may use: below 1 when any of several tests can clear the SLO.
     miss_share: float = 1.0
+    # A two-sample test of one distribution against another: each version's histogram counts per
+    # bucket (not cumulative; shape (replicates, buckets)), H1 a rate ratio per bucket (a shift of
+    # stable's distribution), H0 the same distribution. The LLR is the buckets' (sprt.bucket_ratio_llr);
+    # the events and exposures above then only summarise (a mean, for messages and "no evidence of
+    # harm"), and `bucket_shares` (stable's share per bucket) are for the plan.
+    candidate_buckets: FloatArray | None = None
+    stable_buckets: FloatArray | None = None
+    bucket_ratios: FloatArray | None = None
+    bucket_shares: FloatArray | None = None
 
     @property
     def two_sample(self) -> bool:
         return self.stable_events is not None
+
+    @property
+    def bucketed(self) -> bool:
+        return self.candidate_buckets is not None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ class VariantWindow:
     eval_failed: float | None = None
     input_tokens: float | None = None
     output_tokens: float | None = None
+    # Tokens per request, where the exporter has histograms of them (vLLM, OTel): what a bound on
+    # cost relative to stable's is judged on.
+    input_tokens_per_request: Histogram | None = None
+    output_tokens_per_request: Histogram | None = None
     custom: dict[str, float | None] = field(default_factory=dict)
     # Field name -> the series that was looked for and not found, so a condition can name it; a field
     # listed here is None. Field name -> the metric names its value was read from (which preset

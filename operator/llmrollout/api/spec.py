@@ -278,8 +278,26 @@ class ErrorRateSLO(Model):
 
 
 class CostSLO(Model):
-    max_usd: float = Field(ge=0, alias="maxUSD", description="Highest acceptable mean cost per request, USD.")
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "has(self.maxUSD) || has(self.maxIncreaseVsStable)", "set maxUSD, maxIncreaseVsStable or both"
+            )
+        )
+    )
+    max_usd: float | None = Field(
+        None, ge=0, alias="maxUSD", description="Highest acceptable mean cost per request, USD."
+    )
+    # No default: judging it needs token histograms (the presets name them), which not every
+    # exporter has (LiteLLM's are counters).
+    max_increase_vs_stable: float | None = _max_increase(None, "mean cost per request")
     severity: Severity = _severity()
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> CostSLO:
+        if self.max_usd is None and self.max_increase_vs_stable is None:
+            raise ValueError("set maxUSD, maxIncreaseVsStable or both")
+        return self
 
 
 class CustomSLO(Model):

@@ -30,6 +30,8 @@ class Preset:
     eval_failed: Term | None = None
     input_tokens: Term | None = None
     output_tokens: Term | None = None
+    input_tokens_per_request: Buckets | None = None
+    output_tokens_per_request: Buckets | None = None
 
 
 def buckets(*metrics: str | Metric, where: tuple[Matcher, ...] = ()) -> Buckets:
@@ -51,6 +53,7 @@ _OTEL_DURATION = "gen_ai_client_operation_duration_seconds"
 # The token histogram's unit is `{token}` (dropped in Prometheus names) in the conventions, but
 # instrumentations that declare unit `token` (OpenLLMetry) get the `_token` suffix.
 _OTEL_TOKENS = names("gen_ai_client_token_usage_sum", "gen_ai_client_token_usage_token_sum")
+_OTEL_TOKEN_BUCKETS = names("gen_ai_client_token_usage_bucket", "gen_ai_client_token_usage_token_bucket")
 OPEN_TELEMETRY_GEN_AI = Preset(
     name="openTelemetryGenAI",
     requests=count(f"{_OTEL_DURATION}_count"),
@@ -64,6 +67,12 @@ OPEN_TELEMETRY_GEN_AI = Preset(
     latency=buckets(f"{_OTEL_DURATION}_bucket"),
     input_tokens=count(_OTEL_TOKENS, Matcher("gen_ai_token_type", "=", "input")),
     output_tokens=count(_OTEL_TOKENS, Matcher("gen_ai_token_type", "=", "output")),
+    input_tokens_per_request=buckets(
+        _OTEL_TOKEN_BUCKETS, where=(Matcher("gen_ai_token_type", "=", "input"),)
+    ),
+    output_tokens_per_request=buckets(
+        _OTEL_TOKEN_BUCKETS, where=(Matcher("gen_ai_token_type", "=", "output"),)
+    ),
     **_EVAL,
 )
 
@@ -101,6 +110,8 @@ VLLM = Preset(
     latency=buckets(_both("vllm", "e2e_request_latency_seconds_bucket")),
     input_tokens=count(_both("vllm", "prompt_tokens_total")),
     output_tokens=count(_both("vllm", "generation_tokens_total")),
+    input_tokens_per_request=buckets(_both("vllm", "request_prompt_tokens_bucket")),
+    output_tokens_per_request=buckets(_both("vllm", "request_generation_tokens_bucket")),
     **_EVAL,
 )
 
@@ -113,6 +124,9 @@ SGLANG = Preset(
     latency=buckets(_both("sglang", "e2e_request_latency_seconds_bucket")),
     input_tokens=count(_both("sglang", "prompt_tokens_total")),
     output_tokens=count(_both("sglang", "generation_tokens_total")),
+    # Exported when the server runs with --collect-tokens-histogram.
+    input_tokens_per_request=buckets(_both("sglang", "prompt_tokens_histogram_bucket")),
+    output_tokens_per_request=buckets(_both("sglang", "generation_tokens_histogram_bucket")),
     **_EVAL,
 )
 

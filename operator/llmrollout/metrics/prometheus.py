@@ -61,7 +61,7 @@ SCALAR_FIELDS = (
     "input_tokens",
     "output_tokens",
 )
-HISTOGRAM_FIELDS = ("ttft", "latency")
+HISTOGRAM_FIELDS = ("ttft", "latency", "input_tokens_per_request", "output_tokens_per_request")
 FIELDS = (*SCALAR_FIELDS[:2], *HISTOGRAM_FIELDS, *SCALAR_FIELDS[2:])
 # llmrollout's own evaluator labels its series with the variant, whatever the preset's telemetry does.
 OWN_FIELDS = ("eval_score_sum", "eval_score_count", "eval_passed", "eval_failed")
@@ -230,6 +230,8 @@ class _VariantReader:
         for name in FIELDS:
             spec = getattr(self.p.preset, name)
             if spec is None:
+                # Named, so that an SLO needing it says why it can never be judged.
+                missing[name] = f"(no {name} series in preset {self.p.preset.name})"
                 continue
             by_resource = self.p.variant_from == "resource" and name not in OWN_FIELDS
             try:

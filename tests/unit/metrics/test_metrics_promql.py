@@ -266,9 +266,24 @@ def test_resource_variant_reads_through_target_info_except_our_own_series() -> N
     assert queries["eval_passed"] == 'llm_eval_results_total{variant="v2",ns="team-a",result="pass"}'
 
 
-@pytest.mark.parametrize("preset", ["openTelemetryGenAI", "vllm", "sglang", "litellm"])
-def test_builtin_presets_read_every_field(preset: str) -> None:
-    assert set(selectors(preset)) == set(SCALAR_FIELDS) | set(HISTOGRAM_FIELDS)
+# LiteLLM counts tokens in counters only: no histogram of tokens per request.
+TOKEN_HISTOGRAMS = {"input_tokens_per_request", "output_tokens_per_request"}
+
+
+@pytest.mark.parametrize(
+    ("preset", "without"),
+    [("openTelemetryGenAI", set()), ("vllm", set()), ("sglang", set()), ("litellm", TOKEN_HISTOGRAMS)],
+)
+def test_builtin_presets_read_every_field(preset: str, without: set[str]) -> None:
+    assert set(selectors(preset)) == (set(SCALAR_FIELDS) | set(HISTOGRAM_FIELDS)) - without
+
+
+def test_token_histograms_select_the_token_type() -> None:
+    queries = selectors("openTelemetryGenAI")
+    assert 'gen_ai_token_type="output"' in queries["output_tokens_per_request"]
+    assert "gen_ai_client_token_usage_bucket" in queries["output_tokens_per_request"]
+    assert 'gen_ai_token_type="input"' in queries["input_tokens_per_request"]
+    assert "request_generation_tokens_bucket" in selectors("vllm")["output_tokens_per_request"]
 
 
 def test_field_lists_match_variant_window() -> None:

@@ -202,7 +202,12 @@ def test_read_computes_exact_increases_from_each_series() -> None:
     # No bucket sample inside (1000, 1030]: the series exist, so the histogram reads 0, not missing.
     assert v2.latency == Histogram(((2.0, 0.0), (INF, 0.0)))
     assert (v2.eval_passed, v2.eval_failed) == (0.0, 0.0)
-    assert set(v2.missing) == {"ttft", "output_tokens"}
+    assert set(v2.missing) == {
+        "ttft",
+        "output_tokens",
+        "input_tokens_per_request",
+        "output_tokens_per_request",
+    }
     next_window = provider(mock_prometheus(db.answer)).read(["v2"], 1030.0, 1060.0).variants["v2"]
     assert (next_window.requests, next_window.errors) == (93.0, 3.0)
     assert next_window.latency == Histogram(((2.0, 290.0), (INF, 297.0)))

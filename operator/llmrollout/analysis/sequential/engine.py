@@ -250,7 +250,15 @@ def _update_count(
 ) -> TestReport:
     n = evidence.replicates
     ready = np.ones(n, bool) if test.ready is None else test.ready
-    if test.two_sample:
+    if test.bucketed:
+        assert test.candidate_buckets is not None and test.stable_buckets is not None
+        assert test.bucket_ratios is not None
+        assert test.stable_events is not None and test.stable_exposure is not None
+        increment = sprt.bucket_ratio_llr(test.candidate_buckets, test.stable_buckets, test.bucket_ratios)
+        usable = np.all(sprt.usable(test.candidate_buckets, test.stable_buckets), axis=-1) & sprt.usable(
+            test.candidate_events, test.candidate_exposure, test.stable_events, test.stable_exposure
+        )
+    elif test.two_sample:
         assert test.stable_events is not None and test.stable_exposure is not None
         increment = sprt.ratio_llr(
             test.candidate_events,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from llmrollout.analysis import sprt
 from llmrollout.analysis.hypotheses import CountTest, MeanTest
 from llmrollout.analysis.sequential.engine import BatchEvaluation, TestReport, mean_estimate
@@ -60,6 +62,8 @@ def _count_plan(
     assert isinstance(test, CountTest)
     p0, p1 = float(test.null[0]), float(test.alternative[0])
     ce, cx = float(report.candidate_events[0]), float(report.candidate_exposure[0])
+    if test.bucketed:
+        return _bucket_plan(test, report, weight, horizon_exposure)
     if test.two_sample:
         base = _rate(float(report.stable_events[0]), float(report.stable_exposure[0]))
         if base is None or base <= 0 or not 0 < weight < 1:
@@ -84,6 +88,26 @@ def _count_plan(
             if pace > 0 and report.rollback_at / pace <= horizon_exposure:
                 smallest = f"{test.what} {rate:.3g}"
                 break
+    return expected, smallest
+
+
+def _bucket_plan(
+    test: CountTest, report: TestReport, weight: float, horizon_exposure: float | None
+) -> tuple[float | None, str | None]:
+    """A distribution against stable's: expected candidate observations to clear if the candidate is
+    like stable; whether the design point (H1) is caught by the horizon."""
+    if test.bucket_ratios is None or test.bucket_shares is None or not 0 < weight < 1:
+        return None, None
+    ratios, shares = test.bucket_ratios[0], test.bucket_shares[0]
+    if not (np.all(np.isfinite(ratios)) and np.all(np.isfinite(shares))):
+        return None, None
+    healthy = sprt.bucket_ratio_drift(ratios, shares, np.ones_like(ratios), weight)
+    expected = report.clear_at / healthy if healthy < 0 else None
+    smallest = None
+    if horizon_exposure is not None:
+        pace = sprt.bucket_ratio_drift(ratios, shares, ratios, weight)
+        if pace > 0 and report.rollback_at / pace <= horizon_exposure:
+            smallest = f"{test.what} x{float(test.alternative[0]):.2f} stable's"
     return expected, smallest
 
 

@@ -40,6 +40,10 @@ def _rate(events: float, exposure: float) -> str:
     return format_ratio(events / exposure) if exposure > 0 else "n/a"
 
 
+def _mean(total: float, observations: float) -> str:
+    return format_number(total / observations) if observations > 0 else "n/a"
+
+
 def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
     """One test's evidence so far, e.g. "error rate 0.012 vs v1 0.010 (n=812 vs 15,230): LLR -1.20,
     rolls back at 6.52, clears at -2.99"."""
@@ -62,6 +66,12 @@ def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
             return f"{test.what} vs {stable}: left out ({test.left_out})"
         if not bool(test.ready[i] if test.ready is not None else True):
             return f"{test.what}: waiting for enough of {stable}'s data to set the test up"
+        if test.bucketed:
+            # The histograms are compared bucket by bucket; their means say what the test is about.
+            return (
+                f"{test.what} {_mean(ce, cx)} vs {stable} {_mean(se, sx)} (n={count(cx)} vs {count(sx)}; "
+                f"H1 {stable}'s distribution x{float(test.alternative[i]):.2f}, bucket by bucket): {tail}"
+            )
         return (
             f"{test.what} {_rate(ce, cx)} vs {stable} {_rate(se, sx)} (n={count(cx)} vs {count(sx)}; "
             f"H1 ratio {float(test.alternative[i]):.2f} vs H0 {float(test.null[i]):.2f}): {tail}"
@@ -83,7 +93,7 @@ def slo_result(
     look = decision.look
     value = float(look.estimate[i])
     shown = _fmt(look.slo, value)
-    bound = _fmt(look.slo, look.bound)
+    bound = _fmt(look.slo, look.bound) if math.isfinite(look.bound) else "its relative bound"
     how = How(int(decision.how[i]))
     reports = decision.tests
     details = "; ".join(describe_test(r, stable, i) for r in reports)

@@ -1,29 +1,55 @@
-"""costPerRequest.maxUSD: token counts times the variant's prices, per request.
+"""costPerRequest: token counts times the variant's prices, per request.
 
-A confidence sequence on the mean cost per request, assuming no single request costs more than
-cost_cap_multiple x maxUSD (Prometheus gives sums per window, not each request's cost).
+- maxUSD: a confidence sequence on the mean cost per request, assuming no single request costs more
+  than cost_cap_multiple x maxUSD (Prometheus gives sums per window, not each request's cost).
+- maxIncreaseVsStable: per priced token type (input, output), the candidate's histogram of tokens per
+  request against stable's, bucket by bucket (sprt.bucket_ratio_llr). H1 is stable's distribution
+  scaled up by as much as raises the mean cost per request by maxIncreaseVsStable through that token
+  type alone; H0 is stable's distribution. Stable's distribution and mean cost are chosen once, from
+  its data pooled since the start, and kept in the state. A bucket-by-bucket test reads the whole
+  distribution, which a mean's worst-case variance bound or a single edge's share cannot.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from llmrollout.analysis.batch import HistogramBatch, SideBatch
 from llmrollout.analysis.checks import (
     NO_DATA,
     compare_upper,
     cost_per_request,
     inconclusive,
 )
-from llmrollout.analysis.hypotheses import LookInput, MeanTest, SequentialConfig, SLOLook, nan_to_missing
+from llmrollout.analysis.hypotheses import (
+    BoolArray,
+    CountTest,
+    FloatArray,
+    LookInput,
+    MeanTest,
+    SequentialConfig,
+    SLOLook,
+    Test,
+    nan_to_missing,
+)
 from llmrollout.analysis.messages import count, format_usd
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import COST_PER_REQUEST, SLOResult
 from llmrollout.api.spec import CostSLO, Pricing, SLOs
 
+TOKEN_TYPES = ("input", "output")
+# A bucket's H1 ratio is kept within these: one sparse bucket of stable's must not dominate the test.
+RATIO_LIMITS = (0.2, 5.0)
+# Added to each of stable's bucket counts before its shares are taken (no bucket has a share of 0).
+BUCKET_PSEUDOCOUNT = 0.5
+
 
 def evaluate_threshold(slo: CostSLO, window: VariantWindow, pricing: Pricing | None) -> SLOResult:
     label = "costPerRequest"
     variant = window.variant
+    assert slo.max_usd is not None, "only maxUSD has a per-window threshold"
     if pricing is None:
         # Assuming a price of zero would pass any budget; a cost SLO without prices is a spec gap.
         return inconclusive(COST_PER_REQUEST, label, variant, slo.max_usd, f"no pricing for {variant}")
@@ -34,40 +60,187 @@ def evaluate_threshold(slo: CostSLO, window: VariantWindow, pricing: Pricing | N
     return compare_upper(COST_PER_REQUEST, label, variant, usd, slo.max_usd, samples, format_usd)
 
 
+def _price(pricing: Pricing, token_type: str) -> float:
+    return pricing.input_per_million_tokens if token_type == "input" else pricing.output_per_million_tokens
+
+
+def _usd(side: SideBatch, pricing: Pricing) -> FloatArray:
+    usd = np.zeros(side.replicates)
+    for token_type in TOKEN_TYPES:
+        if _price(pricing, token_type) > 0:
+            usd = usd + getattr(side, f"{token_type}_tokens") * _price(pricing, token_type) / 1e6
+    return usd
+
+
 def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: SequentialConfig) -> SLOLook:
     c = look.candidate
     n = look.replicates
-    bound = slo.max_usd
+    bound = math.nan if slo.max_usd is None else slo.max_usd
     if pricing is None:
         reason = f"no pricing for {look.candidate_name}"
         return SLOLook(
             COST_PER_REQUEST, "costPerRequest", bound, (), np.ones(n, bool), reason, np.full(n, np.nan)
         )
-    usd = np.zeros(n)
-    priced = [c.requests]
-    if pricing.input_per_million_tokens > 0:
-        usd = usd + c.input_tokens * pricing.input_per_million_tokens / 1e6
-        priced.append(c.input_tokens)
-    if pricing.output_per_million_tokens > 0:
-        usd = usd + c.output_tokens * pricing.output_per_million_tokens / 1e6
-        priced.append(c.output_tokens)
+    usd = _usd(c, pricing)
+    priced = [c.requests, *(getattr(c, f"{t}_tokens") for t in TOKEN_TYPES if _price(pricing, t) > 0)]
     missing = nan_to_missing(*priced)
-    reason = look.missing_reason("requests", "input_tokens", "output_tokens")
-    test = MeanTest(
-        key=COST_PER_REQUEST,
-        slo=COST_PER_REQUEST,
-        what="cost per request",
-        total=usd,
-        count=c.requests,
-        bound=bound,
-        cap=config.cost_cap_multiple * bound,
-        direction="max",
-        # H0 is half the bound, as for every absolute bound; roll back past the midpoint.
-        rollback_level=0.75 * bound,
-    )
+    fields = ["requests", "input_tokens", "output_tokens"]
+    tests: list[Test] = []
+    if slo.max_usd is not None:
+        tests.append(
+            MeanTest(
+                key=COST_PER_REQUEST,
+                slo=COST_PER_REQUEST,
+                what="cost per request",
+                total=usd,
+                count=c.requests,
+                bound=slo.max_usd,
+                cap=config.cost_cap_multiple * slo.max_usd,
+                direction="max",
+                # H0 is half the bound, as for every absolute bound; roll back past the midpoint.
+                rollback_level=0.75 * slo.max_usd,
+            )
+        )
+    if slo.max_increase_vs_stable is not None:
+        for token_type in TOKEN_TYPES:
+            if _price(pricing, token_type) <= 0:
+                continue
+            attribute = f"{token_type}_tokens_per_request"
+            fields.append(attribute)
+            tests.append(_versus_stable(look, slo.max_increase_vs_stable, pricing, token_type, config))
+            missing = missing | _histogram_missing(getattr(c, attribute))
+            if look.stable_required:
+                missing = missing | _histogram_missing(getattr(look.stable, attribute))
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(c.requests > 0, usd / c.requests, np.nan)
-    return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, (test,), missing, reason, estimate)
+    reason = look.missing_reason(*fields)
+    return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, tuple(tests), missing, reason, estimate)
+
+
+def _histogram_missing(hist: HistogramBatch | None) -> BoolArray:
+    if hist is None:
+        return np.array(True)
+    return nan_to_missing(hist.total)
+
+
+def _common(
+    candidate: HistogramBatch, stable: HistogramBatch
+) -> tuple[FloatArray, FloatArray, tuple[float, ...]]:
+    """Both histograms' counts per bucket on the edges they share (cumulative counts at a shared edge
+    are exact, so differing bucket layouts still compare)."""
+    edges = tuple(sorted(set(candidate.edges) & set(stable.edges)))
+
+    def per_bucket(hist: HistogramBatch) -> FloatArray:
+        columns = [hist.edges.index(edge) for edge in edges] + [len(hist.edges)]
+        cumulative = hist.cumulative[:, columns]
+        counts: FloatArray = np.diff(cumulative, axis=1, prepend=0.0)
+        return counts
+
+    return per_bucket(candidate), per_bucket(stable), edges
+
+
+def shifted_ratios(
+    cumulative: FloatArray, edges: tuple[float, ...], scale: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per replicate: the H1 ratio of each bucket (stable's distribution scaled by `scale` against
+    stable's own) and stable's share of each bucket, from stable's cumulative counts (a pseudocount
+    per bucket keeps every share above 0). The scaled distribution's CDF at an edge is stable's at
+    edge / scale, interpolated between edges linearly in log-odds against log tokens: exact for a
+    log-logistic distribution and close for the unimodal ones tokens follow, where a straight line
+    within a wide bucket would misplace the mass a shift moves across the edges several-fold."""
+    counts = np.diff(cumulative, axis=1, prepend=0.0) + BUCKET_PSEUDOCOUNT
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    ratios = np.full(shares.shape, np.nan)
+    if len(edges) < 2:
+        return ratios, shares
+    logs = np.log(np.array(edges))
+    for row in range(len(shares)):
+        if not (math.isfinite(scale[row]) and scale[row] > 0 and np.all(np.isfinite(shares[row]))):
+            continue
+        cdf = np.cumsum(shares[row])[:-1]
+        log_odds = np.log(cdf / (1 - cdf))
+        at = logs - math.log(scale[row])
+        # Linear in (log edge, log-odds), extended past the first and last edges by their segments.
+        moved = np.interp(at, logs, log_odds)
+        first = (log_odds[1] - log_odds[0]) / (logs[1] - logs[0])
+        last = (log_odds[-1] - log_odds[-2]) / (logs[-1] - logs[-2])
+        moved = np.where(at < logs[0], log_odds[0] + first * (at - logs[0]), moved)
+        moved = np.where(at > logs[-1], log_odds[-1] + last * (at - logs[-1]), moved)
+        shifted_cdf = 1 / (1 + np.exp(-moved))
+        shifted = np.diff(np.concatenate([[0.0], shifted_cdf, [1.0]]))
+        ratios[row] = np.clip(shifted / shares[row], *RATIO_LIMITS)
+    return ratios, shares
+
+
+def _versus_stable(
+    look: LookInput, max_increase: float, pricing: Pricing, token_type: str, config: SequentialConfig
+) -> CountTest:
+    """ "Mean cost per request at most maxIncrease above stable's", through one token type's histogram."""
+    key = f"{COST_PER_REQUEST}/vsStable@{max_increase:g}/{token_type}"
+    attribute = f"{token_type}_tokens_per_request"
+    tokens = f"{token_type}_tokens"
+    n = look.replicates
+    c, s = look.candidate, look.stable
+    candidate: HistogramBatch | None = getattr(c, attribute)
+    stable: HistogramBatch | None = getattr(s, attribute)
+    nan = np.full(n, np.nan)
+    what = f"{token_type} tokens per request"
+    if candidate is None or stable is None:
+        # Nothing to add this look; the test stays open (the SLO cannot clear without it).
+        empty = np.full((n, 1), np.nan)
+        return CountTest(
+            key, COST_PER_REQUEST, what, nan, nan, np.ones(n), nan, nan, nan,
+            ready=np.zeros(n, bool), relative=True, candidate_buckets=empty, stable_buckets=empty,
+            bucket_ratios=np.ones((n, 1)), bucket_shares=empty,
+        )  # fmt: skip
+    c_counts, s_counts, edges = _common(candidate, stable)
+    if np.isnan(look.param(f"{key}.scale")).any():
+        chosen = f"{key}.scale"
+        pooled = look.pool(f"{key}.pool", np.cumsum(s_counts, axis=1), chosen)
+        requests = look.pool(f"{key}.poolRequests", s.requests, chosen)
+        usd = look.pool(f"{key}.poolUSD", _usd(s, pricing), chosen)
+        spent = look.pool(f"{key}.poolTokens", getattr(s, tokens), chosen) * _price(pricing, token_type) / 1e6
+        enough = (pooled[:, -1] >= config.stable_min_histogram) & (requests > 0) & (spent > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # Scaling this token type by `scale` raises the mean cost by (scale - 1) x its share of it.
+            scale = 1.0 + max_increase * usd / spent
+        look.choose(chosen, np.where(enough, scale, np.nan))
+        ratios, shares = shifted_ratios(pooled, edges, look.param(chosen))
+        _choose_rows(look, f"{key}.ratios", ratios)
+        _choose_rows(look, f"{key}.shares", shares)
+    scale = look.param(f"{key}.scale")
+    ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
+    shares = look.params.get(f"{key}.shares", np.full(c_counts.shape, np.nan))
+    # A histogram whose buckets changed since stable's distribution was chosen cannot be compared.
+    fits = ratios.shape == c_counts.shape
+    ready = np.isfinite(scale) & fits & np.all(np.isfinite(ratios), axis=1) if fits else np.zeros(n, bool)
+    return CountTest(
+        key=key,
+        slo=COST_PER_REQUEST,
+        what=what,
+        candidate_events=getattr(c, tokens),
+        candidate_exposure=c.requests,
+        null=np.ones(n),
+        alternative=scale,
+        stable_events=getattr(s, tokens),
+        stable_exposure=s.requests,
+        ready=ready,
+        relative=True,
+        candidate_buckets=c_counts,
+        stable_buckets=s_counts,
+        bucket_ratios=ratios if fits else np.ones(c_counts.shape),
+        bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
+    )
+
+
+def _choose_rows(look: LookInput, key: str, value: FloatArray) -> None:
+    """LookInput.choose for a parameter with a row per replicate: rows chosen already keep theirs."""
+    kept = look.params.get(key)
+    if kept is None or kept.shape != value.shape:
+        look.params[key] = value
+        return
+    open_rows = np.isnan(kept).any(axis=1, keepdims=True)
+    look.params[key] = np.where(open_rows, value, kept)
 
 
 class Cost:
@@ -75,16 +248,28 @@ class Cost:
     hard_by_default = False
 
     def fields(self, slos: SLOs) -> tuple[str, ...]:
-        return () if slos.cost_per_request is None else ("requests", "input_tokens", "output_tokens")
+        slo = slos.cost_per_request
+        if slo is None:
+            return ()
+        histograms = (
+            ()
+            if slo.max_increase_vs_stable is None
+            else tuple(f"{t}_tokens_per_request" for t in TOKEN_TYPES)
+        )
+        return ("requests", "input_tokens", "output_tokens", *histograms)
 
     def rollback_tests(self, slos: SLOs) -> int:
-        return 1 if slos.cost_per_request is not None else 0
+        slo = slos.cost_per_request
+        if slo is None:
+            return 0
+        return (slo.max_usd is not None) + (len(TOKEN_TYPES) if slo.max_increase_vs_stable is not None else 0)
 
     def threshold(
         self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
     ) -> list[SLOResult]:
+        # maxIncreaseVsStable is judged by the sequential method only, like every relative bound.
         slo = slos.cost_per_request
-        return [] if slo is None else [evaluate_threshold(slo, window, pricing)]
+        return [] if slo is None or slo.max_usd is None else [evaluate_threshold(slo, window, pricing)]
 
     def observe(
         self, look: LookInput, slos: SLOs, pricing: Pricing | None, config: SequentialConfig
