@@ -38,6 +38,8 @@ JUDGED_SHARE = 0.2
 
 # The e2e model server's TTFT bucket edges (a unit test keeps them equal).
 TTFT_EDGES: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10)
+# Tokens per request: vLLM's 1-2-5 buckets (build_1_2_5_buckets) over the range that matters here.
+TOKEN_EDGES: tuple[float, ...] = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 Z95 = NormalDist().inv_cdf(0.95)
 TTFT_SIGMA = 0.5
@@ -62,13 +64,14 @@ SLO_SPEC = SLOs.model_validate(
         "quality": {"maxDropVsStable": 0.03},
         "ttft": {"p95": "800ms", "maxIncreaseVsStable": 0.2},
         "errorRate": {"max": 0.02, "maxIncreaseVsStable": 1.0},
-        "costPerRequest": {"maxUSD": 0.0004},
+        "costPerRequest": {"maxUSD": 0.0004, "maxIncreaseVsStable": 0.1},
     }
 )
 ERROR_RATE_MAX = 0.02
 QUALITY_MAX_DROP = 0.03
 TTFT_P95_MAX = 0.8
 COST_MAX_USD = 0.0004
+COST_MAX_INCREASE = 0.1
 
 # The rollout horizon (strategy.maxDuration): every rollout of ours ends by then.
 HORIZON_MINUTES = CAP_MINUTES
@@ -79,6 +82,20 @@ OUTAGE_START, OUTAGE_END, OUTAGE_ERROR_RATE = 120.0, 240.0, 0.30
 
 def _normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _erlang_cdf(x: float, shape: float, mean: float) -> float:
+    """The gamma CDF for a whole-number shape (the token counts' shapes are)."""
+    k, rate = round(shape), shape / mean
+    terms = sum((rate * x) ** i / math.factorial(i) for i in range(k))
+    return 1.0 - math.exp(-rate * x) * terms
+
+
+def token_bin_probabilities(mean: float, shape: float) -> list[float]:
+    """Probability of each token bucket (TOKEN_EDGES, then +Inf) for gamma(shape) tokens with `mean`."""
+    cumulative = [_erlang_cdf(edge, shape, mean) for edge in TOKEN_EDGES]
+    bins = [cumulative[0], *(b - a for a, b in pairwise(cumulative)), 1.0 - cumulative[-1]]
+    return [max(p, 0.0) for p in bins]
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,9 @@ def _output_tokens_for_cost(usd: float) -> float:
 
 _TOKENS_AT_MAX = _output_tokens_for_cost(COST_MAX_USD)
 _TOKENS_AT_TWICE = _output_tokens_for_cost(2 * COST_MAX_USD)
+_STABLE_COST = (1.0 - ERROR_RATE) * BASE_COST_USD
+_TOKENS_AT_INCREASE = _output_tokens_for_cost((1 + COST_MAX_INCREASE) * _STABLE_COST)
+_TOKENS_AT_TWICE_INCREASE = _output_tokens_for_cost((1 + 2 * COST_MAX_INCREASE) * _STABLE_COST)
 # "At the bound" within rounding: a regression built to sit on a bound counts as breaching it.
 _AT = 1e-9
 
@@ -166,8 +186,11 @@ def breached_bounds(behaviour: Behaviour) -> list[str]:
         if increase is not None and p95 >= (1 + increase) * stable_p95 * (1 - 1e-6):
             breached.append("ttft.maxIncreaseVsStable")
     cost = SLO_SPEC.cost_per_request
-    if cost is not None and cost_per_request(behaviour) >= cost.max_usd * (1 - 1e-9):
+    if cost is not None and cost.max_usd is not None and cost_per_request(behaviour) >= cost.max_usd * (1 - 1e-9):
         breached.append("costPerRequest.maxUSD")
+    increase = None if cost is None else cost.max_increase_vs_stable
+    if increase is not None and cost_per_request(behaviour) >= (1 + increase) * cost_per_request(STABLE) * (1 - 1e-9):
+        breached.append("costPerRequest.maxIncreaseVsStable")
     return breached
 
 
@@ -241,6 +264,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("TTFT p95 +100% (tail)", "ttft", Behaviour(tail_from=TTFT_Q90, tail_power=tail_power_for(2.0))),
     Scenario("output tokens +20%", "tokens", Behaviour(output_tokens=OUTPUT_TOKENS * 1.2)),
     Scenario(
+        f"cost +10% (output tokens +{100 * (_TOKENS_AT_INCREASE / OUTPUT_TOKENS - 1):.0f}%)",
+        "tokens",
+        Behaviour(output_tokens=_TOKENS_AT_INCREASE),
+    ),
+    Scenario(
+        f"cost +20% (output tokens +{100 * (_TOKENS_AT_TWICE_INCREASE / OUTPUT_TOKENS - 1):.0f}%)",
+        "tokens",
+        Behaviour(output_tokens=_TOKENS_AT_TWICE_INCREASE),
+    ),
+    Scenario(
         f"cost at maxUSD (output tokens +{100 * (_TOKENS_AT_MAX / OUTPUT_TOKENS - 1):.0f}%)",
         "tokens",
         Behaviour(output_tokens=_TOKENS_AT_MAX),
@@ -257,7 +290,7 @@ DESIGN_POINTS = {
     "errors": "errors 1% -> 2%",
     "quality": "pass rate 90% -> 87%",
     "ttft": "TTFT p95 +20% (shift)",
-    "tokens": SCENARIOS[-2].name,
+    "tokens": next(s.name for s in SCENARIOS if s.name.startswith("cost +10%")),
 }
 
 

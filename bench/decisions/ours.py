@@ -17,6 +17,7 @@ from bench.decisions.model import (
     PRICING,
     SLO_SPEC,
     STEPS,
+    TOKEN_EDGES,
     TTFT_EDGES,
     WARMUP_SECONDS,
 )
@@ -28,12 +29,18 @@ from llmrollout.analysis.sequential import How, SequentialState, evaluate_batch
 from llmrollout.analysis.verdict import Verdict
 
 IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
 CANDIDATE, STABLE = "candidate", "stable"
 
 
 def side(window: WindowArrays) -> SideBatch:
     """What the operator's queries return for one version, as the kernels read it."""
     cumulative = np.concatenate([window.ttft, window.ttft_count[:, None]], axis=1)
+
+    def tokens(hist: FloatArray) -> HistogramBatch:
+        # Errors have no tokens: the histograms count answers, as the TTFT histogram does.
+        return HistogramBatch(TOKEN_EDGES, np.concatenate([hist, window.ttft_count[:, None]], axis=1))
+
     return SideBatch(
         requests=window.requests,
         errors=window.errors,
@@ -45,6 +52,8 @@ def side(window: WindowArrays) -> SideBatch:
         input_tokens=window.in_tokens,
         output_tokens=window.out_tokens,
         ttft=HistogramBatch(TTFT_EDGES, cumulative),
+        input_tokens_per_request=tokens(window.in_hist),
+        output_tokens_per_request=tokens(window.out_hist),
     )
 
 

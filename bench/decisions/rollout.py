@@ -104,6 +104,8 @@ def _slots(
         out_tokens=version.out_tokens[at] * real,
         passed=passed,
         failed=failed,
+        in_hist=version.in_hist[at] * real[..., None],
+        out_hist=version.out_hist[at] * real[..., None],
     )
 
 

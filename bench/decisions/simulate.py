@@ -44,11 +44,13 @@ from bench.decisions.model import (
     SLOT_SECONDS,
     SLOTS_PER_INTERVAL,
     STEPS,
+    TOKEN_EDGES,
     TTFT_EDGES,
     TTFT_MEDIAN,
     TTFT_SIGMA,
     Behaviour,
     Scenario,
+    token_bin_probabilities,
 )
 
 FloatArray = NDArray[np.float64]
@@ -74,6 +76,11 @@ class VersionTrace:
     out_tokens: FloatArray
     failed_all: IntArray  # every failed answer, judged or not: what users were served
     verdicts: dict[str, IntArray]
+    # Tokens per request, cumulative counts at TOKEN_EDGES (the +Inf bucket is requests - errors). A
+    # slot's bucket counts and its token sums are sampled independently (each from its exact
+    # distribution); within a window they are as consistent as two counters of one exporter are.
+    in_hist: IntArray
+    out_hist: IntArray
 
 
 @dataclass
@@ -100,6 +107,10 @@ def _version(
     out_tokens = np.empty(shape)
     failed_all = np.empty(shape, np.int64)
     verdicts = {name: np.empty(shape, np.int64) for name in VERDICT_FIELDS}
+    in_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int64)
+    out_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int64)
+    in_bins = token_bin_probabilities(INPUT_TOKENS, INPUT_SHAPE)
+    token_bins: dict[float, list[float]] = {}
     cache: dict[Behaviour, list[float]] = {}
     for slot in range(SLOTS):
         behaviour = scenario.behaviour(candidate, slot * SLOT_SECONDS)
@@ -114,6 +125,11 @@ def _version(
         # A sum of k gamma(shape) draws is gamma(k * shape); numpy returns 0 for shape 0.
         in_tokens[:, slot] = rng.gamma(ok * INPUT_SHAPE, INPUT_TOKENS / INPUT_SHAPE)
         out_tokens[:, slot] = rng.gamma(ok * OUTPUT_SHAPE, behaviour.output_tokens / OUTPUT_SHAPE)
+        out_bins = token_bins.setdefault(
+            behaviour.output_tokens, token_bin_probabilities(behaviour.output_tokens, OUTPUT_SHAPE)
+        )
+        in_hist[:, slot] = np.cumsum(rng.multinomial(ok, in_bins)[..., : len(TOKEN_EDGES)], axis=-1)
+        out_hist[:, slot] = np.cumsum(rng.multinomial(ok, out_bins)[..., : len(TOKEN_EDGES)], axis=-1)
         failed = rng.binomial(ok, 1.0 - behaviour.pass_rate)
         failed_all[:, slot] = failed
         judged_failed = rng.binomial(failed, JUDGED_SHARE)
@@ -125,7 +141,7 @@ def _version(
         verdicts[f"failed_{second}"][:, slot] = judged_failed - first_failed
         verdicts[f"passed_{first}"][:, slot] = first_passed
         verdicts[f"passed_{second}"][:, slot] = judged_passed - first_passed
-    return VersionTrace(requests, errors, ttft, in_tokens, out_tokens, failed_all, verdicts)
+    return VersionTrace(requests, errors, ttft, in_tokens, out_tokens, failed_all, verdicts, in_hist, out_hist)
 
 
 def generate(scenario: Scenario, rps: float, replicates: int, seed: tuple[int, ...]) -> Trace:
@@ -148,6 +164,8 @@ class Slots:
     out_tokens: FloatArray
     passed: FloatArray
     failed: FloatArray
+    in_hist: FloatArray
+    out_hist: FloatArray
 
 
 @dataclass
@@ -162,6 +180,8 @@ class WindowArrays:
     out_tokens: FloatArray
     passed: FloatArray
     failed: FloatArray
+    in_hist: FloatArray  # [replicate, edge], cumulative; the +Inf bucket is `ttft_count` (answers)
+    out_hist: FloatArray
 
     @property
     def judged(self) -> FloatArray:
@@ -216,6 +236,8 @@ def read(slots: Slots, mode: str) -> WindowArrays:
         out_tokens=total(slots.out_tokens),
         passed=total(slots.passed),
         failed=total(slots.failed),
+        in_hist=total(slots.in_hist),
+        out_hist=total(slots.out_hist),
     )
 
 

@@ -31,7 +31,7 @@ from bench.decisions.model import (
         ("pass rate 90% -> 84%", True),
         ("TTFT p95 +20% (shift)", True),  # exactly maxIncreaseVsStable
         ("TTFT p95 +30% (tail)", True),
-        ("output tokens +20%", False),  # cost per request has only an absolute bound, not reached
+        ("output tokens +20%", True),  # cost +14%: beyond costPerRequest.maxIncreaseVsStable 0.1
     ],
 )
 def test_must_catch(name: str, must_catch: bool) -> None:
@@ -54,8 +54,13 @@ def test_design_points_sit_exactly_on_a_bound_and_twice_it_is_run_too() -> None:
     assert ttft.ttft_p95() == pytest.approx(1.2 * STABLE.ttft_p95(), rel=1e-6)
     assert breached_bounds(ttft) == ["ttft.maxIncreaseVsStable"]
     cost = scenario(DESIGN_POINTS["tokens"]).candidate
-    assert cost_per_request(cost) == pytest.approx(COST_MAX_USD)
-    assert breached_bounds(cost) == ["costPerRequest.maxUSD"]
+    assert cost_per_request(cost) == pytest.approx(1.1 * cost_per_request(STABLE))
+    assert breached_bounds(cost) == ["costPerRequest.maxIncreaseVsStable"]
+    at_max = next(s for s in SCENARIOS if s.name.startswith("cost at maxUSD")).candidate
+    assert cost_per_request(at_max) == pytest.approx(COST_MAX_USD)
+    assert "costPerRequest.maxUSD" in breached_bounds(at_max)
+    doubled = next(s for s in SCENARIOS if s.name.startswith("cost +20%")).candidate
+    assert cost_per_request(doubled) == pytest.approx(1.2 * cost_per_request(STABLE))
     names = {s.name for s in SCENARIOS}
     assert {"errors 1% -> 4%", "pass rate 90% -> 84%", "TTFT p95 +40% (shift)"} <= names
     twice = [s for s in SCENARIOS if s.name.startswith("cost at 2x")]

@@ -38,6 +38,8 @@ def _random_windows(rng: np.random.Generator, n: int) -> WindowArrays:
         out_tokens=ok * rng.uniform(100, 1200, n),
         passed=judged - failed,
         failed=failed,
+        in_hist=np.zeros((n, 9)),
+        out_hist=np.zeros((n, 9)),
     )
 
 

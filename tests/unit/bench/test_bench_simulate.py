@@ -75,6 +75,8 @@ def test_increase_matches_prometheus_on_request_level_traffic() -> None:
             out_tokens=none,
             passed=none,
             failed=none,
+            in_hist=np.zeros((1, SLOTS_PER_INTERVAL, 9)),
+            out_hist=np.zeros((1, SLOTS_PER_INTERVAL, 9)),
         )
         window = read(counts, "increase")
         for k, edge in enumerate(edges):

@@ -67,6 +67,8 @@ def _windows(events: np.ndarray, trials: np.ndarray) -> WindowArrays:
         out_tokens=zeros,
         passed=zeros,
         failed=zeros,
+        in_hist=np.zeros((len(events), 9)),
+        out_hist=np.zeros((len(events), 9)),
     )
 
 
