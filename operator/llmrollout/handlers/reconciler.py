@@ -36,6 +36,7 @@ from llmrollout.api import (
 from llmrollout.api.status import MAX_MESSAGE, truncate
 from llmrollout.eval.gate import run_golden_set_gate
 from llmrollout.handlers import telemetry
+from llmrollout.handlers.credentials import CredentialsError, prometheus_credentials
 from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.reads import MetricsReads
 from llmrollout.k8s import (
@@ -378,7 +379,7 @@ def _observe(
     variants = rollout.watched(spec, status)
 
     def read() -> rollout.Observation:
-        return _read_window(clients.http, spec, namespace, variants, start, end)
+        return _read_window(clients, spec, namespace, variants, start, end)
 
     if clients.reads is None:
         return read()
@@ -448,7 +449,7 @@ def _preflight(
     start = end - timedelta(seconds=step)
 
     def read() -> rollout.Observation:
-        return _read_window(clients.http, spec, namespace, [stable, candidate], start, end)
+        return _read_window(clients, spec, namespace, [stable, candidate], start, end)
 
     if clients.reads is None:
         observation: rollout.Observation | None = read()
@@ -462,15 +463,22 @@ def _preflight(
 
 
 def _read_window(
-    http: httpx.Client,
+    clients: Clients,
     spec: LLMDeploymentSpec,
     namespace: str,
     variants: list[str],
     start: datetime,
     end: datetime,
 ) -> rollout.Observation:
+    auth = spec.metrics.prometheus.auth if spec.metrics.prometheus is not None else None
     try:
-        provider = provider_for(spec.metrics, http, namespace=namespace)
+        credentials = prometheus_credentials(
+            auth, namespace, lambda name, key: secret_value(clients.api, namespace, name, key)
+        )
+    except CredentialsError as error:
+        return rollout.Observation(start, end, unavailable=truncate(str(error)))
+    try:
+        provider = provider_for(spec.metrics, clients.http, namespace=namespace, credentials=credentials)
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
