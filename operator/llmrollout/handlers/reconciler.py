@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,9 @@ CONFLICT_DELAY_SECONDS: Final = 1.0
 # Test hook: exit the process right after the route write of a reconcile that handled this action
 # ("any" for every route write), to show that a crash between the writes loses nothing.
 FAULT_EXIT_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_EXIT_AFTER_ROUTE_WRITE"
+# Likewise, but a SIGTERM to this process (a rolling update), and the tick goes on: a shutdown
+# that lands mid-tick either lets it finish or abandons it, and either leaves a consistent state.
+FAULT_TERM_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_TERM_AFTER_ROUTE_WRITE"
 # The analysis block is free-form (per-SLO results, the sequential tests' state); its messages are
 # capped like every other message, and its size as a whole is checked before a write.
 MAX_ANALYSIS_BYTES: Final = 32 * 1024
@@ -587,3 +591,6 @@ def _fault_hook(action: str | None) -> None:
     wanted = os.environ.get(FAULT_EXIT_AFTER_ROUTE_WRITE)
     if wanted and wanted in ("any", action):
         os._exit(86)
+    wanted = os.environ.get(FAULT_TERM_AFTER_ROUTE_WRITE)
+    if wanted and wanted in ("any", action):
+        os.kill(os.getpid(), signal.SIGTERM)
