@@ -7,7 +7,7 @@ CLUSTER ?= kwok
 CLUSTER_NAME ?= llmrollout
 export CLUSTER CLUSTER_NAME
 
-.PHONY: help setup demo test unit e2e lint crds cluster-up cluster-down kubeconfig binaries run bench
+.PHONY: help setup demo test unit e2e lint crds lock cluster-up cluster-down kubeconfig binaries run bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ lint: setup ## ruff and mypy --strict
 crds: ## regenerate the CRD from the pydantic models (crds/ and the chart)
 	$(PY) -m llmrollout.api.crd > crds/llmdeployments.llmrollout.io.yaml
 	cp crds/llmdeployments.llmrollout.io.yaml charts/llmrollout/crds/
+
+lock: ## regenerate the image's hashed requirements from pyproject.toml (needs uv: pip install uv)
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --python-platform linux -o requirements.lock
+	uv pip compile requirements-build.in --generate-hashes --python-version 3.11 --python-platform linux -o requirements-build.lock
 
 cluster-up: ## start the local cluster (CLUSTER=kwok by default; CLUSTER=kind needs Docker)
 	@bash hack/cluster-up.sh

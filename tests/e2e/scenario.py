@@ -55,6 +55,8 @@ def llmdeployment(
     max_duration: str | None = None,
     endpoints: dict[str, str] | None = None,
     evaluation: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
+    fallback_policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "variants": [
@@ -79,6 +81,7 @@ def llmdeployment(
             "prometheus": {
                 "address": prometheus,
                 **({"scrapeInterval": scrape_interval} if scrape_interval else {}),
+                **({"auth": auth} if auth else {}),
             },
             "preset": "openTelemetryGenAI",
             "variantLabel": "variant",
@@ -91,6 +94,8 @@ def llmdeployment(
         spec["candidate"] = candidate
     if fallbacks:
         spec["fallbacks"] = fallbacks
+    if fallback_policy:
+        spec["fallbackPolicy"] = fallback_policy
     if evaluation:
         spec["evaluation"] = evaluation
     return {

@@ -87,20 +87,24 @@ def test_a_failing_first_fallback_hands_over_to_the_second(env: dict[str, Any]) 
 
 
 def test_all_fallbacks_failing_keeps_the_least_bad_and_is_degraded(env: dict[str, Any]) -> None:
-    rollout = protected(env)
+    # The least bad is chosen from the window in which the last fallback is found failing, where the
+    # failed version has only its probe share. At the default 5% that is ~8 requests a window (fewer
+    # on a busy machine), and 50% errors then read as 7/8 often enough to rank above fb2's 80% (seen
+    # once). A 25% probe and 30% errors make the ranking certain; what is checked is unchanged.
+    rollout = protected(env, fallback_policy={"probeWeight": 25})
     server(rollout, "fb1").configure(error_rate=0.9)
     server(rollout, "fb2").configure(error_rate=0.8)
-    server(rollout, "v1").configure(error_rate=0.5)
+    server(rollout, "v1").configure(error_rate=0.3)
 
     def degraded() -> dict[str, Any] | None:
         status = rollout.status()
         flagged = any(c["type"] == "Degraded" and c["status"] == "True" for c in status.get("conditions", []))
         return status if flagged else None
 
-    status = wait_for(degraded, 5 * DECISION_TIMEOUT, "the Degraded condition")
+    status = wait_for(degraded, 8 * DECISION_TIMEOUT, "the Degraded condition")
     assert sum(status["weights"].values()) == 100
     assert sum(rollout.route_weights().values()) > 0
-    assert status["fallback"]["active"] == "v1", status["fallback"]  # 50% errors beat 80% and 90%
+    assert status["fallback"]["active"] == "v1", status["fallback"]  # 30% errors beat 80% and 90%
 
 
 def test_a_flapping_version_does_not_make_weights_flap(env: dict[str, Any]) -> None:

@@ -30,6 +30,25 @@ INVALID = {
         set_in("metrics.labels", {"variant": "v1"}),
         ["spec.metrics.labels", "must not set the variant label"],
     ),
+    "label-value-10kb": (
+        set_in("metrics.labels", {"namespace": "x" * 10240}),
+        ["spec.metrics.labels.namespace", "Too long"],
+    ),
+    "auth-with-no-scheme": (
+        set_in("metrics.prometheus.auth", {}),
+        ["spec.metrics.prometheus.auth", "set exactly one of basicAuthSecretRef or bearerTokenSecretRef"],
+    ),
+    "auth-with-two-schemes": (
+        set_in(
+            "metrics.prometheus.auth",
+            {"basicAuthSecretRef": {"name": "a"}, "bearerTokenSecretRef": {"name": "b", "key": "token"}},
+        ),
+        ["spec.metrics.prometheus.auth", "set exactly one of basicAuthSecretRef or bearerTokenSecretRef"],
+    ),
+    "bearer-token-without-key": (
+        set_in("metrics.prometheus.auth", {"bearerTokenSecretRef": {"name": "b"}}),
+        ["spec.metrics.prometheus.auth.bearerTokenSecretRef.key", "Required value"],
+    ),
     "labels-name-the-preset-default": (
         lambda spec: spec["metrics"].update(
             {"preset": "litellm", "labels": {"requested_model": "x"}, "variantLabel": None}
@@ -59,7 +78,11 @@ def test_new_metrics_fields_are_accepted(kube: Kube, namespace: str) -> None:
     manifest = edit(
         lambda spec: spec["metrics"].update(
             {
-                "prometheus": {"address": "https://prometheus.monitoring:9090/prom", "scrapeInterval": "15s"},
+                "prometheus": {
+                    "address": "https://prometheus.monitoring:9090/prom",
+                    "scrapeInterval": "15s",
+                    "auth": {"bearerTokenSecretRef": {"name": "prom-token", "key": "token"}},
+                },
                 "preset": "sglang",
                 "variantFrom": "resource",
                 "labels": {"requested_model": "x"},  # only litellm's default variant label

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("gateway_api")
 DECISION_TIMEOUT = 6 * INTERVAL_SECONDS + 10
 REFUSAL_SECONDS = 90.0
 FAULT_ENV = "LLMROLLOUT_FAULT_EXIT_AFTER_ROUTE_WRITE"
+TERM_ENV = "LLMROLLOUT_FAULT_TERM_AFTER_ROUTE_WRITE"
 
 
 @pytest.fixture
@@ -156,12 +157,16 @@ def test_refused_status_writes_hold_the_rollout_then_it_is_promoted(
     wait_for(lambda: probe(url) == 200, 30, "the probe healthy again")
 
 
-@pytest.mark.parametrize("refused_first", [False, True], ids=["written", "status-refused-first"])
+@pytest.mark.parametrize("fault", ["killed", "killed-status-refused-first", "sigterm"])
 def test_an_operator_dying_after_the_abort_route_write_ends_rolled_back(
-    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path, refused_first: bool
+    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path, fault: str
 ) -> None:
+    """Killed right after the route write (os._exit: nothing after it runs), or sent SIGTERM there
+    (a rolling update: the shutdown may let the tick finish or abandon it)."""
     kube, namespace = rollout_env["kube"], rollout_env["namespace"]
-    dying = OperatorProcess(kube.kubeconfig, tmp_path / "dying.log", extra_env={FAULT_ENV: "abort"})
+    refused_first = fault == "killed-status-refused-first"
+    env = {TERM_ENV if fault == "sigterm" else FAULT_ENV: "abort"}
+    dying = OperatorProcess(kube.kubeconfig, tmp_path / "dying.log", extra_env=env)
     own_operator.append(dying)
     dying.start()
     rollout = start_rollout(**rollout_env, min_requests=10**6)  # stays at the first step
@@ -177,13 +182,16 @@ def test_an_operator_dying_after_the_abort_route_write_ends_rolled_back(
         assert rollout.status()["phase"] == "Progressing"
         allow_status_writes(kube, policy)
     assert dying.process is not None
-    code = wait_for(lambda: dying.process.poll() if dying.process else None, 60, "the fault hook's exit")
-    assert code == 86, dying.tail()
-    # Died right after the route write: the decision is in status, the route carries it, the
-    # request is still there and the weights are not yet confirmed as applied.
+    process = dying.process
+    # A tuple, since exit code 0 is falsy.
+    (code,) = wait_for(lambda: (c := process.poll()) is not None and (c,), 60, "the fault hook's exit")
+    assert code == (0 if fault == "sigterm" else 86), dying.tail()
+    # The decision is in status and the route carries it. Killed, the process confirmed nothing
+    # after the route write; stopped, it may have finished the tick.
     status = rollout.status()
     assert (status["phase"], status["weights"]) == ("RolledBack", {"v1": 100, "v2": 0})
-    assert status.get("appliedWeights") == {"v1": 80, "v2": 20}
+    if fault != "sigterm":
+        assert status.get("appliedWeights") == {"v1": 80, "v2": 20}
     assert rollout.route_weights() == {"bot-v1": 100, "bot-v2": 0}
 
     successor = OperatorProcess(kube.kubeconfig, tmp_path / "successor.log")
@@ -313,27 +321,35 @@ def test_the_operators_own_metrics_are_scraped_by_prometheus(
     assert not any("succeeded" in line and "tick" in line for line in lines), process.tail()
 
 
-class _Drip:
-    """A Prometheus stand-in that answers one byte every few seconds and never finishes."""
+class _Hostile:
+    """A Prometheus stand-in that answers 200 and then misbehaves: `drip` sends one byte every few
+    seconds and never finishes; `flood` sends 60 MB of JSON-looking bytes without a length."""
 
-    def __init__(self, seconds_per_byte: float = 4.0) -> None:
-        seconds = seconds_per_byte
+    def __init__(self, how: str, seconds_per_byte: float = 4.0, flood_bytes: int = 60 * 10**6) -> None:
+        stopped = threading.Event()
+        block = b" " * (64 * 1024)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.end_headers()
+                self.end_headers()  # no Content-Length: the body ends when the connection does
                 with contextlib.suppress(OSError):
+                    if how == "flood":
+                        self.wfile.write(b'{"status": "success", "data": {"result": ["')
+                        for _ in range(flood_bytes // len(block)):
+                            if stopped.is_set():
+                                return
+                            self.wfile.write(block)
+                        return
                     while not stopped.is_set():
                         self.wfile.write(b" ")
                         self.wfile.flush()
-                        stopped.wait(seconds)
+                        stopped.wait(seconds_per_byte)
 
             def log_message(self, *_: Any) -> None:
                 return
 
-        stopped = threading.Event()
         self.stopped = stopped
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -346,38 +362,78 @@ class _Drip:
         self.server.server_close()
 
 
-def test_a_dripping_prometheus_stalls_only_its_own_llmdeployment(
-    rollout_env: dict[str, Any], operator: OperatorProcess, report: list[str]
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def metrics_unavailable(kube: Kube, namespace: str) -> dict[str, Any] | None:
+    """MetricsAvailable=False with the inconclusive count at the time, once it is set."""
+    status = kube.get("llmd", NAME, namespace).get("status", {})
+    found = next((c for c in status.get("conditions", []) if c["type"] == "MetricsAvailable"), None)
+    if found is None or found["status"] != "False":
+        return None
+    return {**found, "inconclusiveChecks": status.get("inconclusiveChecks", 0)}
+
+
+PEAK_RSS_LIMIT_MIB = 200
+
+
+def test_hostile_prometheus_servers_stall_only_their_own_llmdeployments(
+    rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path, report: list[str]
 ) -> None:
+    """A dripping server and one sending 60 MB, beside the real Prometheus: each of their
+    LLMDeployments says why within its first windows, the operator stays small, and a rollout on
+    the real Prometheus is promoted meanwhile. A fresh operator, so that its peak RSS is this test's."""
     kube: Kube = rollout_env["kube"]
-    drip = _Drip()
-    stalled_ns = f"{rollout_env['namespace'][:50]}-drip"
-    kube.kubectl("create", "namespace", stalled_ns)
+    process = OperatorProcess(kube.kubeconfig, tmp_path / "operator.log")
+    own_operator.append(process)
+    process.start()
+    assert process.process is not None
+    stubs = {"drip": _Hostile("drip"), "flood": _Hostile("flood")}
+    causes = {"drip": "did not answer within", "flood": "sent an answer larger than 1048576 bytes"}
+    stalled = {how: f"{rollout_env['namespace'][:50]}-{how}" for how in stubs}
     try:
-        stalled = llmdeployment(stalled_ns, drip.address)
-        stalled["spec"]["analysis"]["inconclusiveLimit"] = 1000
-        assert kube.apply(stalled, stalled_ns).returncode == 0
+        for how, namespace in stalled.items():
+            kube.kubectl("create", "namespace", namespace)
+            manifest = llmdeployment(namespace, stubs[how].address)
+            manifest["spec"]["analysis"]["inconclusiveLimit"] = 1000
+            assert kube.apply(manifest, namespace).returncode == 0
         started = time.monotonic()
         healthy = start_rollout(**rollout_env)
 
-        def metrics_condition() -> dict[str, Any] | None:
-            status = kube.get("llmd", NAME, stalled_ns).get("status", {})
-            found = next((c for c in status.get("conditions", []) if c["type"] == "MetricsAvailable"), None)
-            return found if found and found["status"] == "False" else None
-
-        condition = wait_for(metrics_condition, 6 * INTERVAL_SECONDS, "MetricsAvailable=False on the drip")
-        said = time.monotonic() - started
-        assert "did not answer within" in condition["message"], condition
-        report.append(
-            f"dripping Prometheus -> MetricsAvailable=False in {said:.1f}s (interval {INTERVAL_SECONDS:g}s)"
-        )
+        for how, namespace in stalled.items():
+            condition = wait_for(
+                lambda namespace=namespace: metrics_unavailable(kube, namespace),
+                6 * INTERVAL_SECONDS + 30,
+                f"MetricsAvailable=False on the {how} stub",
+            )
+            assert causes[how] in condition["message"], condition
+            assert f"127.0.0.1:{stubs[how].server.server_address[1]}" in condition["message"], condition
+            # Said by the first or second window read, not after several: within 2 intervals.
+            assert condition["inconclusiveChecks"] <= 2, condition
+            report.append(
+                f"{how} Prometheus -> MetricsAvailable=False after {time.monotonic() - started:.1f}s"
+                f" (interval {INTERVAL_SECONDS:g}s)"
+            )
         # The other LLMDeployment, on the real Prometheus, goes on as if nothing happened.
         status = healthy.wait_phase("Promoted", 5 * DECISION_TIMEOUT)
         assert status["stable"] == "v2"
+        assert not any(
+            c["type"] == "MetricsAvailable" and c["status"] == "False" for c in status.get("conditions", [])
+        ), status["conditions"]
         report.append(
-            f"beside it, a rollout on the real Prometheus promoted in {time.monotonic() - started:.1f}s"
+            f"beside them, a rollout on the real Prometheus promoted in {time.monotonic() - started:.1f}s"
         )
-        assert operator.process is not None and operator.process.poll() is None, operator.tail()
+        assert process.process.poll() is None, process.tail()
+        peak = peak_rss_mib(process.process.pid)
+        report.append(f"operator peak RSS with a 60 MB answer and a drip: {peak:.0f} MiB")
+        assert peak < PEAK_RSS_LIMIT_MIB, peak
     finally:
-        kube.kubectl("delete", "namespace", stalled_ns, "--wait=false", check=False)
-        drip.close()
+        for namespace in stalled.values():
+            kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for stub in stubs.values():
+            stub.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -16,6 +16,9 @@ QUERY_PLACEHOLDERS = ("{{variant}}", "{{namespace}}", "{{interval}}")
 PROMETHEUS_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 MAX_VARIANTS = 16
 MAX_STEPS = 20
+# A label value in every query: long enough for any real one, short enough that 16 of them do not
+# make every query (and every message that quotes one) huge.
+MAX_LABEL_VALUE = 1024
 URL_PATTERN = r"^https?://[^\s]+$"
 # Each look costs Prometheus queries, a status write and often an Event: a floor keeps one object
 # from turning the operator into a load generator. Test clusters render the CRD with a lower one
@@ -153,6 +156,42 @@ DEFAULT_VARIANT_LABELS = {"litellm": "requested_model"}
 _DEFAULT_VARIANT_LABEL = "variant"
 
 
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="Secret in the LLMDeployment's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
+
+
+class SecretRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="Secret in the LLMDeployment's namespace.")
+
+
+class PrometheusAuth(Model):
+    """Credentials for Prometheus, read from a Secret at each read (so a rotation is picked up) and
+    never written to status, Events or logs. As Flagger's MetricTemplate secretRef: the address
+    stays a plain URL, and whoever may read the LLMDeployment does not see the credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "has(self.basicAuthSecretRef) != has(self.bearerTokenSecretRef)",
+                "set exactly one of basicAuthSecretRef or bearerTokenSecretRef",
+            )
+        )
+    )
+    basic_auth_secret_ref: SecretRef | None = Field(
+        None, description="HTTP basic auth: a Secret with the keys `username` and `password`."
+    )
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="A bearer token (Authorization: Bearer): the Secret key holding it."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PrometheusAuth:
+        if (self.basic_auth_secret_ref is None) == (self.bearer_token_secret_ref is None):
+            raise ValueError("set exactly one of basicAuthSecretRef or bearerTokenSecretRef")
+        return self
+
+
 class Prometheus(Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
@@ -167,7 +206,10 @@ class Prometheus(Model):
         pattern=PROMETHEUS_ADDRESS_PATTERN,
         max_length=2048,
         description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090;"
-        " no credentials, query or fragment.",
+        " no credentials (see auth), query or fragment.",
+    )
+    auth: PrometheusAuth | None = Field(
+        None, description="Credentials from a Secret in the LLMDeployment's namespace (default: none)."
     )
     scrape_interval: Duration = Field(
         default=timedelta(minutes=1),
@@ -217,7 +259,7 @@ class Metrics(Model):
         description="label: the variant label is on every series; resource: it is an OpenTelemetry"
         " resource attribute, found on target_info and joined on (job, instance).",
     )
-    labels: dict[str, str] = Field(
+    labels: dict[str, Annotated[str, Field(max_length=MAX_LABEL_VALUE)]] = Field(
         default_factory=dict,
         max_length=16,
         description="Extra label matchers every query carries, e.g. {namespace: team-a}.",
@@ -398,11 +440,6 @@ class Analysis(Model):
         f" a step still lasts at least strategy.interval. At least {MIN_INTERVAL}.",
         json_schema_extra=_validations(interval_floor()),
     )
-
-
-class SecretKeyRef(Model):
-    name: str = Field(min_length=1, max_length=253, description="Secret in the LLMDeployment's namespace.")
-    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
 
 
 class JudgeEndpoint(Model):

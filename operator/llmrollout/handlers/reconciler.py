@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from llmrollout.api import (
 from llmrollout.api.status import MAX_MESSAGE, truncate
 from llmrollout.eval.gate import run_golden_set_gate
 from llmrollout.handlers import telemetry
+from llmrollout.handlers.credentials import CredentialsError, prometheus_credentials
 from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.reads import MetricsReads
 from llmrollout.k8s import (
@@ -69,6 +71,9 @@ CONFLICT_DELAY_SECONDS: Final = 1.0
 # Test hook: exit the process right after the route write of a reconcile that handled this action
 # ("any" for every route write), to show that a crash between the writes loses nothing.
 FAULT_EXIT_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_EXIT_AFTER_ROUTE_WRITE"
+# Likewise, but a SIGTERM to this process (a rolling update), and the tick goes on: a shutdown
+# that lands mid-tick either lets it finish or abandons it, and either leaves a consistent state.
+FAULT_TERM_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_TERM_AFTER_ROUTE_WRITE"
 # The analysis block is free-form (per-SLO results, the sequential tests' state); its messages are
 # capped like every other message, and its size as a whole is checked before a write.
 MAX_ANALYSIS_BYTES: Final = 32 * 1024
@@ -378,7 +383,7 @@ def _observe(
     variants = rollout.watched(spec, status)
 
     def read() -> rollout.Observation:
-        return _read_window(clients.http, spec, namespace, variants, start, end)
+        return _read_window(clients, spec, namespace, variants, start, end)
 
     if clients.reads is None:
         return read()
@@ -448,7 +453,7 @@ def _preflight(
     start = end - timedelta(seconds=step)
 
     def read() -> rollout.Observation:
-        return _read_window(clients.http, spec, namespace, [stable, candidate], start, end)
+        return _read_window(clients, spec, namespace, [stable, candidate], start, end)
 
     if clients.reads is None:
         observation: rollout.Observation | None = read()
@@ -462,15 +467,22 @@ def _preflight(
 
 
 def _read_window(
-    http: httpx.Client,
+    clients: Clients,
     spec: LLMDeploymentSpec,
     namespace: str,
     variants: list[str],
     start: datetime,
     end: datetime,
 ) -> rollout.Observation:
+    auth = spec.metrics.prometheus.auth if spec.metrics.prometheus is not None else None
     try:
-        provider = provider_for(spec.metrics, http, namespace=namespace)
+        credentials = prometheus_credentials(
+            auth, namespace, lambda name, key: secret_value(clients.api, namespace, name, key)
+        )
+    except CredentialsError as error:
+        return rollout.Observation(start, end, unavailable=truncate(str(error)))
+    try:
+        provider = provider_for(spec.metrics, clients.http, namespace=namespace, credentials=credentials)
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
@@ -579,3 +591,6 @@ def _fault_hook(action: str | None) -> None:
     wanted = os.environ.get(FAULT_EXIT_AFTER_ROUTE_WRITE)
     if wanted and wanted in ("any", action):
         os._exit(86)
+    wanted = os.environ.get(FAULT_TERM_AFTER_ROUTE_WRITE)
+    if wanted and wanted in ("any", action):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -7,12 +7,14 @@ from llmrollout.metrics.base import (
     TemplateError,
     UnknownMetricsProviderError,
 )
+from llmrollout.metrics.client import Credentials
 from llmrollout.metrics.factory import preset_named, provider_for
 from llmrollout.metrics.presets import PRESETS, Preset
 from llmrollout.metrics.promql import check_template
 
 __all__ = [
     "PRESETS",
+    "Credentials",
     "MetricProvider",
     "MetricsError",
     "MetricsUnavailableError",

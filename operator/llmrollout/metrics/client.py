@@ -7,9 +7,11 @@ socket timeout, the whole answer never is), or copy a whole HTML error page into
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +21,27 @@ from llmrollout.metrics.base import MetricsError, MetricsUnavailableError
 MAX_RESPONSE_BYTES = 1 << 20
 DEADLINE_SECONDS = 30.0
 MAX_ERROR_TEXT = 256
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An Authorization header for Prometheus, and where it came from (for messages). The value is
+    kept out of repr, so that no log line or message that shows the object shows the secret."""
+
+    source: str  # e.g. "basic auth from Secret team-a/prom-auth": what a message may name
+    authorization: str = field(repr=False)
+
+    @classmethod
+    def basic(cls, username: str, password: str, source: str) -> Credentials:
+        pair = base64.b64encode(f"{username}:{password}".encode()).decode()
+        return cls(source, f"Basic {pair}")
+
+    @classmethod
+    def bearer(cls, token: str, source: str) -> Credentials:
+        token = token.strip()  # a Secret made from a file often ends in a newline
+        if not token or not token.isascii() or not token.isprintable():
+            raise ValueError(f"the bearer token in {source} is empty or not printable ASCII")
+        return cls(source, f"Bearer {token}")
 
 
 class QueryRejectedError(MetricsError):
@@ -47,8 +70,10 @@ class PrometheusAPI:
         *,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         deadline_seconds: float = DEADLINE_SECONDS,
+        credentials: Credentials | None = None,
     ) -> None:
         self._client = client
+        self._credentials = credentials
         self._url = address.rstrip("/") + "/api/v1/query"
         self.address = redacted(address)
         self.max_response_bytes = max_response_bytes
@@ -62,6 +87,8 @@ class PrometheusAPI:
         """The `data` of a successful answer; QueryRejectedError when Prometheus refuses this query,
         MetricsUnavailableError when it cannot be asked or does not answer like Prometheus."""
         status, body = self._get({"query": promql, "time": f"{at:.3f}"}, deadline)
+        if status in (401, 403):
+            raise self._refused(status)
         try:
             parsed = json.loads(body)
         except ValueError:
@@ -97,7 +124,10 @@ class PrometheusAPI:
             pool=min(remaining, configured.pool or remaining),
         )
         try:
-            with self._client.stream("GET", self._url, params=params, timeout=timeout) as response:
+            headers = {"Authorization": self._credentials.authorization} if self._credentials else {}
+            with self._client.stream(
+                "GET", self._url, params=params, headers=headers, timeout=timeout
+            ) as response:
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_response_bytes:
                     raise self._too_large()
@@ -115,6 +145,19 @@ class PrometheusAPI:
             raise self._unreachable(err) from err
         except (httpx.HTTPError, httpx.InvalidURL) as err:
             raise self._unreachable(err) from err
+
+    def _refused(self, status: int) -> MetricsUnavailableError:
+        # The body is not quoted: a proxy's login page says nothing useful, and whatever it says
+        # is the server's to choose. The credentials are named by their Secret, never shown.
+        said = "Unauthorized" if status == 401 else "Forbidden"
+        if self._credentials is None:
+            return MetricsUnavailableError(
+                f"Prometheus at {self.address} refused the query (HTTP {status} {said}) without"
+                " credentials; give them with spec.metrics.prometheus.auth"
+            )
+        return MetricsUnavailableError(
+            f"Prometheus at {self.address} refused the {self._credentials.source} (HTTP {status} {said})"
+        )
 
     def _unreachable(self, err: Exception) -> MetricsUnavailableError:
         return MetricsUnavailableError(

@@ -6,6 +6,7 @@ import httpx
 
 from llmrollout.api.spec import Metrics
 from llmrollout.metrics.base import MetricProvider, UnknownMetricsProviderError
+from llmrollout.metrics.client import Credentials
 from llmrollout.metrics.presets import PRESETS, Preset
 from llmrollout.metrics.prometheus import PrometheusProvider
 
@@ -23,10 +24,13 @@ def preset_named(name: str) -> Preset:
         ) from None
 
 
-def provider_for(metrics: Metrics, client: httpx.Client, *, namespace: str) -> MetricProvider:
+def provider_for(
+    metrics: Metrics, client: httpx.Client, *, namespace: str, credentials: Credentials | None = None
+) -> MetricProvider:
     """The provider for `spec.metrics`; `namespace` (the LLMDeployment's) fills {{namespace}}.
 
-    The caller owns `client` (timeouts, TLS, auth) and closes it.
+    The caller owns `client` (timeouts, TLS) and closes it, and reads `credentials` from the Secret
+    that spec.metrics.prometheus.auth names (this layer does no Kubernetes I/O).
     """
     if metrics.prometheus is not None:
         return PrometheusProvider(
@@ -39,6 +43,7 @@ def provider_for(metrics: Metrics, client: httpx.Client, *, namespace: str) -> M
             labels=metrics.labels,
             scrape_interval=metrics.prometheus.scrape_interval.total_seconds(),
             query_offset=INGESTION_DELAY_SECONDS,
+            credentials=credentials,
         )
     raise UnknownMetricsProviderError(
         "spec.metrics names no provider this operator knows (known: prometheus)"

@@ -20,6 +20,7 @@ from llmrollout.metrics.base import MetricsError
 from llmrollout.metrics.client import (
     DEADLINE_SECONDS,
     MAX_RESPONSE_BYTES,
+    Credentials,
     PrometheusAPI,
     QueryRejectedError,
     short,
@@ -102,9 +103,14 @@ class PrometheusProvider:
         query_offset: float = 0.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         deadline_seconds: float = DEADLINE_SECONDS,
+        credentials: Credentials | None = None,
     ) -> None:
         self.api = PrometheusAPI(
-            client, address, max_response_bytes=max_response_bytes, deadline_seconds=deadline_seconds
+            client,
+            address,
+            max_response_bytes=max_response_bytes,
+            deadline_seconds=deadline_seconds,
+            credentials=credentials,
         )
         self.preset = preset
         self.namespace = namespace

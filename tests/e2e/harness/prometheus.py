@@ -96,7 +96,12 @@ class PrometheusServer:
         ready_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         extra_args: Sequence[str] = (),
+        targets_dir: Path | None = None,
+        basic_auth: tuple[str, str, str] | None = None,
     ) -> None:
+        """`targets_dir`: another server's, to scrape the same targets (default: its own).
+        `basic_auth`: (user, password, bcrypt hash of it): the server refuses requests without
+        them (`--web.config.file` with basic_auth_users); this object's own queries send them."""
         self.workdir = Path(workdir)
         self.binary = binary or default_binary()
         self.scrape_interval = scrape_interval
@@ -112,7 +117,9 @@ class PrometheusServer:
         self._lock = threading.Lock()
         self.config_path = self.workdir / "prometheus.yml"
         self.data_dir = self.workdir / "data"
-        self.targets_dir = self.workdir / "targets"
+        self.targets_dir = targets_dir or self.workdir / "targets"
+        self.basic_auth = basic_auth
+        self.web_config_path = self.workdir / "web.yml"
         self.log_path = self.workdir / "prometheus.log"
         atexit.register(self._kill_at_exit)
 
@@ -196,6 +203,7 @@ class PrometheusServer:
             f"--web.listen-address={self.host}:{self._port}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=1d",
+            *([f"--web.config.file={self.web_config_path}"] if self.basic_auth else []),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -214,7 +222,8 @@ class PrometheusServer:
             )
         finally:
             log.close()
-        self._client = httpx.Client(base_url=self.address, timeout=5.0)
+        auth = (self.basic_auth[0], self.basic_auth[1]) if self.basic_auth else None
+        self._client = httpx.Client(base_url=self.address, timeout=5.0, auth=auth)
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -276,6 +285,9 @@ class PrometheusServer:
         }
         # JSON is YAML, and needs no YAML library here.
         self.config_path.write_text(json.dumps(config, indent=2))
+        if self.basic_auth:
+            user, _, bcrypt_hash = self.basic_auth
+            self.web_config_path.write_text(json.dumps({"basic_auth_users": {user: bcrypt_hash}}))
 
     # targets --------------------------------------------------------------------------------------
 

@@ -30,8 +30,13 @@ def test_the_spec_snippet_is_a_valid_metrics_spec() -> None:
     assert spec.preset in PRESETS and spec.prometheus.scrape_interval.total_seconds() == 30
 
 
+def test_the_auth_snippet_is_a_valid_metrics_spec() -> None:
+    spec = Metrics.model_validate(yaml_blocks()[1]["metrics"])
+    assert spec.prometheus.auth is not None and spec.prometheus.auth.basic_auth_secret_ref is not None
+
+
 def test_the_podmonitor_puts_the_pod_label_where_the_presets_look() -> None:
-    monitor = yaml_blocks()[1]
+    monitor = next(b for b in yaml_blocks() if b.get("kind") == "PodMonitor")
     assert monitor["kind"] == "PodMonitor"
     (relabeling,) = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
     # Kubernetes service discovery turns the pod label llmrollout.io/variant into this meta label.

@@ -361,7 +361,7 @@ def test_a_rejected_query_is_a_problem_not_an_outage() -> None:
     [
         (503, {"status": "error", "errorType": "unavailable", "error": "not ready"}, "HTTP 503.*not ready"),
         (422, {"status": "error", "errorType": "execution", "error": "too many samples"}, None),
-        (401, b"Unauthorized", "did not answer like the Prometheus HTTP API"),
+        (401, b"Unauthorized", r"refused the query \(HTTP 401 Unauthorized\) without credentials"),
         (404, b"404 page not found", r"did not answer like the Prometheus HTTP API \(HTTP 404"),
         (200, b"<html>Grafana</html>", "did not answer like the Prometheus HTTP API"),
         (200, {"status": "success"}, "without data"),
