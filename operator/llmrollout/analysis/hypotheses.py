@@ -43,8 +43,12 @@ P95_EXCEEDANCE = 0.05
 class SequentialConfig:
     # An absolute bound's H0 ("comfortably inside") is this fraction of the bound, its H1 the bound.
     absolute_null_fraction: float = 0.5
-    # Every relative bound's H0: the candidate no worse than stable.
+    # Every relative bound's H0: the candidate no worse than stable ...
     ratio_null: float = 1.0
+    # ... except the relative cost bound's: this share of the increase it allows. Cost moves with the
+    # answers' length, which a new model or prompt changes a little as a rule; an H0 of "exactly
+    # stable's" would put such a candidate halfway to H1.
+    cost_null_share: float = 0.25
     # Stable's data chosen from (its p95's bucket edge, its eval failure share) must rest on this many.
     stable_min_observations: float = 20.0
     # ... and a distribution to shift (tokens per request, bucket by bucket) on this many.
@@ -95,12 +99,13 @@ class CountTest:
     # The share of missRate this test may use: below 1 when any of several tests can clear the SLO.
     miss_share: float = 1.0
     # A two-sample test of one distribution against another: each version's histogram counts per
-    # bucket (not cumulative; shape (replicates, buckets)), H1 a rate ratio per bucket (a shift of
-    # stable's distribution), H0 the same distribution. The LLR is the buckets' (sprt.bucket_ratio_llr);
+    # bucket (not cumulative; shape (replicates, buckets)), H0 and H1 a rate ratio per bucket (stable's
+    # distribution shifted by as much as each says). The LLR is the buckets' (sprt.bucket_ratio_llr);
     # the events and exposures above then only summarise (a mean, for messages and "no evidence of
     # harm"), and `bucket_shares` (stable's share per bucket) are for the plan.
     candidate_buckets: FloatArray | None = None
     stable_buckets: FloatArray | None = None
+    bucket_nulls: FloatArray | None = None
     bucket_ratios: FloatArray | None = None
     bucket_shares: FloatArray | None = None
 

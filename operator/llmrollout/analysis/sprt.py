@@ -100,32 +100,34 @@ def ratio_llr(
     return np.where(ok, llr, 0.0)
 
 
-def bucket_ratio_llr(candidate_counts: ArrayLike, stable_counts: ArrayLike, ratios: ArrayLike) -> FloatArray:
+def bucket_ratio_llr(
+    candidate_counts: ArrayLike, stable_counts: ArrayLike, nulls: ArrayLike, ratios: ArrayLike
+) -> FloatArray:
     """Two-sample conditional LLR over a histogram's buckets (the last axis): each bucket is a
-    two-sample test of its own rate ratio, H0 1 in every bucket against H1 `ratios` (one
-    distribution against another, bucket by bucket), and the buckets' LLRs add up. Exposures are
-    each version's observations in the window; 0 where either version's counts are unusable."""
+    two-sample test of its own rate ratio, H0 `nulls` against H1 `ratios` (stable's distribution
+    shifted by as much as each hypothesis says, bucket by bucket), and the buckets' LLRs add up.
+    Exposures are each version's observations in the window; 0 where either version's counts are
+    unusable."""
     c = np.asarray(candidate_counts, dtype=float)
     s = np.asarray(stable_counts, dtype=float)
     ok = np.all(usable(c, s), axis=-1, keepdims=True)
     c, s = np.where(ok, c, 0.0), np.where(ok, s, 0.0)
     exposure_c = np.broadcast_to(c.sum(axis=-1, keepdims=True), c.shape)
     exposure_s = np.broadcast_to(s.sum(axis=-1, keepdims=True), s.shape)
-    per_bucket = ratio_llr(c, s, exposure_c, exposure_s, 1.0, ratios)
+    per_bucket = ratio_llr(c, s, exposure_c, exposure_s, nulls, ratios)
     llr: FloatArray = per_bucket.sum(axis=-1)
     return llr
 
 
-def bucket_ratio_drift(ratios: ArrayLike, shares: ArrayLike, true_ratios: ArrayLike, weight: float) -> float:
+def bucket_ratio_drift(
+    nulls: ArrayLike, ratios: ArrayLike, shares: ArrayLike, true_ratios: ArrayLike, weight: float
+) -> float:
     """The expected LLR per candidate observation of bucket_ratio_llr at candidate share `weight`,
     when stable's observations fall in the buckets with `shares` and the candidate's rate in each
     bucket is `true_ratios` times stable's."""
+    rows = zip(np.ravel(nulls), np.ravel(ratios), np.ravel(shares), np.ravel(true_ratios), strict=True)
     return float(
-        sum(
-            ratio_drift(1.0, float(r), float(t), weight, float(p))
-            for r, p, t in zip(np.ravel(ratios), np.ravel(shares), np.ravel(true_ratios), strict=True)
-            if p > 0
-        )
+        sum(ratio_drift(float(n), float(r), float(t), weight, float(p)) for n, r, p, t in rows if p > 0)
     )
 
 

@@ -252,9 +252,11 @@ def _update_count(
     ready = np.ones(n, bool) if test.ready is None else test.ready
     if test.bucketed:
         assert test.candidate_buckets is not None and test.stable_buckets is not None
-        assert test.bucket_ratios is not None
+        assert test.bucket_nulls is not None and test.bucket_ratios is not None
         assert test.stable_events is not None and test.stable_exposure is not None
-        increment = sprt.bucket_ratio_llr(test.candidate_buckets, test.stable_buckets, test.bucket_ratios)
+        increment = sprt.bucket_ratio_llr(
+            test.candidate_buckets, test.stable_buckets, test.bucket_nulls, test.bucket_ratios
+        )
         usable = np.all(sprt.usable(test.candidate_buckets, test.stable_buckets), axis=-1) & sprt.usable(
             test.candidate_events, test.candidate_exposure, test.stable_events, test.stable_exposure
         )

@@ -96,16 +96,16 @@ def _bucket_plan(
 ) -> tuple[float | None, str | None]:
     """A distribution against stable's: expected candidate observations to clear if the candidate is
     like stable; whether the design point (H1) is caught by the horizon."""
-    if test.bucket_ratios is None or test.bucket_shares is None or not 0 < weight < 1:
+    if test.bucket_nulls is None or test.bucket_ratios is None or test.bucket_shares is None:
         return None, None
-    ratios, shares = test.bucket_ratios[0], test.bucket_shares[0]
-    if not (np.all(np.isfinite(ratios)) and np.all(np.isfinite(shares))):
+    nulls, ratios, shares = test.bucket_nulls[0], test.bucket_ratios[0], test.bucket_shares[0]
+    if not (0 < weight < 1 and np.all(np.isfinite(ratios)) and np.all(np.isfinite(shares))):
         return None, None
-    healthy = sprt.bucket_ratio_drift(ratios, shares, np.ones_like(ratios), weight)
+    healthy = sprt.bucket_ratio_drift(nulls, ratios, shares, np.ones_like(ratios), weight)
     expected = report.clear_at / healthy if healthy < 0 else None
     smallest = None
     if horizon_exposure is not None:
-        pace = sprt.bucket_ratio_drift(ratios, shares, ratios, weight)
+        pace = sprt.bucket_ratio_drift(nulls, ratios, shares, ratios, weight)
         if pace > 0 and report.rollback_at / pace <= horizon_exposure:
             smallest = f"{test.what} x{float(test.alternative[0]):.2f} stable's"
     return expected, smallest

@@ -5,9 +5,11 @@
 - maxIncreaseVsStable: per priced token type (input, output), the candidate's histogram of tokens per
   request against stable's, bucket by bucket (sprt.bucket_ratio_llr). H1 is stable's distribution
   scaled up by as much as raises the mean cost per request by maxIncreaseVsStable through that token
-  type alone; H0 is stable's distribution. Stable's distribution and mean cost are chosen once, from
-  its data pooled since the start, and kept in the state. A bucket-by-bucket test reads the whole
-  distribution, which a mean's worst-case variance bound or a single edge's share cannot.
+  type alone; H0 the same with a quarter of that increase (SequentialConfig.cost_null_share: a
+  comfortably smaller one, as an absolute bound's H0 is half the bound). Stable's distribution and
+  mean cost are chosen once, from its data pooled since the start, and kept in the state. A
+  bucket-by-bucket test reads the whole distribution, which a mean's worst-case variance bound or a
+  single edge's share cannot.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def _versus_stable(
         return CountTest(
             key, COST_PER_REQUEST, what, nan, nan, np.ones(n), nan, nan, nan,
             ready=np.zeros(n, bool), relative=True, candidate_buckets=empty, stable_buckets=empty,
-            bucket_ratios=np.ones((n, 1)), bucket_shares=empty,
+            bucket_nulls=np.ones((n, 1)), bucket_ratios=np.ones((n, 1)), bucket_shares=empty,
         )  # fmt: skip
     c_counts, s_counts, edges = _common(candidate, stable)
     if np.isnan(look.param(f"{key}.scale")).any():
@@ -206,21 +208,28 @@ def _versus_stable(
             scale = 1.0 + max_increase * usd / spent
         look.choose(chosen, np.where(enough, scale, np.nan))
         ratios, shares = shifted_ratios(pooled, edges, look.param(chosen))
+        nulls, _ = shifted_ratios(pooled, edges, 1.0 + config.cost_null_share * (look.param(chosen) - 1.0))
         _choose_rows(look, f"{key}.ratios", ratios)
+        _choose_rows(look, f"{key}.nulls", nulls)
         _choose_rows(look, f"{key}.shares", shares)
     scale = look.param(f"{key}.scale")
     ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
+    nulls = look.params.get(f"{key}.nulls", np.full(c_counts.shape, np.nan))
     shares = look.params.get(f"{key}.shares", np.full(c_counts.shape, np.nan))
     # A histogram whose buckets changed since stable's distribution was chosen cannot be compared.
-    fits = ratios.shape == c_counts.shape
-    ready = np.isfinite(scale) & fits & np.all(np.isfinite(ratios), axis=1) if fits else np.zeros(n, bool)
+    fits = ratios.shape == c_counts.shape == nulls.shape
+    ready = (
+        np.isfinite(scale) & np.all(np.isfinite(ratios), axis=1) & np.all(np.isfinite(nulls), axis=1)
+        if fits
+        else np.zeros(n, bool)
+    )
     return CountTest(
         key=key,
         slo=COST_PER_REQUEST,
         what=what,
         candidate_events=getattr(c, tokens),
         candidate_exposure=c.requests,
-        null=np.ones(n),
+        null=1.0 + config.cost_null_share * (scale - 1.0),
         alternative=scale,
         stable_events=getattr(s, tokens),
         stable_exposure=s.requests,
@@ -228,6 +237,7 @@ def _versus_stable(
         relative=True,
         candidate_buckets=c_counts,
         stable_buckets=s_counts,
+        bucket_nulls=nulls if fits else np.ones(c_counts.shape),
         bucket_ratios=ratios if fits else np.ones(c_counts.shape),
         bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
     )
