@@ -255,3 +255,40 @@ def test_a_third_of_the_way_to_the_bound_is_rarely_rolled_back_by_simulation() -
     rolled, cleared = _simulate(1.035, replicates=3000, looks=120, seed=13)
     assert rolled <= 0.05
     assert cleared >= 0.9
+
+
+def test_answers_all_inside_one_wide_bucket_are_inconclusive_with_advice() -> None:
+    """OTel's power-of-4 token buckets and answers of nearly one length: a +10% cost moves almost no
+    request across an edge, so no window could tell H1 from H0."""
+    edges = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+
+    def narrow(name: str, requests: float) -> VariantWindow:
+        hist = Histogram((*((e, requests if e >= 256 else 0.0) for e in edges), (math.inf, requests)))
+        return VariantWindow(
+            variant=name,
+            requests=requests,
+            input_tokens=0.0,
+            output_tokens=150.0 * requests,
+            input_tokens_per_request=hist,
+            output_tokens_per_request=hist,
+        )
+
+    state: SequentialState | None = None
+    for look in range(4):
+        window = Window(60.0 * look, 60.0 * (look + 1), {"v2": narrow("v2", 500), "v1": narrow("v1", 500)})
+        evaluation = evaluate_sequential(
+            relative(),
+            window,
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=0.01,
+            pricing=OUTPUT_ONLY,
+            candidate_weight=50,
+            final_step=True,
+            config=NO_WARMUP,
+        )
+        state = evaluation.state
+    result = next(r for r in evaluation.results if r.slo == "costPerRequest")
+    assert result.verdict == HOLD
+    assert "too coarse" in result.message and "add bucket edges around 160" in result.message

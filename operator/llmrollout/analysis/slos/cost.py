@@ -46,6 +46,9 @@ TOKEN_TYPES = ("input", "output")
 RATIO_LIMITS = (0.2, 5.0)
 # Added to each of stable's bucket counts before its shares are taken (no bucket has a share of 0).
 BUCKET_PSEUDOCOUNT = 0.5
+# The share of stable's requests that H1 must move across bucket edges (relative to H0) for the
+# buckets to show a shift at all; below it the SLO is inconclusive with advice.
+MIN_MOVED_SHARE = 0.01
 
 
 def evaluate_threshold(slo: CostSLO, window: VariantWindow, pricing: Pricing | None) -> SLOResult:
@@ -88,6 +91,7 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
     missing = nan_to_missing(*priced)
     fields = ["requests", "input_tokens", "output_tokens"]
     tests: list[Test] = []
+    problems: list[str] = []
     if slo.max_usd is not None:
         tests.append(
             MeanTest(
@@ -109,14 +113,42 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
                 continue
             attribute = f"{token_type}_tokens_per_request"
             fields.append(attribute)
-            tests.append(_versus_stable(look, slo.max_increase_vs_stable, pricing, token_type, config))
+            test = _versus_stable(look, slo.max_increase_vs_stable, pricing, token_type, config)
+            tests.append(test)
             missing = missing | _histogram_missing(getattr(c, attribute))
             if look.stable_required:
                 missing = missing | _histogram_missing(getattr(look.stable, attribute))
+            coarse, advice = _too_coarse(test, getattr(look.stable, attribute), slo.max_increase_vs_stable)
+            missing = missing | coarse
+            if advice is not None:
+                problems.append(advice)
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(c.requests > 0, usd / c.requests, np.nan)
-    reason = look.missing_reason(*fields)
+    reason = problems[0] if problems else look.missing_reason(*fields)
     return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, tuple(tests), missing, reason, estimate)
+
+
+def _too_coarse(
+    test: CountTest, stable: HistogramBatch | None, max_increase: float
+) -> tuple[BoolArray, str | None]:
+    """Where H1 moves too few of stable's requests across bucket edges for any window to tell H1 from
+    H0 (answers of nearly one length, all inside one wide bucket): the SLO is then inconclusive, with
+    the buckets to add, never judged on what the buckets cannot show."""
+    if test.bucket_ratios is None or test.bucket_nulls is None or test.bucket_shares is None:
+        return np.zeros(len(test.candidate_events), bool), None
+    moved = 0.5 * np.sum(test.bucket_shares * np.abs(test.bucket_ratios - test.bucket_nulls), axis=1)
+    coarse: BoolArray = np.isfinite(moved) & (moved < MIN_MOVED_SHARE)
+    if not coarse[0] or stable is None:
+        return coarse, None
+    edges = ", ".join(f"{edge:g}" for edge in stable.edges) or "none"
+    median = float(stable.quantile(0.5)[0])
+    around = f" around {median:.0f}" if math.isfinite(median) else ""
+    advice = (
+        f"{test.what}: its buckets are too coarse for maxIncreaseVsStable {max_increase:g}: that increase"
+        f" moves only {100 * float(moved[0]):.2g}% of requests across a bucket edge (edges: {edges});"
+        f" add bucket edges{around}, at most 20% apart"
+    )
+    return coarse, advice
 
 
 def _histogram_missing(hist: HistogramBatch | None) -> BoolArray:
