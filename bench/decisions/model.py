@@ -186,10 +186,16 @@ def breached_bounds(behaviour: Behaviour) -> list[str]:
         if increase is not None and p95 >= (1 + increase) * stable_p95 * (1 - 1e-6):
             breached.append("ttft.maxIncreaseVsStable")
     cost = SLO_SPEC.cost_per_request
-    if cost is not None and cost.max_usd is not None and cost_per_request(behaviour) >= cost.max_usd * (1 - 1e-9):
+    if (
+        cost is not None
+        and cost.max_usd is not None
+        and cost_per_request(behaviour) >= cost.max_usd * (1 - 1e-9)
+    ):
         breached.append("costPerRequest.maxUSD")
     increase = None if cost is None else cost.max_increase_vs_stable
-    if increase is not None and cost_per_request(behaviour) >= (1 + increase) * cost_per_request(STABLE) * (1 - 1e-9):
+    if increase is not None and cost_per_request(behaviour) >= (1 + increase) * cost_per_request(STABLE) * (
+        1 - 1e-9
+    ):
         breached.append("costPerRequest.maxIncreaseVsStable")
     return breached
 

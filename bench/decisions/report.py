@@ -499,7 +499,8 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             " likelihood of the whole histogram) and the gamma likelihood of output tokens with their"
             " true shape, while ours counts TTFT requests above one bucket edge, compares token"
             " histograms with stable's (not a known distribution) bucket by bucket, and bounds the mean"
-            " cost against maxUSD with no variance information; ours also splits falseRollbackRate over its six tests (the oracle"
+            " cost against maxUSD with no variance information; ours also splits falseRollbackRate over"
+            " its tests (the oracle"
             " tests one metric at a = 1%) and counts nothing during its 120 s warm-up, which alone serves"
             f" {_fmt(WARMUP_CANARY_REQUESTS)} canary requests at {TARGET_RPS:g} requests/s."
         )
@@ -612,7 +613,8 @@ def _setup(settings: Mapping[str, Any]) -> list[str]:
         f" maxDropVsStable {QUALITY_MAX_DROP}, ttft p95 {TTFT_P95_MAX}s and maxIncreaseVsStable"
         f" {ttft.max_increase_vs_stable if ttft else '-'}, costPerRequest maxUSD {COST_MAX_USD} (stable"
         " ~63% of it) and maxIncreaseVsStable 0.1 (output tokens +14% raise the cost 10%; token"
-        " histograms on vLLM's 1-2-5 buckets). `must catch`: the candidate reaches or passes a stated bound; the design points (at"
+        " histograms on vLLM's 1-2-5 buckets). `must catch`: the candidate reaches or passes a stated"
+        " bound; the design points (at"
         f" exactly the tightest bound) are {', '.join(DESIGN_POINTS.values())}, and each has a"
         " regression at twice the bound beside it.",
         "- Ours is the operator's own code: `llmrollout.analysis.sequential.evaluate_batch` on every"

@@ -141,7 +141,9 @@ def _version(
         verdicts[f"failed_{second}"][:, slot] = judged_failed - first_failed
         verdicts[f"passed_{first}"][:, slot] = first_passed
         verdicts[f"passed_{second}"][:, slot] = judged_passed - first_passed
-    return VersionTrace(requests, errors, ttft, in_tokens, out_tokens, failed_all, verdicts, in_hist, out_hist)
+    return VersionTrace(
+        requests, errors, ttft, in_tokens, out_tokens, failed_all, verdicts, in_hist, out_hist
+    )
 
 
 def generate(scenario: Scenario, rps: float, replicates: int, seed: tuple[int, ...]) -> Trace:

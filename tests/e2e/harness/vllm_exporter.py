@@ -21,6 +21,9 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
                480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+# build_1_2_5_buckets(max_model_len) for a 32k context: vLLM's request_prompt_tokens and
+# request_generation_tokens histograms.
+TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 CHAT = "/v1/chat/completions"
 
 
@@ -50,10 +53,23 @@ class VLLMMetrics:
             "vllm:time_to_first_token_seconds", "", labels, buckets=TTFT_BUCKETS, registry=r
         )
         self.e2e = Histogram("vllm:e2e_request_latency_seconds", "", labels, buckets=E2E_BUCKETS, registry=r)
+        self.prompt_per_request = Histogram(
+            "vllm:request_prompt_tokens", "", labels, buckets=TOKEN_BUCKETS, registry=r
+        )
+        self.generation_per_request = Histogram(
+            "vllm:request_generation_tokens", "", labels, buckets=TOKEN_BUCKETS, registry=r
+        )
         self.http = Counter("http_requests", "", ["handler", "method", "status"], registry=r)
         for reason in FINISHED_REASONS:
             self.success.labels(model_name, engine, reason)
-        for metric in (self.prompt, self.generation, self.ttft, self.e2e):
+        for metric in (
+            self.prompt,
+            self.generation,
+            self.ttft,
+            self.e2e,
+            self.prompt_per_request,
+            self.generation_per_request,
+        ):
             metric.labels(model_name, engine)
         self.truth = VLLMTruth()
         self._lock = threading.Lock()
@@ -70,6 +86,8 @@ class VLLMMetrics:
             self.truth.generation_tokens += generated
             self.ttft.labels(m, e).observe(ttft)
             self.e2e.labels(m, e).observe(latency)
+            self.prompt_per_request.labels(m, e).observe(prompt)
+            self.generation_per_request.labels(m, e).observe(generated)
             self.truth.ttfts.append(ttft)
             self.truth.latencies.append(latency)
             # An aborted request's client is gone; an engine error is a server error to the client.
