@@ -129,7 +129,6 @@ def test_online_quality_and_feedback_through_the_real_judge(
             assert sent.judge_errors == 0 and sent.judged.get("bot-v2", 0) > 0, sent
             assert judge.sample("llm_eval_score_count", variant="v2") > 0
             assert judge.sample("llm_feedback_total", variant="v2") > 0
-            assert judge.sample("llmrollout_judge_dropped_total") == 0
             if case.expect == "Promoted":
                 assert status["stable"] == "v2" and status["weights"] == {"v1": 0, "v2": 100}
                 results = {r["slo"]: r for r in status["analysis"]["results"]}
