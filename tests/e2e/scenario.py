@@ -13,7 +13,7 @@ from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, ServerSpec, Traffic
 from tests.e2e.harness.modelserver import Behaviour, ModelServer
 from tests.e2e.harness.prometheus import PrometheusServer
-from tests.e2e.harness.traffic import TrafficGenerator
+from tests.e2e.harness.traffic import JudgeFeed, TrafficGenerator
 
 NAME = "bot"
 PORT = 8000
@@ -270,20 +270,36 @@ def start_rollout(
     rate: float = 40.0,
     variants: tuple[str, ...] = ("v1", "v2"),
     traffic_seconds: float = 600,
+    judge: bool = False,
     **llmd: Any,
 ) -> Rollout:
+    """With `judge`, the model servers export no eval metrics: a real `llmrollout judge` scores a
+    sample of the traffic, and users' thumbs reach it too (harness/judge.py, traffic.JudgeFeed)."""
     behaviours = {"v2": candidate_behaviour or Behaviour()}
     servers = model_servers(
         namespace,
         {
-            f"bot-{v}": ServerSpec(v, model=f"model-{v}", behaviour=behaviours.get(v, Behaviour()), seed=i)
+            f"bot-{v}": ServerSpec(
+                v,
+                model=f"model-{v}",
+                behaviour=behaviours.get(v, Behaviour()),
+                seed=i,
+                eval_metrics=not judge,
+            )
             for i, v in enumerate(variants, start=1)
         },
     )
+    feed = None
+    if judge:
+        # Before the rollout: its preflight needs stable's eval (and feedback) series in Prometheus.
+        process = model_servers.judge(namespace, variants)
+        feed = JudgeFeed(process.url, {f"bot-{v}": v for v in variants}, seed=4)
     for manifest in services_and_route(namespace, variants):
         result = kube.apply(manifest, namespace)
         assert result.returncode == 0, result.stderr
-    generator = traffic(namespace, NAME, rate=rate, duration=traffic_seconds, max_requests=10**6, seed=3)
+    generator = traffic(
+        namespace, NAME, rate=rate, duration=traffic_seconds, max_requests=10**6, seed=3, judge=feed
+    )
     # The spec says how often this Prometheus scrapes, as users are told to (it sizes the warm-up).
     llmd.setdefault("scrape_interval", f"{prometheus.scrape_interval:g}s")
     manifest = llmdeployment(namespace, prometheus.address, variants=variants, **llmd)

@@ -92,6 +92,10 @@ INVALID = {
         set_in("slos.quality", {}),
         ["spec.slos.quality", "set minScore, maxDropVsStable or both"],
     ),
+    "feedback-bound-zero": (
+        set_in("slos.feedback", {"maxDownRateVsStable": 0}),
+        ["spec.slos.feedback.maxDownRateVsStable", "greater than 0"],
+    ),
     "missing-route": (
         delete("traffic.httpRouteRef"),
         ["spec.traffic.httpRouteRef", "required when router is"],

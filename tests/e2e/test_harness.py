@@ -10,14 +10,17 @@ import json
 import math
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, ServerSpec, Traffic
-from tests.e2e.harness.modelserver import TTFT_BUCKETS, Behaviour, ModelServer
+from tests.e2e.harness.judge import JudgeProcess
+from tests.e2e.harness.modelserver import TTFT_BUCKETS, Behaviour, ModelServer, scripted
 from tests.e2e.harness.prometheus import PrometheusError, PrometheusServer, Sample
+from tests.e2e.harness.traffic import JudgeFeed, TrafficGenerator
 
 pytestmark = pytest.mark.e2e
 
@@ -335,3 +338,58 @@ def test_prometheus_stops_and_starts_on_the_same_port_and_data(
     # What was scraped before the outage survived it, and scraping resumed where it was.
     assert prometheus.query_value(f"sum({selector} @ {scraped_before:.3f})") == 100
     wait_counts(prometheus, count, "", {"": 200})
+
+
+def test_without_eval_metrics_a_real_judge_scores_the_answers_and_counts_the_thumbs(tmp_path: Path) -> None:
+    """The judge's path end to end without a cluster: answers carry their scripted quality and thumbs,
+    the generator feeds the real `llmrollout judge`, and its /metrics say what was scripted."""
+    good = ModelServer("bot-v1", "m1", Behaviour(thumbs_down_rate=0.1), seed=1, eval_metrics=False)
+    bad = ModelServer(
+        "bot-v2", "m2", Behaviour(quality_mean=0.4, thumbs_down_rate=0.7), seed=2, eval_metrics=False
+    )
+    with good, bad, JudgeProcess(tmp_path / "judge.log", ("v1", "v2"), sample_rate=1.0) as judge:
+        assert "llm_eval" not in good.metrics_text()
+        answer = httpx.post(
+            good.url + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "q"}]},
+        ).json()["choices"][0]["message"]["content"]
+        assert scripted(answer) is not None
+        feed = JudgeFeed(judge.url, {"bot-v1": "v1", "bot-v2": "v2"}, sample=1.0, feedback=1.0, seed=1)
+        generator = TrafficGenerator(
+            {"bot-v1": 1, "bot-v2": 1},
+            {"bot-v1": good.url, "bot-v2": bad.url},
+            rate=100,
+            max_requests=400,
+            seed=1,
+            judge=feed,
+        )
+        stats = generator.start().wait()
+        assert stats.judge_errors == 0 and sum(stats.judged.values()) == stats.total_sent == 400
+
+        def scored() -> bool:
+            return (
+                judge.sample("llm_eval_score_count") + judge.sample("llmrollout_judge_unscored_total") >= 400
+            )
+
+        wait_for(scored, 30, "every exchange scored")
+        assert judge.sample("llmrollout_judge_unscored_total") == 0
+        for variant, server, quality, down in (("v1", good, 0.9, 0.1), ("v2", bad, 0.4, 0.7)):
+            judged = judge.sample("llm_eval_score_count", variant=variant)
+            assert judged == stats.judged[server.name]
+            assert judge.sample("llm_eval_score_sum", variant=variant) / judged == pytest.approx(
+                quality, abs=0.05
+            )
+            ups = judge.sample("llm_feedback_total", variant=variant, value="up")
+            downs = judge.sample("llm_feedback_total", variant=variant, value="down")
+            assert (ups, downs) == (
+                stats.thumbs.get(f"{server.name}/up", 0),
+                stats.thumbs.get(f"{server.name}/down", 0),
+            )
+            assert downs / (ups + downs) == pytest.approx(down, abs=0.1)
+        # Verdicts at the model servers' pass threshold: the good model passes, the bad one fails mostly.
+        assert (
+            judge.sample("llm_eval_results_total", variant="v1", result="pass") > 0.9 * stats.judged["bot-v1"]
+        )
+        assert (
+            judge.sample("llm_eval_results_total", variant="v2", result="fail") > 0.9 * stats.judged["bot-v2"]
+        )

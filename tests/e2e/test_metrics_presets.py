@@ -114,7 +114,14 @@ def test_vllm_preset_reads_vllm_names_and_never_reads_missing_errors_as_zero(
     assert (
         set(v2.missing)
         == set(v1.missing)
-        == {"eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"}
+        == {
+            "eval_score_sum",
+            "eval_score_count",
+            "eval_passed",
+            "eval_failed",
+            "feedback_up",
+            "feedback_down",
+        }
     )
 
 

@@ -5,6 +5,7 @@ from llmrollout.analysis.quantiles import histogram_quantile, quantile_exceeds_f
 from llmrollout.analysis.results import (
     COST_PER_REQUEST,
     ERROR_RATE,
+    FEEDBACK_MAX_DOWN,
     LATENCY_P95,
     QUALITY_MAX_DROP,
     QUALITY_MIN_SCORE,
@@ -28,6 +29,7 @@ from llmrollout.analysis.verdict import Verdict, worst
 __all__ = [
     "COST_PER_REQUEST",
     "ERROR_RATE",
+    "FEEDBACK_MAX_DOWN",
     "LATENCY_P95",
     "QUALITY_MAX_DROP",
     "QUALITY_MIN_SCORE",

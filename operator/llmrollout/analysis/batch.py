@@ -136,6 +136,9 @@ class SideBatch:
     latency: HistogramBatch | None = None
     input_tokens_per_request: HistogramBatch | None = None
     output_tokens_per_request: HistogramBatch | None = None
+    # User feedback (thumbs up / down); None reads as missing, like NaN.
+    feedback_up: FloatArray | None = None
+    feedback_down: FloatArray | None = None
     custom: Mapping[str, FloatArray] = field(default_factory=dict)
     # Field -> the series looked for and not found (a batch of one: the operator's), for messages.
     missing: Mapping[str, str] = field(default_factory=dict)
@@ -143,6 +146,13 @@ class SideBatch:
     @property
     def replicates(self) -> int:
         return len(self.requests)
+
+    def feedback(self) -> tuple[FloatArray, FloatArray]:
+        """(thumbs up, thumbs down), NaN where not read."""
+        nan = np.full(self.replicates, NAN)
+        up = nan if self.feedback_up is None else self.feedback_up
+        down = nan if self.feedback_down is None else self.feedback_down
+        return up, down
 
     @classmethod
     def absent(cls, replicates: int = 1) -> SideBatch:
@@ -170,6 +180,8 @@ class SideBatch:
             latency=_histogram(window.latency),
             input_tokens_per_request=_histogram(window.input_tokens_per_request),
             output_tokens_per_request=_histogram(window.output_tokens_per_request),
+            feedback_up=one(window.feedback_up),
+            feedback_down=one(window.feedback_down),
             custom={name: one(value) for name, value in window.custom.items()},
             missing=dict(window.missing),
         )

@@ -47,6 +47,8 @@ class VariantWindow:
     # cost relative to stable's is judged on.
     input_tokens_per_request: Histogram | None = None
     output_tokens_per_request: Histogram | None = None
+    feedback_up: float | None = None
+    feedback_down: float | None = None
     custom: dict[str, float | None] = field(default_factory=dict)
     # Field name -> the series that was looked for and not found, so a condition can name it; a field
     # listed here is None. Field name -> the metric names its value was read from (which preset

@@ -15,6 +15,7 @@ TTFT_P95 = "ttft.p95"
 LATENCY_P95 = "latency.p95"
 ERROR_RATE = "errorRate"
 COST_PER_REQUEST = "costPerRequest"
+FEEDBACK_MAX_DOWN = "feedback.maxDownRateVsStable"
 CUSTOM_PREFIX = "custom."
 
 

@@ -54,7 +54,8 @@ def _severity() -> Any:
     return Field(
         None,
         description="hard: a breach by the serving version reroutes to fallbacks; soft: it only blocks"
-        " a rollout (default: hard for errorRate, ttft and latency; soft for quality, cost and custom).",
+        " a rollout (default: hard for errorRate, ttft and latency; soft for quality, cost, feedback and"
+        " custom).",
     )
 
 
@@ -342,6 +343,16 @@ class CostSLO(Model):
         return self
 
 
+class FeedbackSLO(Model):
+    max_down_rate_vs_stable: float = Field(
+        gt=0,
+        le=100,
+        description="Largest acceptable increase of the candidate's thumbs-down share of user feedback"
+        " (down / (up + down), from llm_feedback_total) over stable's, as a fraction (0.2 = 20% more).",
+    )
+    severity: Severity = _severity()
+
+
 class CustomSLO(Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(_cel("has(self.min) || has(self.max)", "set min, max or both"))
@@ -404,6 +415,7 @@ class SLOs(Model):
     latency: PercentileSLO | None = Field(None, description="End-to-end request latency.")
     error_rate: ErrorRateSLO | None = None
     cost_per_request: CostSLO | None = None
+    feedback: FeedbackSLO | None = Field(None, description="User thumbs-up/down, against stable's.")
     custom: list[CustomSLO] = Field(
         default_factory=list,
         max_length=16,

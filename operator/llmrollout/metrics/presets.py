@@ -32,6 +32,8 @@ class Preset:
     output_tokens: Term | None = None
     input_tokens_per_request: Buckets | None = None
     output_tokens_per_request: Buckets | None = None
+    feedback_up: Term | None = None
+    feedback_down: Term | None = None
 
 
 def buckets(*metrics: str | Metric, where: tuple[Matcher, ...] = ()) -> Buckets:
@@ -41,12 +43,15 @@ def buckets(*metrics: str | Metric, where: tuple[Matcher, ...] = ()) -> Buckets:
 
 # llmrollout's own eval metrics (no standard exists): a histogram of scores in [0, 1] and a counter
 # of pass/fail verdicts. The same names in every preset, since our evaluator emits them; a verdict
-# series appears with its first verdict, so the other verdict's series makes "none yet" a zero.
+# series appears with its first verdict, so the other verdict's series makes "none yet" a zero. User
+# feedback comes through the same evaluator (`llmrollout judge`, POST /v1/feedback).
 _EVAL: dict[str, Any] = {
     "eval_score_sum": count("llm_eval_score_sum"),
     "eval_score_count": count("llm_eval_score_count"),
     "eval_passed": count("llm_eval_results_total", Matcher("result", "=", "pass"), zero_when="metric"),
     "eval_failed": count("llm_eval_results_total", Matcher("result", "=", "fail"), zero_when="metric"),
+    "feedback_up": count("llm_feedback_total", Matcher("value", "=", "up"), zero_when="metric"),
+    "feedback_down": count("llm_feedback_total", Matcher("value", "=", "down"), zero_when="metric"),
 }
 
 _OTEL_DURATION = "gen_ai_client_operation_duration_seconds"

@@ -61,11 +61,20 @@ SCALAR_FIELDS = (
     "eval_failed",
     "input_tokens",
     "output_tokens",
+    "feedback_up",
+    "feedback_down",
 )
 HISTOGRAM_FIELDS = ("ttft", "latency", "input_tokens_per_request", "output_tokens_per_request")
 FIELDS = (*SCALAR_FIELDS[:2], *HISTOGRAM_FIELDS, *SCALAR_FIELDS[2:])
 # llmrollout's own evaluator labels its series with the variant, whatever the preset's telemetry does.
-OWN_FIELDS = ("eval_score_sum", "eval_score_count", "eval_passed", "eval_failed")
+OWN_FIELDS = (
+    "eval_score_sum",
+    "eval_score_count",
+    "eval_passed",
+    "eval_failed",
+    "feedback_up",
+    "feedback_down",
+)
 CUSTOM_PREFIX = "custom:"
 VariantFrom = Literal["label", "resource"]
 

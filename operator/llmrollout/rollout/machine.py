@@ -482,7 +482,11 @@ def _plan(
         (w.eval_passed or 0.0) + (w.eval_failed or 0.0)
         for w in (window.variants[candidate], window.variants[stable])
     ]
-    per_request = {"quality": sum(judged) / total} if total > 0 else {}
+    feedback = [
+        (w.feedback_up or 0.0) + (w.feedback_down or 0.0)
+        for w in (window.variants[candidate], window.variants[stable])
+    ]
+    per_request = {"quality": sum(judged) / total, "feedback": sum(feedback) / total} if total > 0 else {}
     plans = plan(
         sequential.batch,
         miss_rate=spec.analysis.miss_rate,

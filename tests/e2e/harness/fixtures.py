@@ -5,7 +5,9 @@
 - `prometheus_restored` (autouse): a test that stops Prometheus gets it started again afterwards, even
   when it fails, so later tests are not broken by an earlier one's outage.
 - `model_servers` (function): a `ModelServers` factory; servers it starts are scraped with
-  {namespace, variant, service} target labels and deregistered and stopped at teardown.
+  {namespace, variant, service} target labels and deregistered and stopped at teardown. Its
+  `judge(namespace, variants)` starts a real `llmrollout judge` (harness/judge.py), scraped with
+  {namespace, service: judge} (its series carry the variant themselves).
 - `traffic` (function): a `Traffic` factory of `TrafficGenerator`s, by a real HTTPRoute (needs the
   conftest's `kube`) or by fixed weights; every generator is stopped at teardown.
 - `gateway_api` (session): the Gateway API CRDs in the cluster, installed by hack/install-gateway-api.sh
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.harness.judge import JudgeProcess
 from tests.e2e.harness.modelserver import Behaviour, ModelServer
 from tests.e2e.harness.prometheus import JOB, PrometheusError, PrometheusServer
 from tests.e2e.harness.traffic import HTTPRouteWeights, TrafficGenerator, WeightSource
@@ -57,6 +61,8 @@ class ServerSpec:
     seed: int | None = None
     # "vllm" or "litellm": that source's names and labels as well (harness/*_exporter.py)
     telemetry: str = "otel"
+    # False: no eval metrics of its own; a judge scores its answers (see ModelServers.judge).
+    eval_metrics: bool = True
 
 
 class ModelServers:
@@ -68,9 +74,11 @@ class ModelServers:
     all of them (4-5 s: Prometheus's discovery tick), so every series exists at 0 before traffic.
     """
 
-    def __init__(self, prometheus: PrometheusServer) -> None:
+    def __init__(self, prometheus: PrometheusServer, workdir: Path | None = None) -> None:
         self.prometheus = prometheus
+        self.workdir = workdir
         self.servers: dict[str, ModelServer] = {}
+        self.judges: dict[str, JudgeProcess] = {}
         self._groups: dict[str, tuple[str, str]] = {}  # name -> (group, namespace)
 
     def __call__(
@@ -93,6 +101,7 @@ class ModelServers:
                 spec.behaviour,
                 seed=spec.seed,
                 telemetry=spec.telemetry,
+                eval_metrics=spec.eval_metrics,
             )
             server.start()
             self.servers[name] = started[name] = server
@@ -103,6 +112,22 @@ class ModelServers:
         if wait:
             self.wait_scraped(list(started), timeout=timeout)
         return started
+
+    def judge(
+        self, namespace: str, variants: tuple[str, ...], *, name: str = "judge", **options: Any
+    ) -> JudgeProcess:
+        """A real `llmrollout judge` for `variants`, scraped with {namespace, service: <name>}; returns
+        once Prometheus has scraped it. `options` go to JudgeProcess (sample_rate, workers, ...)."""
+        if name in self._groups:
+            raise ValueError(f"{name!r} already started in this test")
+        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="llmrollout-judge-"))
+        judge = JudgeProcess(workdir / f"{namespace}-{name}.log", variants, **options).start()
+        self.judges[name] = judge
+        group = f"{namespace}.{name}"
+        self.prometheus.set_targets(group, [judge.address], {"namespace": namespace, "service": name})
+        self._groups[name] = (group, namespace)
+        self.wait_scraped([name])
+        return judge
 
     def __getitem__(self, name: str) -> ModelServer:
         return self.servers[name]
@@ -149,7 +174,12 @@ class ModelServers:
             group, _ = self._groups[name]
             self.prometheus.remove_targets(group)
             server.stop()
+        for name, judge in self.judges.items():
+            group, _ = self._groups[name]
+            self.prometheus.remove_targets(group)
+            judge.stop()
         self.servers.clear()
+        self.judges.clear()
         self._groups.clear()
 
 
@@ -229,8 +259,8 @@ def prometheus_restored(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def model_servers(prometheus: PrometheusServer) -> Iterator[ModelServers]:
-    servers = ModelServers(prometheus)
+def model_servers(prometheus: PrometheusServer, tmp_path: Path) -> Iterator[ModelServers]:
+    servers = ModelServers(prometheus, tmp_path)
     yield servers
     servers.close()
 

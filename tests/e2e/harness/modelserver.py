@@ -7,6 +7,10 @@ A `ModelServer` is a real HTTP server on its own free 127.0.0.1 port (a thread i
   HTTP `error_status` (500 by default) with an OpenAI-style error body.
 - `GET /metrics`: the server's own `CollectorRegistry` in the Prometheus text format, with
   OpenTelemetry GenAI names as exported to Prometheus plus llmrollout's eval metrics (see `_Metrics`).
+  With `eval_metrics=False` the server exports no eval metrics: a real `llmrollout judge` scores its
+  answers instead (harness/judge.py). Each answer then ends with a marker of its scripted quality and
+  of what its user thinks of it, `[sim quality=0.873 feedback=down]`, which the stand-in judge model
+  grades by and the traffic generator reports as the user's thumbs up or down.
 - `GET /control` shows the behaviour and counters; `PUT /control` with a JSON object of `Behaviour`
   fields changes the behaviour mid-test (`ModelServer.configure(...)` does the same from Python).
 - `GET /v1/models`, `GET /health`.
@@ -27,6 +31,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -68,7 +73,8 @@ class Behaviour:
     (at least 1; output is also capped by the request's `max_tokens`). An `eval_sample_rate` share of the
     successful responses is judged: its score is Beta-distributed with mean `quality_mean` and standard
     deviation `quality_sd` (reduced where a Beta with that mean cannot have it), and passes when
-    score >= `pass_threshold`.
+    score >= `pass_threshold`. Without the server's own eval metrics, every answer has such a score,
+    and users give a `thumbs_down_rate` share of the answers a thumbs-down (the rest a thumbs-up).
     """
 
     ttft_median_s: float = 0.15
@@ -85,6 +91,7 @@ class Behaviour:
     quality_sd: float = 0.05
     pass_threshold: float = 0.7
     eval_sample_rate: float = 0.2
+    thumbs_down_rate: float = 0.2
     sleep_cap_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -105,6 +112,7 @@ class Behaviour:
                 ("quality_sd", ">= 0", self.quality_sd >= 0),
                 ("pass_threshold", "in [0, 1]", 0 <= self.pass_threshold <= 1),
                 ("eval_sample_rate", "in [0, 1]", 0 <= self.eval_sample_rate <= 1),
+                ("thumbs_down_rate", "in [0, 1]", 0 <= self.thumbs_down_rate <= 1),
                 ("sleep_cap_s", ">= 0", self.sleep_cap_s >= 0),
             )
             if not ok
@@ -168,7 +176,7 @@ class ServerStats:
 class _Metrics:
     """The series one server exports, in its own registry so servers in one process stay apart."""
 
-    def __init__(self, model: str, error_statuses: tuple[int, ...]) -> None:
+    def __init__(self, model: str, error_statuses: tuple[int, ...], eval_metrics: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.model = model
         self.duration = Histogram(
@@ -192,18 +200,20 @@ class _Metrics:
             buckets=TOKEN_BUCKETS,
             registry=self.registry,
         )
+        # Not registered at all without eval metrics: then only the judge's series may carry them.
+        eval_registry = self.registry if eval_metrics else CollectorRegistry(auto_describe=True)
         self.eval_score = Histogram(
             "llm_eval_score",
             "Judged answer quality in [0, 1] for a sample of responses (llmrollout).",
             ["gen_ai_request_model"],
             buckets=EVAL_SCORE_BUCKETS,
-            registry=self.registry,
+            registry=eval_registry,
         )
         self.eval_results = Counter(
             "llm_eval_results",
             "Judged responses by verdict against the pass threshold (llmrollout).",
             ["gen_ai_request_model", "result"],
-            registry=self.registry,
+            registry=eval_registry,
         )
         # Series exist at 0 from the first scrape: a counter that first appears already above 0 loses
         # its first increments in rate()/increase(), which would skew the first analysis interval.
@@ -234,6 +244,9 @@ class _Plan:
     finish_reason: str
     score: float | None
     passed: bool
+    # Without the server's own eval metrics: every answer's scripted quality and its user's thumbs.
+    quality: float | None
+    thumbs_down: bool
     sleep_first: float
     sleep_rest: float
 
@@ -253,15 +266,17 @@ class ModelServer:
         seed: int | None = None,
         host: str = "127.0.0.1",
         telemetry: str = "otel",
+        eval_metrics: bool = True,
     ) -> None:
         self.name = name
         self.model = model
         self.host = host
+        self.eval_metrics = eval_metrics
         self._behaviour = behaviour or Behaviour()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stats = ServerStats()
-        self.metrics = _Metrics(model, (self._behaviour.error_status,))
+        self.metrics = _Metrics(model, (self._behaviour.error_status,), eval_metrics)
         if telemetry not in ("otel", "vllm", "litellm"):
             raise ValueError(f"telemetry is otel, vllm or litellm, not {telemetry!r}")
         # vLLM's own names and labels beside the OTel ones, as a vLLM server behind an OTel-instrumented
@@ -379,7 +394,12 @@ class ModelServer:
             if max_tokens is not None and n_out > max_tokens:
                 n_out, finish = max(1, max_tokens), "length"
             score: float | None = None
-            if not fail and rng.random() < b.eval_sample_rate:
+            quality: float | None = None
+            thumbs_down = False
+            if not fail and not self.eval_metrics:
+                quality = _beta(rng, b.quality_mean, b.quality_sd)
+                thumbs_down = rng.random() < b.thumbs_down_rate
+            elif not fail and rng.random() < b.eval_sample_rate:
                 score = _beta(rng, b.quality_mean, b.quality_sd)
         if fail:
             # A failing request fails fast: its duration is a TTFT-like wait, not a full generation.
@@ -395,6 +415,8 @@ class ModelServer:
             finish_reason=finish,
             score=score,
             passed=score is not None and score >= b.pass_threshold,
+            quality=quality,
+            thumbs_down=thumbs_down,
             sleep_first=first,
             sleep_rest=max(0.0, min(latency, b.sleep_cap_s) - first),
         )
@@ -457,7 +479,7 @@ class ModelServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": _text(plan.output_tokens)},
+                    "message": {"role": "assistant", "content": _answer(plan)},
                     "logprobs": None,
                     "finish_reason": plan.finish_reason,
                 }
@@ -488,7 +510,7 @@ class ModelServer:
             **base,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
         }
-        words = _text(plan.output_tokens).split(" ")
+        words = _answer(plan).split(" ")
         pieces = max(1, min(8, len(words)))
         per = math.ceil(len(words) / pieces)
         for i in range(0, len(words), per):
@@ -527,6 +549,22 @@ def _sleep(seconds: float) -> None:
 
 def _text(tokens: int) -> str:
     return " ".join(_WORDS[i % len(_WORDS)] for i in range(tokens))
+
+
+def _answer(plan: _Plan) -> str:
+    text = _text(plan.output_tokens)
+    if plan.quality is None:
+        return text
+    return f"{text} [sim quality={plan.quality:.3f} feedback={'down' if plan.thumbs_down else 'up'}]"
+
+
+MARKER = re.compile(r"\[sim quality=(?P<quality>[0-9.]+) feedback=(?P<feedback>up|down)\]")
+
+
+def scripted(answer: str) -> tuple[float, str] | None:
+    """(quality, "up" or "down") as the marker at the end of an answer says; None without one."""
+    found = MARKER.search(answer)
+    return None if found is None else (float(found["quality"]), found["feedback"])
 
 
 def _usage(plan: _Plan) -> dict[str, int]:

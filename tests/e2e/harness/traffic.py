@@ -14,6 +14,12 @@ Matches that need headers or query parameters are treated as not matching, since
 neither. A backendRef is keyed by its Service name, or `Kind/name` for other kinds (e.g.
 `InferencePool/pool-a`), or `namespace/name` when it points into another namespace. A backendRef with
 no URL in `backends` counts as `unmapped` and is not sent, as a gateway would answer 500 for it.
+
+With a `JudgeFeed`, the generator also plays the application and its users around the model: it posts
+a `sample` share of its successful (non-streamed) exchanges to a real `llmrollout judge`
+(`POST /v1/exchanges`), and for a `feedback` share it posts the user's thumbs up or down
+(`POST /v1/feedback`) as the answer's marker scripts it (harness/modelserver.py). Both are
+fire-and-forget, as the judge's callers are: a failed post is counted, never retried.
 """
 
 from __future__ import annotations
@@ -159,6 +165,17 @@ def _backend_key(ref: Mapping[str, Any], route_namespace: str) -> str:
 
 
 @dataclass(frozen=True)
+class JudgeFeed:
+    """Where and how much of the traffic reaches the online evaluator."""
+
+    url: str  # the judge's base URL (http://host:port)
+    variants: Mapping[str, str]  # backend key -> the variant it serves
+    sample: float = 0.5  # share of successful exchanges posted to /v1/exchanges
+    feedback: float = 0.3  # share of successful exchanges whose user gives a thumbs up or down
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class WeightEpoch:
     """One stretch of time with the same weights, and what was sent while they held."""
 
@@ -181,6 +198,9 @@ class TrafficStats:
     last_route_error: str = ""
     elapsed: float = 0.0
     done: bool = False
+    judged: dict[str, int] = field(default_factory=dict)  # exchanges posted to the judge, per backend
+    thumbs: dict[str, int] = field(default_factory=dict)  # "<backend>/up" and "<backend>/down"
+    judge_errors: int = 0
 
     @property
     def total_sent(self) -> int:
@@ -213,6 +233,7 @@ class TrafficGenerator:
         request: Mapping[str, Any] | None = None,
         request_timeout: float = 10.0,
         seed: int | None = None,
+        judge: JudgeFeed | None = None,
     ) -> None:
         if rate <= 0 or max_requests < 0 or duration <= 0 or concurrency < 1:
             raise ValueError("rate, duration and concurrency must be positive, max_requests >= 0")
@@ -225,8 +246,17 @@ class TrafficGenerator:
         self.refresh_interval = refresh_interval
         self.stream = stream
         self.request_timeout = request_timeout
-        self._body = json.dumps({**(request or DEFAULT_REQUEST), **({"stream": True} if stream else {})})
+        self._request = dict(request or DEFAULT_REQUEST)
+        self._body = json.dumps({**self._request, **({"stream": True} if stream else {})})
         self._rng = random.Random(seed)
+        self.judge = judge
+        if judge is not None and stream:
+            raise ValueError("a JudgeFeed needs whole answers: streamed responses are not collected")
+        # Its own random stream, so that feeding the judge leaves the routing draws as they were.
+        self._judge_rng = random.Random(judge.seed if judge else None)
+        self._judged: Counter[str] = Counter()
+        self._thumbs: Counter[str] = Counter()
+        self._judge_errors = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -323,6 +353,9 @@ class TrafficGenerator:
                 last_route_error=self._last_route_error,
                 elapsed=(end - self._started) if self._started else 0.0,
                 done=self._done.is_set(),
+                judged=dict(self._judged),
+                thumbs=dict(self._thumbs),
+                judge_errors=self._judge_errors,
             )
 
     # the threads ----------------------------------------------------------------------------------
@@ -405,7 +438,10 @@ class TrafficGenerator:
                         pass
                     status = response.status_code
             else:
-                status = self._client.post(url, content=self._body, headers=headers).status_code
+                response = self._client.post(url, content=self._body, headers=headers)
+                status = response.status_code
+                if self.judge is not None and status == 200:
+                    self._feed_judge(self.judge, backend, response)
             with self._lock:
                 (self._ok if 200 <= status < 300 else self._http_errors)[backend] += 1
         except httpx.HTTPError:
@@ -413,3 +449,30 @@ class TrafficGenerator:
                 self._transport_errors[backend] += 1
         finally:
             slots.release()
+
+    def _feed_judge(self, feed: JudgeFeed, backend: str, response: httpx.Response) -> None:
+        from tests.e2e.harness.modelserver import scripted
+
+        variant = feed.variants.get(backend)
+        with self._lock:
+            judged = self._judge_rng.random() < feed.sample
+            rated = self._judge_rng.random() < feed.feedback
+        if variant is None or not (judged or rated):
+            return
+        answer = str(response.json()["choices"][0]["message"]["content"])
+        thumbs = (scripted(answer) or (0.0, ""))[1]
+        assert self._client is not None
+        try:
+            if judged:
+                exchange = {"variant": variant, "messages": self._request["messages"], "response": answer}
+                self._client.post(f"{feed.url}/v1/exchanges", json=exchange).raise_for_status()
+                with self._lock:
+                    self._judged[backend] += 1
+            if rated and thumbs:
+                vote = {"variant": variant, "value": thumbs}
+                self._client.post(f"{feed.url}/v1/feedback", json=vote).raise_for_status()
+                with self._lock:
+                    self._thumbs[f"{backend}/{thumbs}"] += 1
+        except httpx.HTTPError:
+            with self._lock:
+                self._judge_errors += 1

@@ -44,6 +44,7 @@ EVERY_SLO = slos(
     latency={"p95": "5s"},
     errorRate={"max": 0.02},
     costPerRequest={"maxUSD": 2 * COST_PER_REQUEST},
+    feedback={"maxDownRateVsStable": 1.0},
     custom=[{"name": "refusals", "query": QUERY, "max": 0.05}],
 )
 
@@ -68,8 +69,11 @@ def variant(
     failed_share: float = 0.1,
     output_tokens: float = OUTPUT_TOKENS,
     refusals: float | None = 0.01,
+    down_share: float | None = 0.2,
 ) -> VariantWindow:
     judged = 0.2 * requests
+    # A tenth of the answers get a thumbs up or down; None: no feedback series at all.
+    rated = 0.1 * requests
     return VariantWindow(
         variant=name,
         requests=requests,
@@ -82,6 +86,8 @@ def variant(
         eval_failed=failed_share * judged,
         input_tokens=INPUT_TOKENS * requests,
         output_tokens=output_tokens * requests,
+        feedback_up=None if down_share is None else (1 - down_share) * rated,
+        feedback_down=None if down_share is None else down_share * rated,
         custom={"refusals": refusals},
     )
 
@@ -152,7 +158,7 @@ def test_a_healthy_candidate_clears_every_slo_and_never_fails() -> None:
     assert all(e.verdict != FAIL for e in evaluations)
     final = evaluations[-1]
     assert final.verdict == PASS and final.passes_step, final.reason
-    assert final.reason.startswith("all 7 SLOs cleared on v2")
+    assert final.reason.startswith("all 8 SLOs cleared on v2")
     assert all(r.verdict == PASS for r in final.results)
 
 
@@ -163,6 +169,7 @@ REGRESSIONS = [
     ("quality.minScore", {"failed_share": 0.8}),
     ("quality.maxDropVsStable", {"failed_share": 0.3}),
     ("costPerRequest", {"output_tokens": 10 * OUTPUT_TOKENS}),
+    ("feedback.maxDownRateVsStable", {"down_share": 0.6}),
     ("custom.refusals", {"refusals": 0.5}),
 ]
 
@@ -409,8 +416,9 @@ def _batch_window(start: float, sides: list[tuple[VariantWindow, VariantWindow]]
             return HistogramBatch(parts[0].edges, np.concatenate([p.cumulative for p in parts]))
 
         fields = ("requests", "errors", "eval_passed", "eval_failed", "eval_score_sum", "eval_score_count")
+        more = ("input_tokens", "output_tokens", "feedback_up", "feedback_down")
         return SideBatch(
-            **{name: cat(name) for name in (*fields, "input_tokens", "output_tokens")},
+            **{name: cat(name) for name in (*fields, *more)},
             ttft=hist("ttft"),
             latency=hist("latency"),
             custom={"refusals": np.concatenate([o.custom["refusals"] for o in ones])},
@@ -556,3 +564,104 @@ def test_a_quality_drop_is_cleared_on_scores_when_failed_verdicts_are_rare() -> 
     assert final.verdict == PASS
     message = result(final, "quality.maxDropVsStable").message
     assert "cleared" in message and "mean score drop bounds" in message
+
+
+FEEDBACK = slos(feedback={"maxDownRateVsStable": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("candidate_share", "stable_share", "expected", "words"),
+    [
+        # Stable's share of thumbs-down, or less: cleared by the count test against stable.
+        (0.2, 0.2, PASS, "cleared"),
+        (0.1, 0.2, PASS, "cleared"),
+        # Three times stable's share, past 1 + maxDownRateVsStable = 2x: rolled back, naming feedback.
+        (0.6, 0.2, FAIL, "feedback thumbs-down vs v1 on v2 worse than v1 beyond its relative bound"),
+        # No thumbs-down anywhere: nothing to tell the versions apart before the horizon.
+        (0.0, 0.0, HOLD, "gathering evidence"),
+    ],
+)
+def test_feedback_is_decided_by_the_count_test_against_stable(
+    candidate_share: float, stable_share: float, expected: Verdict, words: str
+) -> None:
+    final = last(
+        rollout(
+            FEEDBACK,
+            lambda n: variant("v2", n, down_share=candidate_share),
+            stable_window=lambda n: variant("v1", n, down_share=stable_share),
+        )
+    )
+    feedback = result(final, "feedback.maxDownRateVsStable")
+    assert final.verdict == expected and feedback.verdict == expected, feedback.message
+    assert words in feedback.message
+    assert "thumbs-down share" in feedback.message
+
+
+def test_no_thumbs_down_on_either_version_clears_feedback_at_the_horizon() -> None:
+    never = lambda name: lambda n: variant(name, n, down_share=0.0)  # noqa: E731
+    final = last(rollout(FEEDBACK, never("v2"), stable_window=never("v1"), horizon_at=10))
+    assert final.verdict == PASS
+    assert "undecided at the horizon" in result(final, "feedback.maxDownRateVsStable").message
+
+
+def test_missing_feedback_holds_and_the_horizon_rolls_back() -> None:
+    evaluations = list(
+        rollout(FEEDBACK, lambda n: variant("v2", n, down_share=None), horizon_at=10, looks=11)
+    )
+    assert all(e.verdict == HOLD for e in evaluations[:10])
+    assert "series missing" in result(evaluations[0], "feedback.maxDownRateVsStable").message
+    assert evaluations[-1].verdict == FAIL
+
+
+def _simulate_feedback(candidate_share: float, replicates: int, looks: int, seed: int) -> tuple[float, float]:
+    """Shares rolled back and cleared by feedback (maxDownRateVsStable 1.0) with binomial thumbs-down
+    among Poisson feedback, stable's share 0.1, the candidate at a tenth of the traffic."""
+    rng = np.random.default_rng(seed)
+    state: SequentialState | None = None
+    nan = np.full(replicates, np.nan)
+    rolled = np.zeros(replicates, bool)
+    cleared = np.zeros(replicates, bool)
+    for look in range(looks):
+
+        def side(rated: float, share: float) -> SideBatch:
+            feedback = rng.poisson(rated, replicates)
+            down = rng.binomial(feedback, share).astype(float)
+            requests = 10.0 * feedback
+            return SideBatch(
+                requests, nan, nan, nan, nan, nan, nan, nan, feedback_up=feedback - down, feedback_down=down
+            )
+
+        evaluation = evaluate_batch(
+            FEEDBACK,
+            WindowBatch(60.0 * look, 60.0 * (look + 1), side(20, candidate_share), side(180, 0.1)),
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=0.01,
+            miss_rate=0.05,
+            pricing=None,
+            stable_required=True,
+            final_step=np.ones(replicates, bool),
+            config=NO_WARMUP,
+        )
+        state = evaluation.state
+        rolled |= evaluation.verdict == int(FAIL)
+        cleared |= (evaluation.verdict == int(PASS)) & ~rolled
+    return float(rolled.mean()), float(cleared.mean())
+
+
+@pytest.mark.parametrize(
+    ("candidate_share", "most_rolled", "least_cleared", "least_rolled", "most_cleared"),
+    [
+        # Like stable: rolled back at most falseRollbackRate (its one test has all of it).
+        (0.1, 0.01, 0.9, 0.0, 1.0),
+        # At the bound (twice stable's share): promoted at most missRate of the time.
+        (0.2, 1.0, 0.0, 0.9, 0.05),
+    ],
+)
+def test_feedback_error_rates_by_simulation(
+    candidate_share: float, most_rolled: float, least_cleared: float, least_rolled: float, most_cleared: float
+) -> None:
+    rolled, cleared = _simulate_feedback(candidate_share, replicates=3000, looks=150, seed=5)
+    assert least_rolled <= rolled <= most_rolled
+    assert least_cleared <= cleared <= most_cleared

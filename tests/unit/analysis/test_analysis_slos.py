@@ -31,6 +31,7 @@ def test_every_slo_field_has_exactly_one_family() -> None:
         ({"quality": {"maxDropVsStable": 0.03}}, 2),
         ({"quality": {"minScore": 0.8, "maxDropVsStable": 0.03}}, 3),
         ({"costPerRequest": {"maxUSD": 0.002}}, 1),
+        ({"feedback": {"maxDownRateVsStable": 0.2}}, 1),
         ({"custom": [CUSTOM]}, 0),
     ],
 )
@@ -45,6 +46,7 @@ def test_hard_slos_by_default_are_errors_and_latencies() -> None:
         latency={"p95": "5s"},
         quality={"minScore": 0.8},
         costPerRequest={"maxUSD": 0.002},
+        feedback={"maxDownRateVsStable": 0.2},
         custom=[CUSTOM],
     )
     hard = hard_slos(every)
@@ -53,6 +55,7 @@ def test_hard_slos_by_default_are_errors_and_latencies() -> None:
     assert hard.latency == every.latency
     assert hard.quality is None
     assert hard.cost_per_request is None
+    assert hard.feedback is None
     assert hard.custom == []
 
 
@@ -60,9 +63,11 @@ def test_severity_overrides_the_default() -> None:
     spec = slos(
         errorRate={"max": 0.02, "severity": "soft"},
         quality={"minScore": 0.8, "severity": "hard"},
+        feedback={"maxDownRateVsStable": 0.2, "severity": "hard"},
         custom=[CUSTOM, {**CUSTOM, "name": "hard-one", "severity": "hard"}],
     )
     hard = hard_slos(spec)
     assert hard.error_rate is None
     assert hard.quality == spec.quality
+    assert hard.feedback == spec.feedback
     assert [c.name for c in hard.custom] == ["hard-one"]

@@ -70,6 +70,9 @@ TTFT = {"ttft": {"p95": "800ms"}}
 LATENCY = {"latency": {"p95": "1s"}}
 ERRORS = {"errorRate": {"max": 0.02}}
 COST = {"costPerRequest": {"maxUSD": 0.002}}
+FEEDBACK = {"feedback": {"maxDownRateVsStable": 0.5}}
+RATED = replace(HEALTHY, feedback_up=36.0, feedback_down=4.0)  # a thumbs-down share of 0.1
+RATED_STABLE = replace(STABLE, feedback_up=90.0, feedback_down=10.0)
 CUSTOM_MAX = {"custom": [{"name": "refusals", "query": "x{v='{{variant}}'}", "max": 0.05}]}
 CUSTOM_MIN = {"custom": [{"name": "refusals", "query": "x{v='{{variant}}'}", "min": 0.005}]}
 CUSTOM_BOTH = {"custom": [{"name": "refusals", "query": "x{v='{{variant}}'}", "min": 0.005, "max": 0.05}]}
@@ -426,6 +429,90 @@ CASES = [
         INCONCLUSIVE,
         replace(HEALTHY, custom={"refusals": None}),
         words=("series missing",),
+    ),
+    # feedback.maxDownRateVsStable: the candidate's thumbs-down share against 1.5 x stable's
+    Case(
+        "feedback-pass",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        PASS,
+        RATED,
+        baseline=RATED_STABLE,
+        value=0.0,
+        words=("share 0.100 vs 0.100, <= 1.5x v1's on v2", "n=40 vs 100"),
+    ),
+    Case(
+        "feedback-fail",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        FAIL,
+        replace(RATED, feedback_up=28.0, feedback_down=12.0),
+        baseline=RATED_STABLE,
+        value=2.0,
+        words=("feedback thumbs-down vs v1: share 0.300 vs 0.100, > 1.5x",),
+    ),
+    Case(
+        "feedback-none-down-anywhere",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        PASS,
+        replace(RATED, feedback_down=0.0),
+        baseline=replace(RATED_STABLE, feedback_down=0.0),
+        value=0.0,
+    ),
+    Case(
+        "feedback-down-only-on-the-candidate",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        FAIL,
+        RATED,
+        baseline=replace(RATED_STABLE, feedback_down=0.0),
+        value=INF,
+    ),
+    Case(
+        "feedback-missing",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        INCONCLUSIVE,
+        HEALTHY,
+        baseline=RATED_STABLE,
+        words=("series missing",),
+    ),
+    Case(
+        "feedback-none-yet",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        INCONCLUSIVE,
+        replace(RATED, feedback_up=0.0, feedback_down=0.0),
+        baseline=RATED_STABLE,
+        words=("no feedback",),
+    ),
+    Case(
+        "feedback-stable-missing",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        INCONCLUSIVE,
+        RATED,
+        baseline=STABLE,
+        words=("series missing on v1",),
+    ),
+    Case(
+        "feedback-no-baseline",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        INCONCLUSIVE,
+        RATED,
+        baseline=None,
+        words=("no stable baseline",),
+    ),
+    Case(
+        "feedback-nan",
+        FEEDBACK,
+        "feedback.maxDownRateVsStable",
+        INCONCLUSIVE,
+        replace(RATED, feedback_down=math.nan),
+        baseline=RATED_STABLE,
+        words=("NaN",),
     ),
     Case(
         "custom-nan",

@@ -137,6 +137,21 @@ def test_feedback_counts_up_and_down(http: httpx.Client) -> None:
         assert bad.status_code == 400 and "value" in bad.json()["error"]
 
 
+def test_the_accepted_variants_series_exist_at_zero_from_the_start() -> None:
+    settings = JudgeSettings(variants=frozenset({"v1", "v2"}))
+    with JudgeService(scorer_for(ScorerConfig("contains")), settings) as service:
+        exported = samples(service)
+    for variant in ("v1", "v2"):
+        assert exported[("llm_eval_score_count", frozenset({("variant", variant)}))] == 0
+        for result in ("pass", "fail"):
+            assert (
+                exported[("llm_eval_results_total", frozenset({("variant", variant), ("result", result)}))]
+                == 0
+            )
+        for vote in ("up", "down"):
+            assert exported[("llm_feedback_total", frozenset({("variant", variant), ("value", vote)}))] == 0
+
+
 @pytest.mark.parametrize(
     ("body", "status", "error"),
     [

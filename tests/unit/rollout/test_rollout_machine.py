@@ -396,6 +396,29 @@ def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
     assert status.condition("Planned").status == "True"  # type: ignore[union-attr]
 
 
+def _feedback_plan(rated: float) -> dict[str, Any]:
+    """The plan's feedback entry just after the warm-up, at 300 requests a look per version."""
+    s = sequential_spec(slos={"feedback": {"maxDownRateVsStable": 1.0}}, strategy__steps=[10, 50])
+    _, outcome = started(s)
+    status = outcome.status
+    traffic = Traffic(requests=300, errors=0, rated=rated)
+    for _ in range(7):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        status = reconcile(s, status, 2, now, observe(*due, candidate=traffic, stable=traffic)).status
+    assert "feedback.maxDownRateVsStable: ~" in status.plan["summary"], status.plan
+    planned: dict[str, Any] = status.plan["slos"]["feedback.maxDownRateVsStable"]
+    return planned
+
+
+def test_the_feedback_plan_counts_requests_by_the_share_of_them_that_gets_feedback() -> None:
+    # A thumbs-down share is judged on feedback: the rarer it is, the more requests a decision takes.
+    rare, common = _feedback_plan(0.05), _feedback_plan(0.1)
+    assert rare["expectedRequests"] > 1.5 * common["expectedRequests"] > 0
+    assert common["smallestCatchable"].endswith("x stable's thumbs-down share")
+
+
 def test_a_missing_error_series_is_named_and_never_read_as_zero() -> None:
     from dataclasses import replace
 

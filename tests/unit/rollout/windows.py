@@ -46,6 +46,9 @@ class Traffic:
     errors: float = 4
     slow: float = 0
     score: float = 0.9
+    # A `rated` share of the requests gets a thumbs up or down, `down_share` of those down.
+    rated: float = 0.1
+    down_share: float = 0.2
     missing: set[str] = field(default_factory=set)
 
     def window(self, variant: str) -> VariantWindow:
@@ -63,6 +66,8 @@ class Traffic:
             # A binary judge: a pass scores 1, a fail 0.
             eval_passed=maybe("eval", self.score * judged),
             eval_failed=maybe("eval", (1 - self.score) * judged),
+            feedback_up=maybe("feedback", (1 - self.down_share) * self.rated * self.requests),
+            feedback_down=maybe("feedback", self.down_share * self.rated * self.requests),
         )
 
 

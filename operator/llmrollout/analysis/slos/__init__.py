@@ -9,11 +9,12 @@ from llmrollout.analysis.slos.base import SLOFamily
 from llmrollout.analysis.slos.cost import Cost
 from llmrollout.analysis.slos.custom import Custom
 from llmrollout.analysis.slos.errors import ErrorRate
+from llmrollout.analysis.slos.feedback import Feedback
 from llmrollout.analysis.slos.percentile import LATENCY, TTFT
 from llmrollout.analysis.slos.quality import Quality
 from llmrollout.api.spec import SLOs
 
-FAMILIES: tuple[SLOFamily, ...] = (Quality(), TTFT, LATENCY, ErrorRate(), Cost(), Custom())
+FAMILIES: tuple[SLOFamily, ...] = (Quality(), TTFT, LATENCY, ErrorRate(), Cost(), Feedback(), Custom())
 
 
 def rollback_test_count(slos: SLOs) -> int:

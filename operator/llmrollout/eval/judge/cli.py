@@ -29,7 +29,10 @@ def add_judge(commands: Any) -> None:
     parser.add_argument("--workers", type=int, default=2, help="exchanges scored at once (2)")
     parser.add_argument("--variant-label", default="variant", help="label naming the variant (variant)")
     parser.add_argument(
-        "--variant", action="append", default=[], help="accepted variant (repeatable; default any)"
+        "--variant",
+        action="append",
+        default=[],
+        help="accepted variant, its series exported at 0 from the start (repeatable; default any)",
     )
     parser.add_argument(
         "--otlp-variant-attribute",

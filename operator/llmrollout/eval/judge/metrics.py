@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # 0.05 steps over [0, 1], and 0.01 steps from 0.7 to 0.9 so a quality bar near 0.8 falls on a bucket
@@ -60,3 +62,14 @@ class JudgeMetrics:
             "Most exchanges that may wait; beyond it they are dropped.",
             registry=registry,
         )
+
+    def prepare(self, variants: Iterable[str]) -> None:
+        """Every series the operator reads, at 0 for each variant from the first scrape: a series that
+        appears with its first verdict or thumbs-down leaves "none yet" indistinguishable from "not
+        exported" until then, and a rollout's preflight refuses to start without the stable's series."""
+        for variant in variants:
+            self.score.labels(variant)
+            for result in ("pass", "fail"):
+                self.results.labels(variant, result)
+            for value in ("up", "down"):
+                self.feedback.labels(variant, value)

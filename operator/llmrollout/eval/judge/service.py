@@ -99,6 +99,7 @@ class JudgeService:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = JudgeMetrics(self.registry, settings.variant_label)
+        self.metrics.prepare(sorted(settings.variants))
         self._queue: queue.Queue[tuple[str, Exchange] | None] = queue.Queue(maxsize=settings.queue_size)
         self.metrics.queue_capacity.set(settings.queue_size)
         self.metrics.queue_depth.set_function(self._queue.qsize)
