@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from bench.decisions.model import (
     JUDGED_SHARE,
     MIN_REQUESTS,
     MISS_RATE,
+    PASS_RATE,
     QUALITY_MAX_DROP,
     SCRAPE_SECONDS,
     SLO_SPEC,
@@ -403,6 +405,20 @@ def _wald_lines(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def _quality_fixed_sample() -> tuple[float, float]:
+    """(judged answers per version a fixed-sample two-sample test of the design point needs, judged
+    answers the candidate gets at the last step by the horizon at TARGET_RPS)."""
+    z = NormalDist().inv_cdf
+    low = PASS_RATE - QUALITY_MAX_DROP
+    variance = PASS_RATE * (1 - PASS_RATE) + low * (1 - low)
+    needed = (z(1 - FALSE_ROLLBACK_RATE) + z(1 - MISS_RATE)) ** 2 * variance / QUALITY_MAX_DROP**2
+    # The earlier steps take about two minutes each at this traffic (a passing window with 100
+    # requests per version); judged answers are successful ones.
+    minutes_at_last = CAP_MINUTES - 2 * (len(STEPS) - 1)
+    served = TARGET_RPS * STEPS[-1] / 100 * JUDGED_SHARE * 0.99 * 60 * minutes_at_last
+    return needed, served
+
+
 def _notes(rows: Sequence[Row]) -> list[str]:
     """Why targets are missed: the numbers that locate each miss, and the mechanism behind it."""
     healthy = [r for r in _cells(rows, TARGET_RPS) if not r["regression"]]
@@ -417,6 +433,18 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             " exposure rolls back; a candidate is rolled back when any one of its tests (six here) leans"
             " towards H1, and that rule's error rate is not part of the falseRollbackRate budget. The"
             " tests alone stay within it (see 'by tests')."
+        )
+        needed, served = _quality_fixed_sample()
+        lines.append(
+            f"- Nearly all of those are quality.maxDropVsStable. Even a fixed-sample test that waits for the"
+            f" horizon, the most powerful test for it, needs {_fmt(needed)} judged answers per version to"
+            f" tell a pass rate of {100 * PASS_RATE:.0f}% from one {100 * QUALITY_MAX_DROP:.0f} points lower"
+            f" at a = {FALSE_ROLLBACK_RATE:g} (one-sided) and b = {MISS_RATE:g}; {CAP_MINUTES} minutes at"
+            f" {TARGET_RPS:g} requests/s with {100 * JUDGED_SHARE:.0f}% judged give the candidate about"
+            f" {_fmt(served)} at {STEPS[-1]}% once the steps are done. Promoting >= 97% of healthy"
+            " candidates with misses <= 5% at the design point needs more judged answers per minute (a"
+            " larger judged share, or more traffic) or a longer horizon; a sequential test cannot beat"
+            " the fixed-sample one at its own horizon."
         )
     spills = [
         r
