@@ -6,18 +6,24 @@ other LLMDeployment's reconcile needs. A window's read runs in the pool of its P
 decides without it and picks the result up on a later tick. A read that outlives its deadline is
 reported as unavailable (the window is then inconclusive, never a promotion); its thread is left
 to the HTTP client's own timeouts.
+
+Reads that can share queries (see metrics/batch.py) are gathered for a moment: every read of one group
+on one Prometheus that is asked for within `gather` seconds joins one batch, which runs as one job in
+the host's pool and hands each reconcile its own observation. LLMROLLOUT_BATCH_READS=0 reads every
+window alone (for comparing both, in tests and bench/scale).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from llmrollout import rollout
 from llmrollout.api.status import truncate
@@ -25,8 +31,33 @@ from llmrollout.api.status import truncate
 WORKERS_PER_HOST: Final = 2
 MAX_HOSTS: Final = 32  # beyond this, hosts share one pool: a spec cannot make us start threads at will
 QUICK_WAIT_SECONDS: Final = 2.0
+# Long enough for the reconciles woken at one window boundary to join one batch; short against any
+# look interval (1s at least).
+GATHER_SECONDS: Final = 0.5
+BATCH_READS_ENV: Final = "LLMROLLOUT_BATCH_READS"
 
 Read = Callable[[], rollout.Observation]
+
+
+def batching_from_env() -> bool:
+    return os.environ.get(BATCH_READS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Batched:
+    """How one window read can join others: members of one `group` are read together by `run`,
+    which returns one observation per member, in order."""
+
+    group: Hashable
+    member: Any
+    run: Callable[[Sequence[Any]], Sequence[rollout.Observation]]
+
+
+@dataclass
+class _Batch:
+    run: Callable[[Sequence[Any]], Sequence[rollout.Observation]]
+    members: list[Any] = field(default_factory=list)
+    futures: list[Future[rollout.Observation]] = field(default_factory=list)
 
 
 @dataclass
@@ -42,13 +73,19 @@ class MetricsReads:
         workers_per_host: int = WORKERS_PER_HOST,
         quick_wait: float = QUICK_WAIT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        batching: bool | None = None,
+        gather: float = GATHER_SECONDS,
     ) -> None:
         self._workers = workers_per_host
         self._quick_wait = quick_wait
         self._clock = clock
+        self.batching = batching_from_env() if batching is None else batching
+        self._gather = gather
         self._lock = threading.Lock()
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._in_flight: dict[str, _InFlight] = {}
+        self._batches: dict[tuple[str, Hashable], _Batch] = {}
+        self._timers: set[threading.Timer] = set()
 
     def _pool(self, host: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -61,17 +98,29 @@ class MetricsReads:
             return self._pools[host]
 
     def observe(
-        self, key: str, host: str, start: datetime, end: datetime, deadline: float, read: Read
+        self,
+        key: str,
+        host: str,
+        start: datetime,
+        end: datetime,
+        deadline: float,
+        read: Read,
+        batched: Batched | None = None,
     ) -> rollout.Observation | None:
         """The observation of the window starting at `start` for object `key`, or None while its
-        read is still running (within `deadline` seconds of being started)."""
+        read is still running (within `deadline` seconds of being started). With `batched` (and
+        batching on), the read joins its group's next batch instead of running alone."""
         with self._lock:
             flight = self._in_flight.get(key)
             if flight is not None and flight.start != start:
                 del self._in_flight[key]  # the window moved on (a decision elsewhere): stale
                 flight = None
         if flight is None:
-            flight = _InFlight(start, self._pool(host).submit(read), self._clock())
+            if batched is not None and self.batching:
+                future = self._join(host, batched)
+            else:
+                future = self._pool(host).submit(read)
+            flight = _InFlight(start, future, self._clock())
             with self._lock:
                 self._in_flight[key] = flight
         try:
@@ -101,6 +150,31 @@ class MetricsReads:
             " (the window's deadline)",
         )
 
+    def _join(self, host: str, batched: Batched) -> Future[rollout.Observation]:
+        future: Future[rollout.Observation] = Future()
+        with self._lock:
+            batch = self._batches.get((host, batched.group))
+            if batch is None:
+                batch = self._batches[(host, batched.group)] = _Batch(batched.run)
+                timer = threading.Timer(self._gather, self._dispatch, (host, batched.group))
+                timer.daemon = True
+                self._timers.add(timer)
+                timer.start()
+            batch.members.append(batched.member)
+            batch.futures.append(future)
+        return future
+
+    def _dispatch(self, host: str, group: Hashable) -> None:
+        with self._lock:
+            batch = self._batches.pop((host, group), None)
+            self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
+        if batch is not None:
+            try:
+                self._pool(host).submit(_run_batch, batch)
+            except RuntimeError as error:  # the pool was shut down: the operator is stopping
+                for future in batch.futures:
+                    future.set_exception(error)
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._in_flight.pop(key, None)
@@ -109,5 +183,22 @@ class MetricsReads:
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_batch(batch: _Batch) -> None:
+    """Runs one batch and hands each member its observation (or the batch's failure)."""
+    try:
+        observations = list(batch.run(batch.members))
+        if len(observations) != len(batch.members):
+            raise RuntimeError(f"a batch of {len(batch.members)} reads gave {len(observations)} observations")
+    except Exception as error:  # a provider's bug: each reconcile reports it, none crashes
+        for future in batch.futures:
+            future.set_exception(error)
+        return
+    for future, observation in zip(batch.futures, observations, strict=True):
+        future.set_result(observation)

@@ -25,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmrollout import rollout
+from llmrollout.analysis.observations import Window
 from llmrollout.api import (
     InvalidSpecError,
     LLMDeploymentSpec,
@@ -39,7 +40,7 @@ from llmrollout.eval.gate import run_golden_set_gate
 from llmrollout.handlers import telemetry
 from llmrollout.handlers.credentials import CredentialsError, prometheus_credentials
 from llmrollout.handlers.gates import GoldenSetRuns
-from llmrollout.handlers.reads import MetricsReads
+from llmrollout.handlers.reads import Batched, MetricsReads
 from llmrollout.k8s import (
     ACTION_ANNOTATION,
     ACTIONS,
@@ -53,6 +54,8 @@ from llmrollout.k8s import (
     write_status,
 )
 from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
+from llmrollout.metrics.batch import BatchMember, batch_key, read_batch
+from llmrollout.metrics.prometheus import PrometheusProvider
 from llmrollout.routers import (
     RouteNotFoundError,
     RouteNotOptedInError,
@@ -389,7 +392,8 @@ def _observe(
         return read()
     # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
     deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
-    return clients.reads.observe(key or namespace, _server_of(address), start, end, deadline, read)
+    batched = _batched(clients.http, spec, namespace, variants, start, end)
+    return clients.reads.observe(key or namespace, _server_of(address), start, end, deadline, read, batched)
 
 
 def _gate(
@@ -458,7 +462,10 @@ def _preflight(
     if clients.reads is None:
         observation: rollout.Observation | None = read()
     else:
-        observation = clients.reads.observe(f"{key}#preflight", _server_of(address), start, end, 30.0, read)
+        batched = _batched(clients.http, spec, namespace, [stable, candidate], start, end)
+        observation = clients.reads.observe(
+            f"{key}#preflight", _server_of(address), start, end, 30.0, read, batched
+        )
     if observation is None:
         return rollout.Preflight({}, checking=True)
     if observation.window is None:
@@ -486,11 +493,56 @@ def _read_window(
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
+        return _observation(start, end, error)
+    return _observation(start, end, window)
+
+
+def _observation(start: datetime, end: datetime, read: Window | MetricsError) -> rollout.Observation:
+    if isinstance(read, MetricsError):
         # Prometheus' own text is the server's to choose: cut it before it reaches status or Events.
-        return rollout.Observation(start, end, unavailable=truncate(str(error)))
-    if window.problems:
-        window = dataclasses.replace(window, problems=tuple(truncate(p) for p in window.problems))
-    return rollout.Observation(start, end, window=window)
+        return rollout.Observation(start, end, unavailable=truncate(str(read)))
+    if read.problems:
+        read = dataclasses.replace(read, problems=tuple(truncate(p) for p in read.problems))
+    return rollout.Observation(start, end, window=read)
+
+
+@dataclass(frozen=True)
+class _WindowRead:
+    """One LLMDeployment's window in a batch (see metrics/batch.py)."""
+
+    member: BatchMember
+    start: datetime
+    end: datetime
+
+
+def _batched(
+    http: httpx.Client,
+    spec: LLMDeploymentSpec,
+    namespace: str,
+    variants: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> Batched | None:
+    """How this window read joins others on the same Prometheus, preset and label keys; None when it
+    reads alone (a provider that does not batch, or a spec the read itself will report on)."""
+    if end <= start:
+        return None
+    try:
+        provider = provider_for(spec.metrics, http, namespace=namespace)
+    except (MetricsError, ValueError):
+        return None
+    if not isinstance(provider, PrometheusProvider) or (group := batch_key(provider)) is None:
+        return None
+    member = BatchMember(
+        provider, tuple(variants), start.timestamp(), end.timestamp(), tuple(spec.slos.custom)
+    )
+    return Batched(group, _WindowRead(member, start, end), _read_batch)
+
+
+def _read_batch(reads: Sequence[_WindowRead]) -> list[rollout.Observation]:
+    with telemetry.METRICS_READ_SECONDS.time():
+        results = read_batch([r.member for r in reads])
+    return [_observation(r.start, r.end, result) for r, result in zip(reads, results, strict=True)]
 
 
 class _NotRoutedError(Exception):

@@ -44,6 +44,10 @@ class Credentials:
         return cls(source, f"Bearer {token}")
 
 
+class ResponseTooLargeError(MetricsUnavailableError):
+    """Prometheus's answer was over the size cap: a batched read splits its group and asks again."""
+
+
 class QueryRejectedError(MetricsError):
     """Prometheus answered, and refused this one query (bad syntax, too many samples)."""
 
@@ -75,6 +79,7 @@ class PrometheusAPI:
         self._client = client
         self._credentials = credentials
         self._url = address.rstrip("/") + "/api/v1/query"
+        self.url = self._url
         self.address = redacted(address)
         self.max_response_bytes = max_response_bytes
         self.deadline_seconds = deadline_seconds
@@ -171,7 +176,7 @@ class PrometheusAPI:
         )
 
     def _too_large(self) -> MetricsUnavailableError:
-        return MetricsUnavailableError(
+        return ResponseTooLargeError(
             f"Prometheus at {self.address} sent an answer larger than {self.max_response_bytes} bytes; "
             "narrow the series with metrics.labels, or check metrics.prometheus.scrapeInterval"
         )

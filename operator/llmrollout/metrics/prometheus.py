@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -178,14 +178,37 @@ class PrometheusProvider:
         self, variants: Sequence[str], start: float, end: float, custom: Sequence[CustomSLO] = ()
     ) -> Window:
         duration(end - start)  # a bad window is the caller's bug: raise before any query
-        at_start, at_end = _ms(start - self.query_offset), _ms(end - self.query_offset)
+        at_start, at_end = self.query_times(start, end)
         duration(at_end - at_start)
         deadline = self.api.deadline()
+        return self.assemble(
+            variants,
+            start,
+            end,
+            custom,
+            deadline,
+            lambda variant: VariantReader(self, variant, at_start, at_end, deadline),
+        )
+
+    def query_times(self, start: float, end: float) -> tuple[float, float]:
+        """The instants the window's edges are read at (earlier by the ingestion delay, on the ms grid)."""
+        return _ms(start - self.query_offset), _ms(end - self.query_offset)
+
+    def assemble(
+        self,
+        variants: Sequence[str],
+        start: float,
+        end: float,
+        custom: Sequence[CustomSLO],
+        deadline: float,
+        reader_for: Callable[[str], VariantReader],
+    ) -> Window:
+        """The window from each variant's reader (the one place a Window is put together, so that a
+        batched read and a read of its own give the same Window from the same series)."""
         problems: list[str] = []
         windows: dict[str, VariantWindow] = {}
         for variant in variants:
-            reader = _VariantReader(self, variant, at_start, at_end, deadline)
-            values, missing, found = reader.fields(problems)
+            values, missing, found = reader_for(variant).fields(problems)
             custom_values = self._custom(variant, start, end, custom, deadline, problems)
             windows[variant] = VariantWindow(
                 variant=variant, custom=custom_values, missing=missing, found=found, **values
@@ -223,7 +246,7 @@ class PrometheusProvider:
         return values
 
 
-class _VariantReader:
+class VariantReader:
     """One variant's fields; fetches each metric name at most once."""
 
     def __init__(
@@ -294,15 +317,7 @@ class _VariantReader:
             matchers = (*matchers, Matcher("job", "=~", jobs), Matcher("instance", "=~", instances))
         key = ("|".join(source.metric.names), matchers)
         if key not in self._cache:
-            series: dict[SeriesKey, SeriesData] = {}
-            for name in source.metric.names:
-                baselines = parse_baselines(
-                    self._query(baseline_query(name, matchers, self.lookback), self.start)
-                )
-                samples = parse_samples(
-                    self._query(samples_query(name, matchers, self.end - self.start), self.end)
-                )
-                merge(series, name, baselines, samples, self.start)
+            series = self._series(source, matchers)
             if by_resource:
                 # The regex matchers select the cross product of jobs and instances; keep real pairs.
                 targets = self._resolve_targets()
@@ -314,6 +329,19 @@ class _VariantReader:
             settle_newborns(series.values(), self._scraped_before(newborn_targets(series.values())))
             self._cache[key] = series
         return self._cache[key]
+
+    def _series(self, source: Source, matchers: tuple[Matcher, ...]) -> dict[SeriesKey, SeriesData]:
+        """Every series of the source's Metric that `matchers` select, merged across its names."""
+        series: dict[SeriesKey, SeriesData] = {}
+        for name in source.metric.names:
+            baselines = parse_baselines(
+                self._query(baseline_query(name, matchers, self.lookback), self.start)
+            )
+            samples = parse_samples(
+                self._query(samples_query(name, matchers, self.end - self.start), self.end)
+            )
+            merge(series, name, baselines, samples, self.start)
+        return series
 
     def _scraped_before(self, targets: set[Target]) -> set[Target]:
         """Those of `targets` that Prometheus scraped before the window (asked once per target)."""

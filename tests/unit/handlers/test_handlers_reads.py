@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from llmrollout import rollout
-from llmrollout.handlers.reads import MetricsReads
+from llmrollout.handlers.reads import BATCH_READS_ENV, Batched, MetricsReads
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 END = START + timedelta(seconds=30)
@@ -110,3 +110,80 @@ def test_a_new_window_drops_the_stale_read_and_a_broken_read_is_unavailable() ->
     finally:
         gate.set()
         reads.close()
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def _recording_run(calls: list[list[str]]) -> Any:
+    def run(members: Any) -> list[rollout.Observation]:
+        calls.append(list(members))
+        return [rollout.Observation(START, END, unavailable=f"read {m}") for m in members]
+
+    return run
+
+
+def _wait(reads: MetricsReads, key: str, batched: Batched) -> rollout.Observation:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        result = reads.observe(key, "h", START, END, 60.0, lambda: pytest.fail("read alone"), batched)
+        if result is not None:
+            return result
+    raise AssertionError(f"no observation for {key}")
+
+
+def test_reads_of_one_group_asked_together_run_as_one_batch_and_each_gets_its_own() -> None:
+    calls: list[list[str]] = []
+    run = _recording_run(calls)
+    reads = MetricsReads(quick_wait=0.0, gather=0.3, batching=True)
+    try:
+        keys = [f"ns{i}/d" for i in range(5)]
+        for key in keys:
+            assert reads.observe(key, "h", START, END, 60.0, pytest.fail, Batched("g", key, run)) is None
+        # Another group on the same host is another batch.
+        other = Batched("other", "x/d", run)
+        results = {key: _wait(reads, key, Batched("g", key, run)) for key in keys}
+        assert _wait(reads, "x/d", other).unavailable == "read x/d"
+    finally:
+        reads.close()
+    assert {key: r.unavailable for key, r in results.items()} == {key: f"read {key}" for key in keys}
+    assert sorted(map(sorted, calls)) == sorted([["x/d"], sorted(keys)])
+
+
+def test_a_failed_batch_makes_each_members_window_unavailable() -> None:
+    def broken(members: Any) -> list[rollout.Observation]:
+        raise RuntimeError("provider bug")
+
+    def short(members: Any) -> list[rollout.Observation]:
+        return []
+
+    reads = MetricsReads(quick_wait=0.0, gather=0.05, batching=True)
+    try:
+        for run in (broken, short):
+            results = [_wait(reads, f"{run.__name__}{i}", Batched(run.__name__, i, run)) for i in range(2)]
+            assert all(r.unavailable and r.unavailable.startswith("metrics read failed") for r in results)
+    finally:
+        reads.close()
+
+
+def test_batching_off_reads_each_window_alone() -> None:
+    reads = MetricsReads(quick_wait=1.0, batching=False)
+    try:
+        alone = rollout.Observation(START, END, unavailable="alone")
+        result = reads.observe("a", "h", START, END, 60.0, lambda: alone, Batched("g", "a", pytest.fail))
+        assert result == alone
+    finally:
+        reads.close()
+
+
+@pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False)])
+def test_batching_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv(BATCH_READS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(BATCH_READS_ENV, value)
+    reads = MetricsReads()
+    assert reads.batching is on
+    reads.close()

@@ -1,0 +1,1 @@
+"""`python -m bench.scale`: one operator process against a simulated fleet of LLMDeployments."""
