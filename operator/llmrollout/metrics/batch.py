@@ -10,9 +10,10 @@ a member the series whose labels equal its own values, which is exactly what the
 equality selector would have matched, so a batched Window is the Window a read of its own would give.
 
 The reads stay the exact ones of window.py: raw samples and the last value before each window, so
-members whose windows differ (a window starts at the deployment's lastAnalysisAt) still share a
-query: the samples query spans the union of their windows and each member keeps the samples inside
-its own; the value before the window is asked once per distinct window start.
+members whose windows differ (a window starts at the deployment's lastAnalysisAt) still share
+queries: the samples query spans the union of their windows and each member keeps the samples inside
+its own, and the value before each member's window comes from two shared queries at the earliest
+start (see shared_baselines), asked again at a member's own start only where those two cannot tell.
 
 Answers are capped in size (client.MAX_RESPONSE_BYTES): a group is read in chunks of at most
 `max_members` members, and a chunk whose answer is too large is split in two and read again.
@@ -165,6 +166,40 @@ def within(samples: Samples, start: float, end: float) -> Samples:
     return out
 
 
+def shared_baselines(
+    start: float, first: float, wide: Baselines, narrow: Baselines, samples: Samples
+) -> tuple[Baselines, set[SeriesKey]]:
+    """Each series' last value at or before `start`, within the look-back L, as last_over_time(x[L])
+    at `start` gives it, from answers shared with earlier starts (`first`, the chunk's earliest):
+
+    - `wide`: last_over_time(x[L]) at `first`; exact for a member whose window starts at `first`;
+    - `narrow`: last_over_time(x[L - spread]) at `first`, spread = latest start - `first`: a value
+      it holds is at most L old at every start of the chunk;
+    - `samples`: the raw samples after `first` (the union range), whose last one at or before
+      `start` is the value there when there is one.
+
+    Returns the values and the series that only `wide` holds: their last sample is before `first`
+    and may be more than L before `start`, which only a query at `start` can tell.
+    """
+    if start <= first:
+        return dict(wide), set()
+    out: Baselines = {}
+    ambiguous: set[SeriesKey] = set()
+    for key in wide.keys() | narrow.keys() | samples.keys():
+        labels, values = samples.get(key, ({}, []))
+        before = [v for t, v in values if first < t <= start]
+        if before:
+            named = wide.get(
+                key, narrow.get(key, ({k: v for k, v in labels.items() if k != "__name__"}, 0.0))
+            )
+            out[key] = (named[0], before[-1])
+        elif key in narrow:
+            out[key] = narrow[key]
+        elif key in wide:
+            ambiguous.add(key)
+    return out, ambiguous
+
+
 def first_names(preset: Preset) -> list[str]:
     """Every metric name a read of this preset asks first (later sources only where these are empty)."""
     names: list[str] = []
@@ -189,6 +224,10 @@ class _Name:
     distinct window start, and per-owner parse errors."""
 
     samples: dict[Owner, Samples] = field(default_factory=dict)
+    wide: dict[Owner, Baselines] = field(default_factory=dict)
+    narrow: dict[Owner, Baselines] = field(default_factory=dict)
+    # Values before one start, asked at that start: every start when the starts are an hour or
+    # more apart, else only where shared_baselines cannot tell.
     baselines: dict[float, dict[Owner, Baselines]] = field(default_factory=dict)
     errors: dict[Owner, BadResultError] = field(default_factory=dict)
 
@@ -214,6 +253,9 @@ class _Chunk:
         self.first_start = min(t[0] for t in self.times)
         self.last_end = max(t[1] for t in self.times)
         self.starts = sorted({t[0] for t in self.times})
+        self.spread = self.starts[-1] - self.starts[0]
+        # Starts within the look-back share two baseline queries; else each start asks its own.
+        self.shared = len(self.starts) > 1 and self.spread < self.lookback - 0.001
         self.deadline = self.api.deadline()
         self._names: dict[str, _Name | MetricsError] = {}
         self._asked: dict[float, set[Target]] = {}
@@ -234,8 +276,16 @@ class _Chunk:
         queries: list[tuple[str, str, float, str]] = []
         for name in todo:
             queries.append((name, "matrix", self.last_end, samples_query(name, self.matchers, span)))
-            for start in self.starts:
-                queries.append((name, "vector", start, baseline_query(name, self.matchers, self.lookback)))
+            if self.shared:
+                wide = baseline_query(name, self.matchers, self.lookback)
+                narrow = baseline_query(name, self.matchers, self.lookback - self.spread)
+                queries.append((name, "wide", self.first_start, wide))
+                queries.append((name, "narrow", self.first_start, narrow))
+            else:
+                for start in self.starts:
+                    queries.append(
+                        (name, "vector", start, baseline_query(name, self.matchers, self.lookback))
+                    )
         answers = list(self.pool.map(self._ask, queries))
         for answer in answers:
             if isinstance(answer, MetricsUnavailableError):
@@ -250,8 +300,9 @@ class _Chunk:
             if isinstance(answer, MetricsError):
                 self._names[name] = type(answer)(f"{answer} (query: {short(query)})")
                 continue
+            shape = "matrix" if kind == "matrix" else "vector"
             try:
-                parsed, errors = split_answer(answer, kind, self.variant_label, self.keys, self.owners)
+                parsed, errors = split_answer(answer, shape, self.variant_label, self.keys, self.owners)
             except BadResultError as err:
                 self._names[name] = BadResultError(f"{err} (query: {short(query)})")
                 continue
@@ -259,6 +310,10 @@ class _Chunk:
                 entry.errors.setdefault(owner, BadResultError(f"{problem} (query: {short(query)})"))
             if kind == "matrix":
                 entry.samples = parsed
+            elif kind == "wide":
+                entry.wide = parsed
+            elif kind == "narrow":
+                entry.narrow = parsed
             else:
                 entry.baselines[at] = parsed
 
@@ -280,9 +335,36 @@ class _Chunk:
                 raise entry
             if owner in entry.errors:
                 raise entry.errors[owner]
-            baselines = entry.baselines.get(start, {}).get(owner, {})
-            merge(series, name, baselines, within(entry.samples.get(owner, {}), start, end), start)
+            samples = entry.samples.get(owner, {})
+            if self.shared:
+                baselines, unsure = shared_baselines(
+                    start, self.first_start, entry.wide.get(owner, {}), entry.narrow.get(owner, {}), samples
+                )
+                if unsure:
+                    exact = self._baselines_at(name, entry, start).get(owner, {})
+                    if owner in entry.errors:
+                        raise entry.errors[owner]
+                    baselines.update({key: exact[key] for key in unsure if key in exact})
+            else:
+                baselines = entry.baselines.get(start, {}).get(owner, {})
+            merge(series, name, baselines, within(samples, start, end), start)
         return series
+
+    def _baselines_at(self, name: str, entry: _Name, start: float) -> dict[Owner, Baselines]:
+        """Every owner's values before `start`, asked at `start` (once per name and start)."""
+        if start not in entry.baselines:
+            query = baseline_query(name, self.matchers, self.lookback)
+            answer = self._ask((name, "vector", start, query))
+            if isinstance(answer, MetricsUnavailableError):
+                self.failed = answer
+                raise answer
+            if isinstance(answer, MetricsError):
+                raise type(answer)(f"{answer} (query: {short(query)})")
+            parsed, errors = split_answer(answer, "vector", self.variant_label, self.keys, self.owners)
+            for owner, problem in errors.items():
+                entry.errors.setdefault(owner, BadResultError(f"{problem} (query: {short(query)})"))
+            entry.baselines[start] = parsed
+        return entry.baselines[start]
 
     def scraped_before(self, start: float, targets: set[Target]) -> set[Target]:
         """Those of `targets` scraped before `start` (asked once per target and start, for the chunk)."""

@@ -19,6 +19,7 @@ from llmrollout.metrics.batch import (
     group_matchers,
     owner_of,
     read_batch,
+    shared_baselines,
     split_answer,
     union_matcher,
     within,
@@ -248,6 +249,10 @@ def test_queries_do_not_grow_with_members() -> None:
     client = mock_prometheus(lambda query, at: (alone.append(query), db.answer(query, at))[1])
     _provider(client, "a").read(("v1", "v2"), 1000.0, 1060.0)
     assert len(many) < len(alone)  # eight members read with fewer queries than one member alone
+    # Windows that start at different times share the same queries (plus, here, one check per start
+    # of whether the error series' target was scraped before it: they are born in the windows).
+    staggered = _compare(db, [(app, ("v1", "v2"), 1000.0 + 3 * i, 1060.0) for i, app in enumerate(APPS)])
+    assert len(staggered) <= len(many) + 8 + len(APPS)
 
 
 def test_chunks_of_a_few_members_read_the_same_windows() -> None:
@@ -308,3 +313,48 @@ def test_a_rejected_query_is_a_problem_of_every_member_not_an_outage() -> None:
         assert got.variants == alone.variants
         assert [p.split(":")[0] for p in got.problems] == [p.split(":")[0] for p in alone.problems]
         assert any(re.match(r"v1 eval_score_count: ", p) for p in got.problems)
+
+
+K1, K2, K3, K4 = ((("s", "1"),), (("s", "2"),), (("s", "3"),), (("s", "4"),))
+
+
+@pytest.mark.parametrize(
+    ("start", "expected", "unsure"),
+    [
+        # The earliest start: the wide answer is its own read.
+        (100.0, {K1: 1.0, K2: 2.0, K3: 3.0}, set()),
+        # Later: a sample after the earliest start wins; else the narrow answer (recent enough);
+        # a value only the wide answer has may be too old here; a series in none has no value.
+        (110.0, {K1: 11.0, K2: 2.0}, {K3}),
+        (105.0, {K1: 1.0, K2: 2.0}, {K3}),  # K1's sample at 107 is after this start
+        (120.0, {K1: 12.0, K2: 2.0, K4: 40.0}, {K3}),  # K4 was born after the earliest start
+    ],
+)
+def test_shared_baselines(start: float, expected: dict[Any, float], unsure: set[Any]) -> None:
+    wide = {K1: ({"s": "1"}, 1.0), K2: ({"s": "2"}, 2.0), K3: ({"s": "3"}, 3.0)}
+    narrow = {K1: ({"s": "1"}, 1.0), K2: ({"s": "2"}, 2.0)}
+    samples = {
+        K1: ({"__name__": "m", "s": "1"}, [(107.0, 11.0), (115.0, 12.0)]),
+        K4: ({"__name__": "m", "s": "4"}, [(118.0, 40.0)]),
+    }
+    got, ambiguous = shared_baselines(start, 100.0, wide, narrow, samples)
+    assert {k: v for k, (_, v) in got.items()} == expected
+    assert ambiguous == unsure
+    assert all("__name__" not in labels for labels, _ in got.values())
+
+
+def test_a_series_last_seen_an_hour_ago_is_read_as_each_start_sees_it() -> None:
+    db = fleet(["a"])
+    # Last scraped just under an hour before the earliest start: inside the look-back of the
+    # members that start early, outside it for those that start later.
+    db.add(
+        "llm_eval_score_sum",
+        {"variant": "v1", "app": "stale", "job": "j", "instance": "i"},
+        (1000 - 3590, 5.0),
+    )
+    seen = _compare(db, [("stale", ("v1",), 1000.0 + d, 1060.0) for d in (0.0, 5.0, 10.0, 20.0)])
+    assert any(q.startswith("last_over_time") for q in seen)
+    client = mock_prometheus(db.answer)
+    early = _provider(client, "stale").read(("v1",), 1000.0, 1060.0).variants["v1"]
+    late = _provider(client, "stale").read(("v1",), 1020.0, 1060.0).variants["v1"]
+    assert early.eval_score_sum == 0.0 and late.eval_score_sum is None  # the test is not vacuous
