@@ -7,7 +7,7 @@ CLUSTER ?= kwok
 CLUSTER_NAME ?= llmrollout
 export CLUSTER CLUSTER_NAME
 
-.PHONY: help setup demo test unit e2e lint crds lock cluster-up cluster-down kubeconfig binaries run bench
+.PHONY: help setup demo test unit e2e lint crds lock cluster-up cluster-down kubeconfig binaries run bench bench-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ e2e: setup ## e2e tests only
 
 bench: setup ## the decision benchmark in quick mode (the full run: $(PY) -m bench.decisions --out bench/results)
 	$(PY) -m bench.decisions --quick --out $${BENCH_OUT:-$$(mktemp -d)}
+
+bench-scale: setup ## the scale benchmark, quick (the full run: $(PY) -m bench.scale --n 100,300,1000)
+	$(PY) -m bench.scale --quick
 
 lint: setup ## ruff and mypy --strict
 	$(VENV)/bin/ruff check operator tests hack bench

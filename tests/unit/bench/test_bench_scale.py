@@ -1,0 +1,48 @@
+"""bench/scale's pure parts: /proc parsing, percentiles, the simulated fleet's exposition, the report."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.scale.fleet import exposition
+from bench.scale.measure import Point, cpu_seconds, markdown, percentile, status_kib
+
+
+def test_cpu_seconds_reads_utime_and_stime_past_a_command_with_spaces_and_parens() -> None:
+    stat = "4242 (python (x) y) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 1 0 100 0 0"
+    assert cpu_seconds(stat, ticks=100) == 4.0
+
+
+def test_status_kib() -> None:
+    status = "Name:\tpython\nVmHWM:\t  123456 kB\nVmRSS:\t 100 kB\n"
+    assert status_kib(status, "VmHWM") == 123456
+    assert status_kib(status, "VmSwap") == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [([], 50, None), ([3.0], 95, 3.0), ([1.0, 2.0, 3.0, 4.0], 50, 2.5), ([1.0, 2.0, 3.0], 100, 3.0)],
+)
+def test_percentile(values: list[float], q: float, expected: float | None) -> None:
+    assert percentile(values, q) == expected
+
+
+def test_the_fleet_exports_every_deployments_series_apart() -> None:
+    text = exposition(["d0", "d1"], ["v1", "v2"], elapsed=10.0)
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    counts = {
+        (s.labels["llmd"], s.labels["variant"]): s.value
+        for s in samples
+        if s.name == "gen_ai_client_operation_duration_seconds_count"
+    }
+    assert counts == {(d, v): 20.0 for d in ("d0", "d1") for v in ("v1", "v2")}
+    # Healthy: the TTFT buckets put every request under 250 ms, and no error series exists.
+    assert not any("error_type" in s.labels for s in samples)
+
+
+def test_markdown_has_a_row_per_point() -> None:
+    point = Point(100, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0)
+    report = markdown([point], {"operator commit measured": "abc1234"})
+    assert "| 100 | rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 | 8.0 s / 16.0 s | 40 |" in report
+    assert "abc1234" in report
