@@ -58,6 +58,9 @@ from llmrollout.metrics.window import (
 
 MAX_MEMBERS_PER_QUERY = 64
 CONCURRENCY_PER_PROMETHEUS = 4
+# Members whose windows together span more than this are read by separate queries (a window alone
+# may be longer: it is then its own chunk).
+MAX_SPAN_SECONDS = 900.0
 
 # (variant, the values of the group's label keys in key order): whose series a series is.
 Owner = tuple[str, tuple[str, ...]]
@@ -431,13 +434,30 @@ def read_batch(
     valid = [i for i, r in enumerate(results) if r is None]
     order = sorted(valid, key=lambda i: (members[i].start, members[i].end, i))
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="metrics-batch") as pool:
-        for i in range(0, len(order), max(1, max_members)):
-            positions = order[i : i + max_members]
-            for position, result in zip(
-                positions, _read_chunk([members[p] for p in positions], pool), strict=True
-            ):
+        for positions in chunks([(members[i].start, members[i].end) for i in order], max_members):
+            chosen = [order[p] for p in positions]
+            for position, result in zip(chosen, _read_chunk([members[p] for p in chosen], pool), strict=True):
                 results[position] = result
     return [r for r in results if r is not None]
+
+
+def chunks(
+    windows: Sequence[tuple[float, float]], max_members: int, max_span: float = MAX_SPAN_SECONDS
+) -> list[list[int]]:
+    """Consecutive runs of `windows` (sorted by start) read by one set of queries: at most
+    `max_members`, and spanning at most `max_span` seconds from the first start to the last end, so
+    that one long window (a look resumed after a pause) does not make every member's answer as long."""
+    out: list[list[int]] = []
+    first, last_end = 0.0, 0.0
+    for i, (start, end) in enumerate(windows):
+        span = max(last_end, end) - first
+        if out and len(out[-1]) < max(1, max_members) and span <= max_span:
+            out[-1].append(i)
+            last_end = max(last_end, end)
+        else:
+            out.append([i])
+            first, last_end = start, end
+    return out
 
 
 def _read_chunk(members: Sequence[BatchMember], pool: ThreadPoolExecutor) -> list[Result]:

@@ -15,6 +15,7 @@ from llmrollout.metrics.batch import (
     BatchMember,
     Owner,
     batch_key,
+    chunks,
     first_names,
     group_matchers,
     owner_of,
@@ -358,3 +359,18 @@ def test_a_series_last_seen_an_hour_ago_is_read_as_each_start_sees_it() -> None:
     early = _provider(client, "stale").read(("v1",), 1000.0, 1060.0).variants["v1"]
     late = _provider(client, "stale").read(("v1",), 1020.0, 1060.0).variants["v1"]
     assert early.eval_score_sum == 0.0 and late.eval_score_sum is None  # the test is not vacuous
+
+
+@pytest.mark.parametrize(
+    ("windows", "max_members", "expected"),
+    [
+        ([], 4, []),
+        ([(0, 10), (0, 10), (0, 10)], 2, [[0, 1], [2]]),
+        ([(0, 10), (5, 12), (600, 615)], 10, [[0, 1, 2]]),
+        # A look resumed after a long pause reads alone; the others still share.
+        ([(0, 3600), (3590, 3605), (3591, 3606)], 10, [[0], [1, 2]]),
+        ([(0, 15), (950, 965)], 10, [[0], [1]]),
+    ],
+)
+def test_chunks(windows: list[tuple[float, float]], max_members: int, expected: list[list[int]]) -> None:
+    assert chunks(windows, max_members, max_span=900.0) == expected
