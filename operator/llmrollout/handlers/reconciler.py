@@ -525,7 +525,9 @@ def _batched(
 ) -> Batched | None:
     """How this window read joins others on the same Prometheus, preset and label keys; None when it
     reads alone (a provider that does not batch, or a spec the read itself will report on)."""
-    if end <= start:
+    if end <= start or spec.metrics.prometheus is None or spec.metrics.prometheus.auth is not None:
+        # With credentials, a read needs its Secret first (read in the read's own thread): such a
+        # window is read alone, so that no query ever mixes two tenants' credentials.
         return None
     try:
         provider = provider_for(spec.metrics, http, namespace=namespace)

@@ -22,6 +22,7 @@ Answers are capped in size (client.MAX_RESPONSE_BYTES): a group is read in chunk
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -85,8 +86,11 @@ def batch_key(provider: PrometheusProvider) -> Hashable | None:
     if provider.variant_from != "label":
         return None
     api = provider.api
+    # Never one query for two sets of credentials: each tenant's answer is what its own may see.
+    credentials = api.credentials
     return (
         api.url,
+        None if credentials is None else hashlib.sha256(credentials.authorization.encode()).hexdigest(),
         provider.preset.name,
         provider.variant_label,
         tuple(sorted(provider.labels)),

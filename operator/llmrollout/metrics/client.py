@@ -78,6 +78,7 @@ class PrometheusAPI:
     ) -> None:
         self._client = client
         self._credentials = credentials
+        self.credentials = credentials
         self._url = address.rstrip("/") + "/api/v1/query"
         self.url = self._url
         self.address = redacted(address)

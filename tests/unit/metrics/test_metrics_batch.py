@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmrollout.metrics import MetricsUnavailableError
+from llmrollout.metrics import Credentials, MetricsUnavailableError
 from llmrollout.metrics.batch import (
     BatchMember,
     Owner,
@@ -374,3 +374,12 @@ def test_a_series_last_seen_an_hour_ago_is_read_as_each_start_sees_it() -> None:
 )
 def test_chunks(windows: list[tuple[float, float]], max_members: int, expected: list[list[int]]) -> None:
     assert chunks(windows, max_members, max_span=900.0) == expected
+
+
+def test_two_sets_of_credentials_are_never_one_batch() -> None:
+    client = mock_prometheus(fleet(["a"]).answer)
+    alice = Credentials.bearer("alice-token", "bearer token from Secret a/prom")
+    bob = Credentials.bearer("bob-token", "bearer token from Secret b/prom")
+    keys = [batch_key(_provider(client, "a", credentials=c)) for c in (None, alice, bob, alice)]
+    assert len({keys[0], keys[1], keys[2]}) == 3 and keys[1] == keys[3]
+    assert "alice-token" not in repr(keys)
