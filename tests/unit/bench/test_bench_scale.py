@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.scale.combine import combined
 from bench.scale.fleet import exposition
 from bench.scale.measure import Point, cpu_seconds, markdown, percentile, status_kib
 
@@ -46,3 +47,18 @@ def test_markdown_has_a_row_per_point() -> None:
     report = markdown([point], {"operator commit measured": "abc1234"})
     assert "| 100 | rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 | 8.0 s / 16.0 s | 40 |" in report
     assert "abc1234" in report
+
+
+def test_combined_runs_keep_each_runs_commit() -> None:
+    point = Point(100, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0).to_json()
+    runs = [
+        {"facts": {"run": "before", "operator commit measured": "aaa1111"}, "points": [point]},
+        {"facts": {"run": "after", "operator commit measured": "bbb2222"}, "points": [point]},
+    ]
+    report = combined(runs)
+    assert (
+        report.index("## before")
+        < report.index("aaa1111")
+        < report.index("## after")
+        < report.index("bbb2222")
+    )
