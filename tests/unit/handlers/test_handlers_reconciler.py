@@ -201,3 +201,44 @@ def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
         pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"),
     ):
         reconciler._parse(raw, http, "team-a")
+
+
+def _spec(metrics: dict[str, Any]) -> LLMDeploymentSpec:
+    return LLMDeploymentSpec.model_validate(
+        {
+            "variants": [
+                {"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}},
+                {"name": "v2", "model": "m", "backendRef": {"name": "b", "port": 80}},
+            ],
+            "stable": "v1",
+            "traffic": {"router": "none"},
+            "metrics": metrics,
+        }
+    )
+
+
+def test_reads_of_one_group_share_a_batch_and_credentials_or_resource_variants_read_alone() -> None:
+    end = NOW + timedelta(seconds=30)
+    plain = {"prometheus": {"address": "http://p:9090"}, "labels": {"team": "a"}}
+    other_team = {"prometheus": {"address": "http://p:9090"}, "labels": {"team": "b"}}
+    other_keys = {"prometheus": {"address": "http://p:9090"}, "labels": {"app": "a"}}
+    auth = {
+        "prometheus": {
+            "address": "http://p:9090",
+            "auth": {"bearerTokenSecretRef": {"name": "s", "key": "t"}},
+        },
+        "labels": {"team": "a"},
+    }
+    resource = {"prometheus": {"address": "http://p:9090"}, "variantFrom": "resource"}
+    with httpx.Client() as http:
+
+        def batched(metrics: dict[str, Any], ns: str = "team-a") -> Any:
+            return reconciler._batched(http, _spec(metrics), ns, ["v1", "v2"], NOW, end)
+
+        first, second, third = batched(plain), batched(other_team, "team-b"), batched(other_keys)
+        assert first is not None and second is not None and third is not None
+        assert first.group == second.group != third.group
+        assert first.member.member.variants == ("v1", "v2") and first.member.end == end
+        assert batched(auth) is None
+        assert batched(resource) is None
+        assert reconciler._batched(http, _spec(plain), "team-a", ["v1"], end, NOW) is None
