@@ -449,8 +449,8 @@ def _preflight(
     candidate = rollout.desired_candidate(spec, status)
     if candidate is None or candidate == status.candidate or spec.metrics.prometheus is None:
         return None
-    if status.phase in (None, Phase.FAILED) or rollout.gate_pending(spec, status) is not None:
-        return None  # not yet initialised, or the golden set runs first
+    # Also on the first reconcile of a new object and while a golden set is scored: the check must have
+    # answered before the reconcile that would move traffic, whichever that is.
     address = spec.metrics.prometheus.address
     if not prometheus_allowed(address, clients.prometheus_allowlist):
         return rollout.Preflight(

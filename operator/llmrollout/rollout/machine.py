@@ -174,6 +174,8 @@ def reconcile(
     if candidate is None:
         _settle(spec, b, stable)
     elif candidate != status.candidate:
+        if status.phase in (None, Phase.FAILED) and preflight is not None:
+            _settle(spec, b, stable)  # a new object serves its stable version while the series are checked
         if _gate_passed(spec, b, stable, candidate, gate) and _metrics_ready(
             spec, b, stable, candidate, preflight
         ):
@@ -279,7 +281,9 @@ def _metrics_ready(
     if preflight is None:
         return True
     if preflight.checking:
-        b.condition(METRICS_READY, "Unknown", "Checking", f"checking the series of {stable} and {candidate}")
+        message = f"checking the series of {stable} and {candidate}"
+        b.condition(METRICS_READY, "Unknown", "Checking", message)
+        b.condition(PROGRESSING, "False", "WaitingForMetrics", f"{message} before any traffic moves")
         return False
     report = metrics_report(spec, preflight, stable, candidate)
     message = truncate(report.summary(), MAX_MESSAGE)
