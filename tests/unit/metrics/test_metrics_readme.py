@@ -48,7 +48,7 @@ def test_the_podmonitor_puts_the_pod_label_where_the_presets_look() -> None:
 def test_the_litellm_config_is_the_one_the_proxy_e2e_runs() -> None:
     from tests.e2e.harness.litellm_proxy import LiteLLMProxy
 
-    readme = yaml_blocks()[2]
+    readme = next(b for b in yaml_blocks() if "model_list" in b)
     ours = LiteLLMProxy({"v1": "http://bot-v1:8000", "v2": "http://bot-v2:8000"}, Path("/unused")).config()
     settings = dict(ours["litellm_settings"])  # type: ignore[call-overload]
     settings.pop("num_retries")  # the test's own: a retried 5xx would hide the server's errors
