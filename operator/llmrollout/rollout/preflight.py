@@ -17,9 +17,10 @@ from pydantic.alias_generators import to_camel
 
 from llmrollout.analysis.slos import FAMILIES
 from llmrollout.api import LLMDeploymentSpec
+from llmrollout.metrics.prometheus import OWN_FIELDS as JUDGE_FIELDS
 
 # llmrollout's own evaluator's series: missing means no judge runs, whatever the exporter does.
-OWN_FIELDS: Final = frozenset({"eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"})
+OWN_FIELDS: Final = frozenset(JUDGE_FIELDS)
 # Where an exporter is known not to record a field: the advice names the reason, not the label.
 KNOWN_GAPS: Final[dict[tuple[str, str], str]] = {
     ("openTelemetryGenAI", "ttft"): "OpenTelemetry's openai-v2 instrumentation records no time to first"
@@ -223,12 +224,15 @@ def _fixes(spec: LLMDeploymentSpec, report: MetricsReport, roles: Mapping[str, s
             fixes.extend(
                 (variant, f"{KNOWN_GAPS[(preset, f)]}.") for f in sorted(exported - set(unexplained))
             )
-        if missing & OWN_FIELDS:
+        judged = sorted({"feedback" if f.startswith("feedback") else "quality" for f in missing & OWN_FIELDS})
+        if judged:
             fixes.append(
                 (
                     variant,
-                    "quality reads llmrollout's own llm_eval_score and llm_eval_results_total with the"
-                    f" variant label: run `llmrollout judge` on {variant}'s traffic, or remove slos.quality.",
+                    f"{' and '.join(judged)} read llmrollout's own series (llm_eval_score,"
+                    " llm_eval_results_total, llm_feedback_total) with the variant label: run"
+                    f" `llmrollout judge --variant {variant}` on its traffic, or remove"
+                    f" {' and '.join(f'slos.{name}' for name in judged)}.",
                 )
             )
     return fixes

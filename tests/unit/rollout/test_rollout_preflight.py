@@ -112,10 +112,15 @@ def test_a_candidates_missing_series_are_reported_not_required() -> None:
         (
             {"slos": {"quality": {"minScore": 0.8}}},
             {"eval_score_sum": "llm_eval_score_sum{...}"},
-            "quality reads llmrollout's own llm_eval_score",
+            "quality read llmrollout's own series (llm_eval_score,",
+        ),
+        (
+            {"slos": {"feedback": {"maxDownRateVsStable": 0.2}}},
+            {"feedback_down": 'llm_feedback_total{value="down"}'},
+            "feedback read llmrollout's own series",
         ),
     ],
-    ids=["otel-resource", "otel-ttft", "litellm-ttft", "quality-judge"],
+    ids=["otel-resource", "otel-ttft", "litellm-ttft", "quality-judge", "feedback-judge"],
 )
 def test_the_advice_fits_the_cause(changes: dict[str, Any], missing: dict[str, str], advice: str) -> None:
     s = spec(**{"slos": SLOS, "metrics__variantLabel": "model_name", **changes})
