@@ -287,6 +287,11 @@ def _metrics_ready(
         return False
     report = metrics_report(spec, preflight, stable, candidate)
     message = truncate(report.summary(), MAX_MESSAGE)
+    # Prometheus could not be asked: MetricsAvailable says so, as it does for a window's read.
+    if preflight.unavailable is not None:
+        b.condition(METRICS, "False", "MetricsUnavailable", preflight.unavailable)
+    elif preflight.problems:
+        b.condition(METRICS, "False", "QueryFailed", "; ".join(preflight.problems)[:MAX_CONDITION_MESSAGE])
     if report.blocking is None:
         b.condition(METRICS_READY, "True", "SeriesFound", message)
         return True

@@ -471,6 +471,8 @@ def test_a_rollout_waits_while_prometheus_cannot_be_asked() -> None:
     held = reconcile(s, idle.status, 2, T0, preflight=Preflight(missing={}, unavailable="connection refused"))
     assert held.status.phase == Phase.IDLE
     assert "cannot check the series: connection refused" in held.status.condition("MetricsReady").message  # type: ignore[union-attr]
+    available = held.status.condition("MetricsAvailable")
+    assert available is not None and available.status == "False" and available.message == "connection refused"
 
 
 GOLDEN = {"goldenSet": {"configMapRef": {"name": "golden"}, "scorer": "exactMatch", "maxDropVsStable": 0.05}}
