@@ -200,8 +200,7 @@ def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
         httpx.Client() as http,
         pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"),
     ):
-<<<<<<< HEAD
-        reconciler._parse(raw, http, "team-a")
+        reconciler.checked_spec(raw, http, "team-a")
 
 
 def _spec(metrics: dict[str, Any]) -> LLMDeploymentSpec:
@@ -243,6 +242,3 @@ def test_reads_of_one_group_share_a_batch_and_credentials_or_resource_variants_r
         assert batched(auth) is None
         assert batched(resource) is None
         assert reconciler._batched(http, _spec(plain), "team-a", ["v1"], end, NOW) is None
-=======
-        reconciler.checked_spec(raw, http, "team-a")
->>>>>>> b8b9a39 (llmrollout check: the MetricsReady report, per SLO and variant, from the same read and the same words as the condition)
