@@ -22,4 +22,17 @@ if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The real LiteLLM proxy for the e2e tests, in a venv of its own beside the cached binaries (its boto3
+# and the kubernetes client disagree on python-dateutil); keyed by its pin in pyproject.toml.
+litellm_venv=$(.venv/bin/python -m tests.e2e.harness.litellm_proxy venv)
+if [ ! -e "$litellm_venv/.installed" ]; then
+  log "installing the LiteLLM proxy into $litellm_venv"
+  rm -rf "$litellm_venv"  # a half-finished install from an interrupted run
+  python3 -m venv "$litellm_venv"
+  "$litellm_venv/bin/pip" install -q --upgrade pip
+  mapfile -t litellm_requirements < <(.venv/bin/python -m tests.e2e.harness.litellm_proxy requirements)
+  "$litellm_venv/bin/pip" install -q "${litellm_requirements[@]}"
+  touch "$litellm_venv/.installed"
+fi
+
 "$HACK_DIR/build-binaries.sh"

@@ -7,9 +7,13 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from llmrollout.eval.cli import add_commands as add_eval_commands
+
+if TYPE_CHECKING:
+    from llmrollout.api import LLMDeploymentSpec
+    from llmrollout.rollout import MetricsReport
 
 # Command -> (what it does, what it prints once the request is accepted).
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
@@ -103,6 +107,73 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(describe_status(args.namespace, args.name, obj)))
     return 0
+
+
+# `llmrollout check` exits with these, so that scripts (CI, a pre-rollout hook) can tell them apart.
+CHECK_FOUND, CHECK_MISSING, CHECK_CANNOT = 0, 1, 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    """The MetricsReady report, read now: per SLO, the series found and missing, and what to fix."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from llmrollout import rollout
+    from llmrollout.api import InvalidSpecError, LLMDeploymentStatus
+    from llmrollout.handlers.reconciler import Clients, check_series, checked_spec
+    from llmrollout.k8s import get_llmdeployment
+
+    def check(api: Any) -> tuple[int, list[str]]:
+        obj = get_llmdeployment(api, args.namespace, args.name)
+        raw = dict(obj.get("spec") or {})
+        metrics = dict(raw.get("metrics") or {})
+        if args.prometheus and isinstance(metrics.get("prometheus"), dict):
+            metrics["prometheus"] = {**metrics["prometheus"], "address": args.prometheus}
+            raw["metrics"] = metrics
+        with httpx.Client(timeout=httpx.Timeout(10.0, read=30.0)) as http:
+            try:
+                spec = checked_spec(raw, http, args.namespace)
+            except InvalidSpecError as error:
+                return CHECK_CANNOT, [f"invalid spec: {error}"]
+            if spec.metrics.prometheus is None:
+                return CHECK_CANNOT, ["spec.metrics.prometheus is not set"]
+            status = LLMDeploymentStatus.model_validate(obj.get("status") or {})
+            serving, candidate = rollout.checked_variants(spec, status)
+            variants = [serving, *([candidate] if candidate else [])]
+            # The user's own credentials read the Prometheus auth Secret, if the spec names one.
+            clients = Clients(api=api, http=http)
+            preflight = check_series(clients, spec, args.namespace, variants, datetime.now(UTC))
+        report = rollout.metrics_report(spec, preflight, serving, candidate)
+        lines = describe_check(args.namespace, args.name, spec, report)
+        if report.unavailable is not None or report.problems:
+            return CHECK_CANNOT, lines
+        return (CHECK_FOUND if report.complete else CHECK_MISSING), lines
+
+    checked = _talk(args, check)
+    if checked is None:
+        return CHECK_CANNOT
+    code, lines = checked
+    if code == CHECK_CANNOT and len(lines) == 1:
+        print(f"llmrollout check: {lines[0]}", file=sys.stderr)
+    else:
+        print("\n".join(lines))
+    return int(code)
+
+
+def describe_check(namespace: str, name: str, spec: LLMDeploymentSpec, report: MetricsReport) -> list[str]:
+    """The lines `llmrollout check` prints: what was asked of which Prometheus, then the report."""
+    metrics = spec.metrics
+    address = metrics.prometheus.address if metrics.prometheus is not None else "(no Prometheus)"
+    versions = f"{report.serving} (serving)" + (
+        f" and {report.candidate} (candidate)" if report.candidate else ""
+    )
+    source = " from the OpenTelemetry resource (target_info)" if metrics.variant_from == "resource" else ""
+    return [
+        f"{namespace}/{name}: series of {versions} in {address}",
+        f"  preset {metrics.preset}, variant label {metrics.effective_variant_label}{source}",
+        *report.lines(),
+    ]
 
 
 def _talk(args: argparse.Namespace, call: Callable[[Any], Any]) -> Any:
@@ -231,6 +302,27 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("-n", "--namespace", default="default")
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
         command.set_defaults(func=_status if name == "status" else _act)
+    check = commands.add_parser(
+        "check",
+        help="check that Prometheus has every configured SLO's series (the MetricsReady report)",
+        description="Reads the LLMDeployment, asks its Prometheus for every configured SLO's series of"
+        " the serving version and the candidate, and prints per SLO the series found and missing (with"
+        " the selector looked for) and what to fix: the report the MetricsReady condition summarises."
+        " A series seen within the last hour counts as present.",
+        epilog="exit status: 0 every series found; 1 some missing (the serving version's block a"
+        " rollout; a candidate's may appear only with its first traffic); 2 could not check (no such"
+        " LLMDeployment, an invalid spec, Prometheus unreachable or refusing a query)",
+    )
+    check.add_argument("name", help="LLMDeployment name")
+    check.add_argument("-n", "--namespace", default="default")
+    check.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    check.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="ask this Prometheus instead of spec.metrics.prometheus.address, e.g. through"
+        " `kubectl port-forward` (http://127.0.0.1:9090)",
+    )
+    check.set_defaults(func=_check)
     add_eval_commands(commands)
     return root
 

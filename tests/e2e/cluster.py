@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,18 @@ class Kube:
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=self.kubeconfig)
+
+
+def llmrollout(kube: Kube, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The `llmrollout` command of this checkout against the test cluster."""
+    return subprocess.run(
+        [sys.executable, "-m", "llmrollout.cli", *args, "--kubeconfig", kube.kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

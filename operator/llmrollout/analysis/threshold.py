@@ -9,9 +9,13 @@ family's `threshold` (llmrollout.analysis.slos) judges its own SLOs.
 
 from __future__ import annotations
 
+import dataclasses
+
+from llmrollout.analysis.checks import NO_DATA
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import SLOResult
 from llmrollout.analysis.slos import FAMILIES
+from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import Pricing, SLOs
 
 
@@ -23,7 +27,17 @@ def evaluate_variant(
     `baseline` is the stable version's window for quality.maxDropVsStable; without it that SLO is
     inconclusive. Evaluating stable against its own window gives a drop of exactly 0.
     """
-    return [result for family in FAMILIES for result in family.threshold(slos, window, baseline, pricing)]
+    results = []
+    for family in FAMILIES:
+        # A result that lacks data names the series looked for, as the sequential method's do.
+        named = [window.missing[f] for f in family.fields(slos) if f in window.missing]
+        for result in family.threshold(slos, window, baseline, pricing):
+            if named and result.verdict == Verdict.INCONCLUSIVE and result.message.endswith(NO_DATA):
+                result = dataclasses.replace(  # noqa: PLW2901 - the same result, named
+                    result, message=f"{result.message}: {', '.join(dict.fromkeys(named))}"
+                )
+            results.append(result)
+    return results
 
 
 def evaluate_threshold(

@@ -53,7 +53,13 @@ from llmrollout.k8s import (
     secret_value,
     write_status,
 )
-from llmrollout.metrics import MetricsError, TemplateError, check_template, provider_for
+from llmrollout.metrics import (
+    MetricsError,
+    TemplateError,
+    check_template,
+    provider_for,
+    variant_selector,
+)
 from llmrollout.metrics.batch import BatchMember, batch_key, read_batch
 from llmrollout.metrics.prometheus import PrometheusProvider
 from llmrollout.routers import (
@@ -171,7 +177,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
     current = LLMDeploymentStatus.model_validate(obj.get("status") or {})
     writer = _StatusWriter(clients.api, namespace, name, meta["resourceVersion"], current)
     try:
-        spec = _parse(obj.get("spec") or {}, clients.http, namespace)
+        spec = checked_spec(obj.get("spec") or {}, clients.http, namespace)
     except InvalidSpecError as error:
         outcome = rollout.reject("InvalidSpec", truncate(str(error), MAX_MESSAGE), current, generation, now)
         writer.write(outcome.status)
@@ -344,7 +350,7 @@ class _StatusWriter:
         return Reconciled(self.status, self._written, tuple(self._superseded))
 
 
-def _parse(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:
+def checked_spec(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:
     """The spec, or InvalidSpecError for what the CRD schema cannot refuse."""
     spec = parse_spec(raw)
     for index, slo in enumerate(spec.slos.custom):
@@ -443,34 +449,59 @@ def _preflight(
     candidate = rollout.desired_candidate(spec, status)
     if candidate is None or candidate == status.candidate or spec.metrics.prometheus is None:
         return None
-    if status.phase in (None, Phase.FAILED) or rollout.gate_pending(spec, status) is not None:
-        return None  # not yet initialised, or the golden set runs first
+    # Also on the first reconcile of a new object and while a golden set is scored: the check must have
+    # answered before the reconcile that would move traffic, whichever that is.
     address = spec.metrics.prometheus.address
     if not prometheus_allowed(address, clients.prometheus_allowlist):
         return rollout.Preflight(
             {}, unavailable=f"Prometheus host {_host_of(address)} is not in the allowlist"
         )
     stable = rollout.serving_stable(spec, status)
-    # Windows aligned to the scrape interval, so that a check in flight is picked up on a later tick.
-    step = max(spec.metrics.prometheus.scrape_interval.total_seconds(), 1.0)
-    end = datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
-    start = end - timedelta(seconds=step)
-
-    def read() -> rollout.Observation:
-        return _read_window(clients, spec, namespace, [stable, candidate], start, end)
-
     if clients.reads is None:
-        observation: rollout.Observation | None = read()
-    else:
-        batched = _batched(clients.http, spec, namespace, [stable, candidate], start, end)
-        observation = clients.reads.observe(
-            f"{key}#preflight", _server_of(address), start, end, 30.0, read, batched
-        )
+        return check_series(clients, spec, namespace, [stable, candidate], now)
+    start, end = _check_window(spec, now)
+    batched = _batched(clients.http, spec, namespace, [stable, candidate], start, end)
+    observation = clients.reads.observe(
+        f"{key}#preflight",
+        _server_of(address),
+        start,
+        end,
+        30.0,
+        lambda: _read_window(clients, spec, namespace, [stable, candidate], start, end),
+        batched,
+    )
     if observation is None:
         return rollout.Preflight({}, checking=True)
-    if observation.window is None:
+    return _as_preflight(spec, observation)
+
+
+def check_series(
+    clients: Clients, spec: LLMDeploymentSpec, namespace: str, variants: list[str], now: datetime
+) -> rollout.Preflight:
+    """Which series of `variants` Prometheus has and lacks (a series seen within the provider's
+    look-back counts as present): what MetricsReady and `llmrollout check` report."""
+    start, end = _check_window(spec, now)
+    return _as_preflight(spec, _read_window(clients, spec, namespace, variants, start, end))
+
+
+def _check_window(spec: LLMDeploymentSpec, now: datetime) -> tuple[datetime, datetime]:
+    # One scrape interval, aligned to it, so that a check in flight is picked up on a later tick.
+    assert spec.metrics.prometheus is not None
+    step = max(spec.metrics.prometheus.scrape_interval.total_seconds(), 1.0)
+    end = datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
+    return end - timedelta(seconds=step), end
+
+
+def _as_preflight(spec: LLMDeploymentSpec, observation: rollout.Observation) -> rollout.Preflight:
+    window = observation.window
+    if window is None:
         return rollout.Preflight({}, unavailable=observation.unavailable or "no answer")
-    return rollout.Preflight({v: dict(w.missing) for v, w in observation.window.variants.items()})
+    return rollout.Preflight(
+        missing={v: dict(w.missing) for v, w in window.variants.items()},
+        found={v: dict(w.found) for v, w in window.variants.items()},
+        selectors={v: variant_selector(spec.metrics, v) for v in window.variants},
+        problems=window.problems,
+    )
 
 
 def _read_window(

@@ -8,7 +8,7 @@ from llmrollout.metrics.base import (
     UnknownMetricsProviderError,
 )
 from llmrollout.metrics.client import Credentials
-from llmrollout.metrics.factory import preset_named, provider_for
+from llmrollout.metrics.factory import preset_named, provider_for, variant_selector
 from llmrollout.metrics.presets import PRESETS, Preset
 from llmrollout.metrics.promql import check_template
 
@@ -24,4 +24,5 @@ __all__ = [
     "check_template",
     "preset_named",
     "provider_for",
+    "variant_selector",
 ]

@@ -9,6 +9,7 @@ from llmrollout.metrics.base import MetricProvider, UnknownMetricsProviderError
 from llmrollout.metrics.client import Credentials
 from llmrollout.metrics.presets import PRESETS, Preset
 from llmrollout.metrics.prometheus import PrometheusProvider
+from llmrollout.metrics.promql import Matcher, variant_matchers
 
 # A scrape's samples carry the scrape's start time but are stored when it completes; reading each
 # window this much in the past keeps its newest samples from arriving after it was read.
@@ -48,3 +49,14 @@ def provider_for(
     raise UnknownMetricsProviderError(
         "spec.metrics names no provider this operator knows (known: prometheus)"
     )
+
+
+def variant_selector(metrics: Metrics, variant: str) -> str:
+    """How `variant`'s series are selected, in words for reports: `{label="v",...}`, or the
+    target_info join when the variant is an OpenTelemetry resource attribute."""
+    label = metrics.effective_variant_label
+    if metrics.variant_from == "resource":
+        extra = ",".join(Matcher(k, "=", v).render() for k, v in sorted(metrics.labels.items()))
+        joined = ",".join(m.render() for m in variant_matchers(label, variant, metrics.labels))
+        return f"{{{extra}}} on(job, instance) target_info{{{joined}}}"
+    return "{" + ",".join(m.render() for m in variant_matchers(label, variant, metrics.labels)) + "}"

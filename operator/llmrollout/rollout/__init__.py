@@ -6,7 +6,7 @@ from llmrollout.rollout.machine import (
     Action,
     GateReport,
     Observation,
-    Preflight,
+    checked_variants,
     desired_candidate,
     due_window,
     gate_pending,
@@ -15,18 +15,22 @@ from llmrollout.rollout.machine import (
     serving_stable,
 )
 from llmrollout.rollout.outcome import Event, Outcome
+from llmrollout.rollout.preflight import MetricsReport, Preflight, metrics_report
 
 __all__ = [
     "Action",
     "Event",
     "GateReport",
+    "MetricsReport",
     "Observation",
     "Outcome",
     "Preflight",
     "all_to",
+    "checked_variants",
     "desired_candidate",
     "due_window",
     "gate_pending",
+    "metrics_report",
     "reconcile",
     "reject",
     "serving_stable",

@@ -28,9 +28,11 @@ from llmrollout.api import (
     Phase,
     format_duration,
 )
+from llmrollout.api.status import MAX_MESSAGE, truncate
 from llmrollout.rollout.builder import METRICS, PROGRESSING, READY, Builder, all_to, split
 from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
 from llmrollout.rollout.outcome import Outcome
+from llmrollout.rollout.preflight import Preflight, metrics_report
 
 Action = Literal["promote", "abort", "failback"]
 PLAN = "Planned"
@@ -58,30 +60,6 @@ class GateReport:
     total: int = 0
     decision: dict[str, object] | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Preflight:
-    """What a check of the series just before a rollout found: per variant, each missing field's series;
-    or why Prometheus could not be asked."""
-
-    missing: dict[str, dict[str, str]]
-    unavailable: str | None = None
-    checking: bool = False  # the check is still running: nothing moves until it has answered
-
-
-def preflight_problem(spec: LLMDeploymentSpec, preflight: Preflight, serving: str) -> str | None:
-    """Why the rollout must not start: the serving version lacks a series a configured SLO needs
-    (the candidate's appear with its first traffic, so only the serving version's are required)."""
-    if preflight.unavailable is not None:
-        return f"cannot check the series: {preflight.unavailable}"
-    needed = needed_fields(spec.slos)
-    absent = sorted(
-        {series for field, series in preflight.missing.get(serving, {}).items() if field in needed}
-    )
-    if absent:
-        return f"series missing on {serving}, which serves now: {', '.join(absent)}"
-    return None
 
 
 def missing_series(spec: LLMDeploymentSpec, window: Window) -> str:
@@ -139,6 +117,13 @@ def desired_candidate(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> s
     return candidate if candidate is not None and candidate != serving_stable(spec, status) else None
 
 
+def checked_variants(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> tuple[str, str | None]:
+    """The versions a series check covers: the one serving now, and the candidate rolling out or about
+    to start (None when there is none)."""
+    rolling = status.candidate if status.phase in (Phase.PROGRESSING, Phase.PAUSED) else None
+    return serving_stable(spec, status), rolling or desired_candidate(spec, status)
+
+
 def reconcile(
     spec: LLMDeploymentSpec,
     status: LLMDeploymentStatus,
@@ -189,6 +174,8 @@ def reconcile(
     if candidate is None:
         _settle(spec, b, stable)
     elif candidate != status.candidate:
+        if status.phase in (None, Phase.FAILED) and preflight is not None:
+            _settle(spec, b, stable)  # a new object serves its stable version while the series are checked
         if _gate_passed(spec, b, stable, candidate, gate) and _metrics_ready(
             spec, b, stable, candidate, preflight
         ):
@@ -294,15 +281,20 @@ def _metrics_ready(
     if preflight is None:
         return True
     if preflight.checking:
-        b.condition(METRICS_READY, "Unknown", "Checking", f"checking the series of {stable} and {candidate}")
+        message = f"checking the series of {stable} and {candidate}"
+        b.condition(METRICS_READY, "Unknown", "Checking", message)
+        b.condition(PROGRESSING, "False", "WaitingForMetrics", f"{message} before any traffic moves")
         return False
-    problem = preflight_problem(spec, preflight, stable)
-    if problem is None:
-        later = sorted(preflight.missing.get(candidate, {}).values())
-        note = f"; {candidate}'s appear with its traffic ({', '.join(later)})" if later else ""
-        b.condition(METRICS_READY, "True", "SeriesFound", f"every SLO's series found on {stable}{note}")
+    report = metrics_report(spec, preflight, stable, candidate)
+    message = truncate(report.summary(), MAX_MESSAGE)
+    # Prometheus could not be asked: MetricsAvailable says so, as it does for a window's read.
+    if preflight.unavailable is not None:
+        b.condition(METRICS, "False", "MetricsUnavailable", preflight.unavailable)
+    elif preflight.problems:
+        b.condition(METRICS, "False", "QueryFailed", "; ".join(preflight.problems)[:MAX_CONDITION_MESSAGE])
+    if report.blocking is None:
+        b.condition(METRICS_READY, "True", "SeriesFound", message)
         return True
-    message = f"rollout of {candidate} not started: {problem}"
     said = (c := b.status.condition(METRICS_READY)) is not None and c.message == message
     b.condition(METRICS_READY, "False", "SeriesMissing", message)
     b.condition(PROGRESSING, "False", "WaitingForMetrics", message)

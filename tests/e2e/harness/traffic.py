@@ -234,7 +234,11 @@ class TrafficGenerator:
         request_timeout: float = 10.0,
         seed: int | None = None,
         judge: JudgeFeed | None = None,
+        models: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`models` ({backend key: model}) sets the request's model per backend, as a client asking a
+        LiteLLM proxy for each variant's model alias does; `headers` go with every request."""
         if rate <= 0 or max_requests < 0 or duration <= 0 or concurrency < 1:
             raise ValueError("rate, duration and concurrency must be positive, max_requests >= 0")
         self.source: WeightSource = FixedWeights(weights) if isinstance(weights, Mapping) else weights
@@ -247,7 +251,10 @@ class TrafficGenerator:
         self.stream = stream
         self.request_timeout = request_timeout
         self._request = dict(request or DEFAULT_REQUEST)
-        self._body = json.dumps({**self._request, **({"stream": True} if stream else {})})
+        body = {**self._request, **({"stream": True} if stream else {})}
+        self._body = json.dumps(body)
+        self._bodies = {key: json.dumps({**body, "model": model}) for key, model in (models or {}).items()}
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
         self._rng = random.Random(seed)
         self.judge = judge
         if judge is not None and stream:
@@ -431,14 +438,14 @@ class TrafficGenerator:
         try:
             assert self._client is not None
             url = self.backends[backend] + CHAT_PATH
-            headers = {"Content-Type": "application/json"}
+            headers, body = self._headers, self._bodies.get(backend, self._body)
             if self.stream:
-                with self._client.stream("POST", url, content=self._body, headers=headers) as response:
+                with self._client.stream("POST", url, content=body, headers=headers) as response:
                     for _ in response.iter_bytes():
                         pass
                     status = response.status_code
             else:
-                response = self._client.post(url, content=self._body, headers=headers)
+                response = self._client.post(url, content=body, headers=headers)
                 status = response.status_code
                 if self.judge is not None and status == 200:
                     self._feed_judge(self.judge, backend, response)

@@ -593,3 +593,31 @@ def test_buckets_far_from_the_bound_are_inconclusive_with_advice_never_a_breach(
     [result] = evaluate_variant(slos(ttft={"p95": "800ms"}), VariantWindow("v2", ttft=coarse), None)
     assert result.verdict == INCONCLUSIVE
     assert "no bucket edge between 0.40s and 1.60s" in result.message and "add buckets" in result.message
+
+
+@pytest.mark.parametrize(
+    ("configured", "window", "named"),
+    [
+        (
+            {"errorRate": {"max": 0.02}},
+            VariantWindow("v2", requests=100, missing={"errors": 'http_requests_total{model_name="v2"}'}),
+            'errorRate inconclusive on v2: series missing: http_requests_total{model_name="v2"}',
+        ),
+        (
+            {"ttft": {"p95": "800ms"}},
+            VariantWindow("v2", missing={"ttft": 'ttft_bucket{variant="v2"}'}),
+            'ttft p95 inconclusive on v2: series missing: ttft_bucket{variant="v2"}',
+        ),
+        # Missing, but not named by the provider: the words stay as they were.
+        (
+            {"errorRate": {"max": 0.02}},
+            VariantWindow("v2", requests=100),
+            "errorRate inconclusive on v2: series missing",
+        ),
+    ],
+)
+def test_a_missing_series_is_named_in_the_result(
+    configured: dict[str, Any], window: VariantWindow, named: str
+) -> None:
+    (result,) = evaluate_variant(slos(**configured), window, None)
+    assert result.verdict == INCONCLUSIVE and result.message == named

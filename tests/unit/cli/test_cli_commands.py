@@ -30,8 +30,9 @@ def subcommands() -> list[str]:
 
 def test_every_command_is_covered_here() -> None:
     # A new command must be added to the tables below, or this fails.
-    # eval and judge have their own tests (tests/unit/eval/test_eval_cli.py, test_eval_judge_cli.py).
-    assert subcommands() == sorted(["run", "crd", "eval", "judge", *ACTIONS])
+    # eval and judge have their own tests (tests/unit/eval/test_eval_cli.py, test_eval_judge_cli.py),
+    # check its own (test_cli_check.py).
+    assert subcommands() == sorted(["run", "crd", "eval", "judge", "check", *ACTIONS])
 
 
 @pytest.mark.parametrize("argv", [[], *([name] for name in subcommands())], ids=" ".join)

@@ -200,7 +200,7 @@ def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
         httpx.Client() as http,
         pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"),
     ):
-        reconciler._parse(raw, http, "team-a")
+        reconciler.checked_spec(raw, http, "team-a")
 
 
 def _spec(metrics: dict[str, Any]) -> LLMDeploymentSpec:

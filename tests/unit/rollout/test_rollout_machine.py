@@ -471,6 +471,8 @@ def test_a_rollout_waits_while_prometheus_cannot_be_asked() -> None:
     held = reconcile(s, idle.status, 2, T0, preflight=Preflight(missing={}, unavailable="connection refused"))
     assert held.status.phase == Phase.IDLE
     assert "cannot check the series: connection refused" in held.status.condition("MetricsReady").message  # type: ignore[union-attr]
+    available = held.status.condition("MetricsAvailable")
+    assert available is not None and available.status == "False" and available.message == "connection refused"
 
 
 GOLDEN = {"goldenSet": {"configMapRef": {"name": "golden"}, "scorer": "exactMatch", "maxDropVsStable": 0.05}}
@@ -534,3 +536,27 @@ def test_an_undecided_golden_set_is_retried_then_rolled_back() -> None:
         status = reconcile(s, status, 2, T0 + attempt * MINUTE, gate=outage).status
     assert status.phase == Phase.ROLLED_BACK
     assert status.condition("Progressing").reason == "GoldenSetInconclusive"  # type: ignore[union-attr]
+
+
+def test_a_new_object_with_a_candidate_serves_stable_until_the_series_are_found() -> None:
+    from llmrollout.rollout import Preflight
+
+    s = sequential_spec(slos={"errorRate": {"max": 0.02}})
+    checking = reconcile(s, LLMDeploymentStatus(), 1, T0, preflight=Preflight({}, checking=True))
+    assert checking.status.phase == Phase.IDLE and checking.status.weights == {
+        "v1": 100,
+        "v2": 0,
+        "hosted": 0,
+    }
+    assert checking.status.condition("MetricsReady").status == "Unknown"  # type: ignore[union-attr]
+    assert checking.status.condition("Progressing").reason == "WaitingForMetrics"  # type: ignore[union-attr]
+    series = 'http_requests_total{variant="v1",status=~"5.."}'
+    blocked = reconcile(
+        s, checking.status, 1, T0 + MINUTE, preflight=Preflight(missing={"v1": {"errors": series}})
+    )
+    assert blocked.status.phase == Phase.IDLE and blocked.status.weights == {"v1": 100, "v2": 0, "hosted": 0}
+    assert [e.reason for e in blocked.events] == ["RolloutBlocked"]
+    assert series in blocked.status.condition("MetricsReady").message  # type: ignore[union-attr]
+    found = reconcile(s, blocked.status, 1, T0 + 2 * MINUTE, preflight=Preflight(missing={}))
+    assert found.status.phase == Phase.PROGRESSING and found.status.weights["v2"] == 5
+    assert [e.reason for e in found.events] == ["RolloutStarted"]
