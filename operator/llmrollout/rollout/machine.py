@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
 
 from llmrollout.analysis import SLOResult, Verdict, Window, evaluate_variant, results_to_status, worst
 from llmrollout.analysis.sequential import (
@@ -36,6 +36,11 @@ Action = Literal["promote", "abort", "failback"]
 PLAN = "Planned"
 METRICS_READY = "MetricsReady"
 MAX_CONDITION_MESSAGE = 1000
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The first window after a start (or a resume) is at least this share of the cadence, not a sliver.
+MIN_WINDOW_SHARE: Final = 0.5
+# How late after a boundary the reconcile that starts a step may run and still count from the boundary.
+MAX_STEP_SLACK: Final = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,18 @@ def due_window(
         cadence = spec.strategy.interval
     else:
         return None
-    if now - status.last_analysis_at < cadence:
+    end = boundary(now, cadence)
+    if end - status.last_analysis_at < cadence * MIN_WINDOW_SHARE:
         return None
-    return status.last_analysis_at, now
+    return status.last_analysis_at, end
+
+
+def boundary(now: datetime, cadence: timedelta) -> datetime:
+    """The latest multiple of `cadence` in epoch time at or before `now`: every LLMDeployment with the
+    same cadence closes its windows at the same instants, so their reads can be batched."""
+    if cadence <= timedelta(0):
+        return now
+    return EPOCH + cadence * ((now - EPOCH) // cadence)
 
 
 def look_interval(spec: LLMDeploymentSpec) -> timedelta:
@@ -453,7 +467,7 @@ def _analyse(
         b.update(inconclusive_checks=0)
         passes = sequential.passes_step if sequential is not None else verdict == Verdict.PASS
         if passes:
-            _maybe_advance(spec, b, stable, candidate, results)
+            _maybe_advance(spec, b, stable, candidate, results, observation.end)
         else:
             _gathering(spec, b, stable, candidate, reason)
 
@@ -634,7 +648,12 @@ def _gathering(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str,
 
 
 def _maybe_advance(
-    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, results: Sequence[SLOResult]
+    spec: LLMDeploymentSpec,
+    b: Builder,
+    stable: str,
+    candidate: str,
+    results: Sequence[SLOResult],
+    window_end: datetime,
 ) -> None:
     needed = spec.strategy.min_requests
     short = {v: n for v, n in b.status.step_requests.items() if n < needed}
@@ -643,7 +662,12 @@ def _maybe_advance(
         counts = ", ".join(f"{v} {n:.0f}/{needed}" for v, n in sorted(short.items()))
         b.condition(PROGRESSING, "True", "WaitingForRequests", f"SLOs met; requests this step: {counts}")
         return
-    if b.now - started < spec.strategy.interval - timedelta(milliseconds=1):
+    # A step lasts an interval, judged at a look. Its window ends on a boundary, and the reconcile
+    # that started the step ran a moment after one: that moment (up to MAX_STEP_SLACK) is forgiven,
+    # so a step takes one interval, not a look more. A step started late (a restart) waits its interval.
+    cadence = look_interval(spec)
+    slack = min(started - boundary(started, cadence), cadence / 4, MAX_STEP_SLACK)
+    if window_end - started < spec.strategy.interval - slack:
         return
     evidence = "; ".join(r.message for r in results) or "no SLOs configured"
     steps = spec.strategy.steps
