@@ -15,6 +15,7 @@ from llmrollout.rollout.machine import (
     serving_stable,
 )
 from llmrollout.rollout.outcome import Event, Outcome
+from llmrollout.rollout.wake import next_wake
 
 __all__ = [
     "Action",
@@ -27,6 +28,7 @@ __all__ = [
     "desired_candidate",
     "due_window",
     "gate_pending",
+    "next_wake",
     "reconcile",
     "reject",
     "serving_stable",

@@ -113,6 +113,18 @@ def due_window(
     spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime
 ) -> tuple[datetime, datetime] | None:
     """The window to read now: the rollout's next look, or the serving versions' health check."""
+    cadence = window_cadence(spec, status)
+    if cadence is None or status.last_analysis_at is None:
+        return None
+    end = boundary(now, cadence)
+    if end - status.last_analysis_at < cadence * MIN_WINDOW_SHARE:
+        return None
+    return status.last_analysis_at, end
+
+
+def window_cadence(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> timedelta | None:
+    """How often windows are read in this state: the rollout's looks, the serving versions' health
+    checks when fallbacks protect them, or never (None)."""
     if status.last_analysis_at is None or status.phase in (None, Phase.FAILED):
         return None
     rolling = (
@@ -122,15 +134,24 @@ def due_window(
         and status.candidate == desired_candidate(spec, status)
     )
     if rolling:
-        cadence = look_interval(spec)
-    elif spec.fallbacks or status.fallback is not None:
-        cadence = spec.strategy.interval
-    else:
-        return None
+        return look_interval(spec)
+    if spec.fallbacks or status.fallback is not None:
+        return spec.strategy.interval
+    return None
+
+
+def next_window_end(last: datetime, cadence: timedelta, now: datetime) -> datetime:
+    """When the window after `last` closes: `now` if it has closed already, else the first boundary
+    after `now` that makes it at least MIN_WINDOW_SHARE of a cadence long."""
+    shortest = cadence * MIN_WINDOW_SHARE
     end = boundary(now, cadence)
-    if end - status.last_analysis_at < cadence * MIN_WINDOW_SHARE:
-        return None
-    return status.last_analysis_at, end
+    if end - last >= shortest or cadence <= timedelta(0):
+        return now
+    end += cadence
+    while end - last < shortest:
+        end += cadence
+    return end
+    return end
 
 
 def boundary(now: datetime, cadence: timedelta) -> datetime:
