@@ -29,13 +29,22 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from llmrollout.handlers import telemetry
-    from llmrollout.handlers.llmdeployment import LeaseConfig
+    from llmrollout.handlers.llmdeployment import LeaseConfig, use_timer
     from llmrollout.k8s import LeaseRef
 
     if not args.all_namespaces and not args.namespace:
         print("llmrollout run: pass --all-namespaces or at least one --namespace", file=sys.stderr)
         return 2
-    memo = kopf.Memo(prometheus_allowlist=tuple(args.prometheus_allow or ()))
+    if args.workers < 1:
+        print("llmrollout run: --workers: must be at least 1", file=sys.stderr)
+        return 2
+    memo = kopf.Memo(
+        prometheus_allowlist=tuple(args.prometheus_allow or ()),
+        scheduler_kind=args.scheduler,
+        workers=args.workers,
+    )
+    if args.scheduler == "timer":
+        use_timer()
     if args.leader_election:
         memo.election = LeaseConfig(
             lease=LeaseRef(args.lease_namespace, args.lease_name),
@@ -211,6 +220,20 @@ def parser() -> argparse.ArgumentParser:
         choices=("plain", "json"),
         default="plain",
         help="json: one JSON object per line, for log collectors (default: plain)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="reconciles that may run at once (default: 8); a slow object holds only one",
+    )
+    run.add_argument(
+        "--scheduler",
+        choices=("heap", "timer"),
+        default="heap",
+        help="heap: wake each LLMDeployment when it is due (default); timer: look at every object"
+        " every $LLMROLLOUT_TICK_SECONDS, the old way, kept as the benchmarks' baseline",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log every request and handler run")
     run.set_defaults(func=_run)

@@ -153,6 +153,7 @@ class Reconciled:
     status: LLMDeploymentStatus
     written: Mapping[str, Any] | None  # the object as our last write left it, if we wrote
     superseded: tuple[str, ...] = ()  # resourceVersions our writes moved past
+    spec: LLMDeploymentSpec | None = None  # the spec decided on; None when it is invalid
 
 
 def interval_seconds(raw_spec: Mapping[str, Any]) -> float:
@@ -177,6 +178,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         writer.write(outcome.status)
         _post_all(post, outcome.events)
         return writer.result()
+    writer.spec = spec
 
     requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
     action: rollout.Action | None = requested if requested in ACTIONS else None
@@ -311,6 +313,7 @@ class _StatusWriter:
         self.status = status
         self._written: Mapping[str, Any] | None = None
         self._superseded: list[str] = []
+        self.spec: LLMDeploymentSpec | None = None
 
     def write(self, status: LLMDeploymentStatus) -> None:
         if status == self.status:
@@ -341,7 +344,7 @@ class _StatusWriter:
         self.status = status
 
     def result(self) -> Reconciled:
-        return Reconciled(self.status, self._written, tuple(self._superseded))
+        return Reconciled(self.status, self._written, tuple(self._superseded), self.spec)
 
 
 def _parse(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:
