@@ -20,7 +20,7 @@ import httpx
 import kopf
 
 from llmrollout import rollout
-from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.api import GROUP, PLURAL, VERSION, LLMDeploymentStatus
 from llmrollout.handlers import telemetry
 from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.health import Health
@@ -61,6 +61,24 @@ class _Latest:
     # The scheduler's copies: per object key, the body of the latest watch event; failures in a row.
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
+    # Per uid: a status decided but not written (evidence only) and the resourceVersion it builds on.
+    unwritten: dict[str, tuple[str, LLMDeploymentStatus]] = field(default_factory=dict)
+
+    def unwritten_for(self, uid: str, resource_version: str) -> LLMDeploymentStatus | None:
+        """What was decided from this very version and not written; None once the object moved on
+        (then the next window runs from the written lastAnalysisAt, as after a restart)."""
+        with self.lock:
+            kept = self.unwritten.get(uid)
+        return kept[1] if kept is not None and kept[0] == resource_version else None
+
+    def keep_unwritten(
+        self, uid: str, resource_version: str | None, status: LLMDeploymentStatus | None
+    ) -> None:
+        with self.lock:
+            if status is None or resource_version is None:
+                self.unwritten.pop(uid, None)
+            else:
+                self.unwritten[uid] = (resource_version, status)
 
     def saw(self, key: str, body: Mapping[str, Any]) -> bool:
         """Records the latest body of `key`; True when the change is not one our own writes made
@@ -108,6 +126,7 @@ class _Latest:
         with self.lock:
             self.objects.pop(uid, None)
             self.failures.pop(uid, None)
+            self.unwritten.pop(uid, None)
 
     def failure_is_new(self, uid: str, message: str | None) -> bool:
         """True when `message` differs from the last failure said for this object (None: success)."""
@@ -236,7 +255,8 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
         clients = Clients(
             memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads, memo.gates
         )
-        result = reconcile(clients, base, datetime.now(UTC), post)
+        unwritten = latest.unwritten_for(uid, base["metadata"]["resourceVersion"])
+        result = reconcile(clients, base, datetime.now(UTC), post, unwritten)
     except ObjectGoneError:
         health.forget(key)
         latest.forget(uid)
@@ -254,6 +274,7 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
         return _Failed(str(error), delay)
     if result.written is not None:
         latest.wrote(uid, result.superseded, result.written)
+    latest.keep_unwritten(uid, result.resource_version, result.unwritten)
     latest.failure_is_new(uid, None)
     health.succeeded(key, interval)
     telemetry.RECONCILES.labels("success").inc()
