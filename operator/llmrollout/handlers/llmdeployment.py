@@ -36,6 +36,7 @@ from llmrollout.handlers.reconciler import (
     reconcile,
 )
 from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
+from llmrollout.handlers.shards import Shard
 from llmrollout.k8s import LeaseRef, api_client
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -155,6 +156,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # would otherwise post one per attempt. Failures get one ReconcileFailed Event per new cause.
     settings.posting.level = logging.CRITICAL
     settings.posting.reporting_component = "llmrollout"
+    settings.posting.reporting_instance = str(getattr(memo, "instance", "llmrollout"))
+    if not hasattr(memo, "shard"):
+        memo.shard = Shard()
     settings.watching.server_timeout = 300
     memo.http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
     memo.api = api_client()
@@ -328,6 +332,8 @@ def tick(
     """The timer scheduler's handler: every TICK_SECONDS, for every object."""
     assert namespace is not None, "LLMDeployment is a namespaced resource"
     key = _key(namespace, name)
+    if not memo.shard.owns(namespace, name, body.get("metadata", {}).get("labels")):
+        return  # another shard's
     if not _leading(memo):
         # A standby only watches; the leader reconciles and answers for staleness.
         memo.health.forget(key)
@@ -355,7 +361,9 @@ async def watched(
     """Keeps the latest body of every object and wakes it when someone else changed it."""
     key = _key(namespace, name)
     scheduler: Scheduler | None = getattr(memo, "scheduler", None)
-    if type == "DELETED":
+    shard: Shard = memo.shard
+    if type == "DELETED" or not shard.owns(namespace, name, (body.get("metadata") or {}).get("labels")):
+        # Gone, or another shard's (its labels may have moved it): nothing of it is kept here.
         memo.health.forget(key)
         memo.reads.forget(key)
         memo.gates.forget(key)
