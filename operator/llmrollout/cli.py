@@ -33,17 +33,42 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from llmrollout.handlers import telemetry
-    from llmrollout.handlers.llmdeployment import LeaseConfig
+    from llmrollout.handlers.llmdeployment import LeaseConfig, use_timer
+    from llmrollout.handlers.shards import Shard, parse_selector, parse_shard
     from llmrollout.k8s import LeaseRef
 
     if not args.all_namespaces and not args.namespace:
         print("llmrollout run: pass --all-namespaces or at least one --namespace", file=sys.stderr)
         return 2
-    memo = kopf.Memo(prometheus_allowlist=tuple(args.prometheus_allow or ()))
+    if args.workers < 1:
+        print("llmrollout run: --workers: must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        index, count = parse_shard(args.shard)
+    except ValueError as error:
+        print(f"llmrollout run: --shard: {error}", file=sys.stderr)
+        return 2
+    try:
+        selector = parse_selector(args.selector or "")
+    except ValueError as error:
+        print(f"llmrollout run: --selector: {error}", file=sys.stderr)
+        return 2
+    shard = Shard(index, count, selector)
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    memo = kopf.Memo(
+        prometheus_allowlist=tuple(args.prometheus_allow or ()),
+        scheduler_kind=args.scheduler,
+        workers=args.workers,
+        shard=shard,
+        # Events say which process (and shard) decided: reportingInstance.
+        instance=f"{identity}-shard-{index}" if count > 1 else identity,
+    )
+    if args.scheduler == "timer":
+        use_timer()
     if args.leader_election:
         memo.election = LeaseConfig(
-            lease=LeaseRef(args.lease_namespace, args.lease_name),
-            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            lease=LeaseRef(args.lease_namespace, shard.lease_name(args.lease_name)),
+            identity=identity,
             duration_seconds=args.lease_duration,
         )
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN
@@ -282,6 +307,33 @@ def parser() -> argparse.ArgumentParser:
         choices=("plain", "json"),
         default="plain",
         help="json: one JSON object per line, for log collectors (default: plain)",
+    )
+    run.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="serve only the LLMDeployments whose stable hash of namespace/name modulo N is I, holding"
+        " the Lease <lease-name>-shard-I (default: 0/1, every object, the plain Lease)",
+    )
+    run.add_argument(
+        "--selector",
+        metavar="LABELS",
+        help="serve only the LLMDeployments this label selector matches (e.g. tier=gold or"
+        " 'team in (a,b)'); give each replica set a disjoint one, and its own --lease-name",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="reconciles that may run at once (default: 8); a slow object holds only one",
+    )
+    run.add_argument(
+        "--scheduler",
+        choices=("heap", "timer"),
+        default="heap",
+        help="heap: wake each LLMDeployment when it is due (default); timer: look at every object"
+        " every $LLMROLLOUT_TICK_SECONDS, the old way, kept as the benchmarks' baseline",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log every request and handler run")
     run.set_defaults(func=_run)

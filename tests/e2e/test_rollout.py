@@ -4,6 +4,7 @@ regressions injected mid-rollout, hold while Prometheus is down, survive an oper
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -168,7 +169,10 @@ def test_cli_pause_resume_promote_and_abort(env: dict[str, Any]) -> None:
     cli(kube, "resume", NAME, "-n", ns)
     rollout.wait_step(40, DECISION_TIMEOUT)
     shown = cli(kube, "status", NAME, "-n", ns).stdout
-    assert "Progressing" in shown and "v2 at 40%" in shown, shown
+    # A step lasts one 4 s interval, about what starting the CLI takes on a loaded machine: the
+    # rollout may have moved on a step by the time the CLI reads it.
+    weight = re.search(r"candidate: v2 at (\d+)%", shown)
+    assert "Progressing" in shown and weight is not None and int(weight.group(1)) in (40, 60, 80), shown
     cli(kube, "promote", NAME, "-n", ns)
     status = rollout.wait_phase("Promoted", 10)
     assert status["stable"] == "v2" and rollout.route_weights()["bot-v2"] > 0

@@ -37,17 +37,20 @@ class Health:
             entry = self._entries.setdefault(key, _Entry(since=self._clock(), interval=interval))
             entry.interval = interval
 
-    def succeeded(self, key: str, interval: float) -> None:
+    def succeeded(self, key: str, interval: float, next_due_in: float = 0.0) -> None:
+        """A reconcile succeeded, and the object needs its next one in `next_due_in` seconds: it
+        is stale only once it has gone STALE_INTERVALS past that without another success."""
         with self._lock:
-            self._entries[key] = _Entry(since=self._clock(), interval=interval, succeeded=True)
+            since = self._clock() + max(0.0, next_due_in)
+            self._entries[key] = _Entry(since=since, interval=interval, succeeded=True)
 
     def forget(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
 
     def stale(self) -> dict[str, float]:
-        """Key -> seconds since its last successful reconcile, for every object behind by more than
-        STALE_INTERVALS of its interval."""
+        """Key -> seconds since its last successful reconcile was due, for every object behind by more
+        than STALE_INTERVALS of its interval. An idle object (nothing due) is forgotten, not stale."""
         now = self._clock()
         with self._lock:
             return {

@@ -1,22 +1,26 @@
-"""Kopf handlers for LLMDeployment: a timer that runs the reconciler, a probe that says whether every
-object is still being reconciled. No decisions here (rollout), no reconcile steps (reconciler)."""
+"""Kopf handlers for LLMDeployment: watch events feed a scheduler that runs the reconciler when each
+object next needs it (or, for comparison in benchmarks, a per-object timer does); a probe says
+whether every object that is due is still being reconciled. No decisions here (rollout), no
+reconcile steps (reconciler)."""
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx
 import kopf
 
 from llmrollout import rollout
-from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.api import GROUP, PLURAL, VERSION, LLMDeploymentStatus
 from llmrollout.handlers import telemetry
 from llmrollout.handlers.gates import GoldenSetRuns
 from llmrollout.handlers.health import Health
@@ -26,16 +30,23 @@ from llmrollout.handlers.reconciler import (
     CONFLICT_DELAY_SECONDS,
     Clients,
     ObjectGoneError,
+    Reconciled,
     ReconcileError,
     interval_seconds,
     reconcile,
 )
+from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
+from llmrollout.handlers.shards import Shard
 from llmrollout.k8s import LeaseRef, api_client
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-# How often each LLMDeployment is looked at; decisions still follow spec.strategy.interval.
+# The timer scheduler only (`llmrollout run --scheduler timer`, the benchmarks' baseline): how often
+# each LLMDeployment is looked at. The default scheduler wakes each object when it is due instead.
 TICK_SECONDS = float(os.environ.get("LLMROLLOUT_TICK_SECONDS", "1"))
+SCHEDULERS: Final = ("heap", "timer")
 MAX_BACKOFF_SECONDS: Final = 60.0
+# A run that found its window due but its read still running asks again this soon.
+REPOLL_SECONDS: Final = 0.5
 logger = logging.getLogger(__name__)
 
 
@@ -48,6 +59,58 @@ class _Latest:
     lock: threading.Lock = field(default_factory=threading.Lock)
     objects: dict[str, tuple[frozenset[str], Mapping[str, Any]]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # The scheduler's copies: per object key, the body of the latest watch event; failures in a row.
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    # Per uid: a status decided but not written (evidence only) and the resourceVersion it builds on.
+    unwritten: dict[str, tuple[str, LLMDeploymentStatus]] = field(default_factory=dict)
+
+    def unwritten_for(self, uid: str, resource_version: str) -> LLMDeploymentStatus | None:
+        """What was decided from this very version and not written; None once the object moved on
+        (then the next window runs from the written lastAnalysisAt, as after a restart)."""
+        with self.lock:
+            kept = self.unwritten.get(uid)
+        return kept[1] if kept is not None and kept[0] == resource_version else None
+
+    def keep_unwritten(
+        self, uid: str, resource_version: str | None, status: LLMDeploymentStatus | None
+    ) -> None:
+        with self.lock:
+            if status is None or resource_version is None:
+                self.unwritten.pop(uid, None)
+            else:
+                self.unwritten[uid] = (resource_version, status)
+
+    def saw(self, key: str, body: Mapping[str, Any]) -> bool:
+        """Records the latest body of `key`; True when the change is not one our own writes made
+        (a spec, annotation or status change by someone else, or an object seen for the first time)."""
+        snapshot = copy.deepcopy(dict(body))
+        meta = snapshot.get("metadata") or {}
+        version = meta.get("resourceVersion")
+        with self.lock:
+            first = key not in self.bodies
+            self.bodies[key] = snapshot
+            superseded, written = self.objects.get(meta.get("uid", ""), (frozenset(), None))
+        ours = version in superseded or (
+            written is not None and written["metadata"].get("resourceVersion") == version
+        )
+        return first or not ours
+
+    def body(self, key: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.bodies.get(key)
+
+    def failed(self, key: str) -> int:
+        """Counts a failure of `key`; returns how many came before it in a row."""
+        with self.lock:
+            before = self.retries.get(key, 0)
+            self.retries[key] = before + 1
+            return before
+
+    def forget_key(self, key: str) -> None:
+        with self.lock:
+            self.bodies.pop(key, None)
+            self.retries.pop(key, None)
 
     def base(self, uid: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         with self.lock:
@@ -64,6 +127,7 @@ class _Latest:
         with self.lock:
             self.objects.pop(uid, None)
             self.failures.pop(uid, None)
+            self.unwritten.pop(uid, None)
 
     def failure_is_new(self, uid: str, message: str | None) -> bool:
         """True when `message` differs from the last failure said for this object (None: success)."""
@@ -72,6 +136,13 @@ class _Latest:
             if message is not None:
                 self.failures[uid] = message
             return message is not None and message != previous
+
+
+@dataclass
+class _Posting:
+    """The context of Kopf's watch handlers, which knows the queue kopf.event posts to."""
+
+    context: contextvars.Context | None = None
 
 
 @kopf.on.startup()
@@ -85,6 +156,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # would otherwise post one per attempt. Failures get one ReconcileFailed Event per new cause.
     settings.posting.level = logging.CRITICAL
     settings.posting.reporting_component = "llmrollout"
+    settings.posting.reporting_instance = str(getattr(memo, "instance", "llmrollout"))
+    if not hasattr(memo, "shard"):
+        memo.shard = Shard()
     settings.watching.server_timeout = 300
     memo.http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
     memo.api = api_client()
@@ -92,6 +166,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.latest = _Latest()
     memo.reads = MetricsReads()
     memo.gates = GoldenSetRuns()
+    # Handlers get a shallow copy of this memo per object: what they set must live in a shared object.
+    memo.posting = _Posting()
+    memo.scheduler = None
     # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
     # process acts alone (a single replica, a test).
     election: LeaseConfig | None = getattr(memo, "election", None)
@@ -101,10 +178,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.elector = LeaderElector(memo.api, election.lease, election.identity, election.duration_seconds)
         memo.elector.attempt()
         memo.elector.start()
+    if getattr(memo, "scheduler_kind", "heap") == "heap":
+        memo.scheduler = Scheduler(
+            lambda key: _scheduled_run(memo, key),
+            workers=int(getattr(memo, "workers", DEFAULT_WORKERS)),
+            active=lambda: _leading(memo),
+            min_delay=REPOLL_SECONDS,
+        )
+        memo.scheduler.start()
 
 
 @kopf.on.cleanup()
 def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    if memo.scheduler is not None:
+        memo.scheduler.stop()
     if memo.elector is not None:
         memo.elector.stop()
     memo.reads.close()
@@ -144,72 +231,155 @@ def _key(namespace: str | None, name: str | None) -> str:
     return f"{namespace}/{name}"
 
 
-@kopf.timer(*RESOURCE, interval=TICK_SECONDS, sharp=True)
-def tick(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    uid: str,
-    memo: kopf.Memo,
-    **kwargs: Any,
-) -> None:
-    assert namespace is not None, "LLMDeployment is a namespaced resource"
-    retry: int = kwargs.get("retry", 0)
-    key = _key(namespace, name)
+@dataclass(frozen=True)
+class _Failed:
+    message: str
+    delay: float
+
+
+def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> Reconciled | _Failed | None:
+    """One reconcile of `body`: what it decided, or how long to wait after a failure, or None when the
+    object is gone."""
+    uid: str = body["metadata"]["uid"]
     health: Health = memo.health
-    if not _leading(memo):
-        # A standby only watches; the leader reconciles and answers for staleness.
-        health.forget(key)
-        return
     latest: _Latest = memo.latest
     # A snapshot: Kopf's body is a live view that a watch event may change mid-reconcile.
     base = copy.deepcopy(dict(latest.base(uid, body)))
     interval = interval_seconds(base.get("spec") or {})
     health.attempted(key, interval)
+    target = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(body)))
 
     def post(event: rollout.Event) -> None:
         telemetry.DECISIONS.labels(event.reason).inc()
         level = logging.INFO if event.type == "Normal" else logging.WARNING
         logger.log(level, "%s %s: %s", key, event.reason, event.message)
-        kopf.event(body, type=event.type, reason=event.reason, message=event_message(event.message))
+        kopf.event(target, type=event.type, reason=event.reason, message=event_message(event.message))
 
     try:
         clients = Clients(
             memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads, memo.gates
         )
-        result = reconcile(clients, base, datetime.now(UTC), post)
+        unwritten = latest.unwritten_for(uid, base["metadata"]["resourceVersion"])
+        result = reconcile(clients, base, datetime.now(UTC), post, unwritten)
     except ObjectGoneError:
         health.forget(key)
         latest.forget(uid)
-        return
+        return None
     except ReconcileError as error:
         telemetry.RECONCILES.labels("error").inc()
         telemetry.RECONCILE_ERRORS.labels(error.reason).inc()
-        # Never let Kopf drop the object: every failure is temporary, retried with backoff.
-        # Backoff doubles per failure, up to one interval (so a recovered cluster is noticed within
-        # one) and at most a minute.
+        # Never drop the object: every failure is temporary, retried with backoff. Backoff doubles
+        # per failure, up to one interval (so a recovered cluster is noticed within one) and at
+        # most a minute.
         backoff = min(MAX_BACKOFF_SECONDS, max(interval, 1.0), 2.0 ** (retry + 1))
         delay = error.delay if error.delay is not None else backoff
         if delay > CONFLICT_DELAY_SECONDS and latest.failure_is_new(uid, str(error)):
             post(rollout.Event("Warning", "ReconcileFailed", f"{error}; retrying in {delay:.0f}s"))
-        raise kopf.TemporaryError(str(error), delay=delay) from error
+        return _Failed(str(error), delay)
     if result.written is not None:
         latest.wrote(uid, result.superseded, result.written)
+    latest.keep_unwritten(uid, result.resource_version, result.unwritten)
     latest.failure_is_new(uid, None)
     health.succeeded(key, interval)
     telemetry.RECONCILES.labels("success").inc()
+    return result
+
+
+def _scheduled_run(memo: kopf.Memo, key: str) -> float | None:
+    """The scheduler's run of `key`, in Kopf's context (so that kopf.event can post); returns when
+    the object next needs a reconcile (epoch seconds), None when idle."""
+    context = memo.posting.context
+    if context is None:
+        logger.warning("%s: no watch event handled yet, so Events could not be posted; retrying", key)
+        return time.time() + 1.0
+    following: float | None = context.copy().run(_run_in_context, memo, key)
+    return following
+
+
+def _run_in_context(memo: kopf.Memo, key: str) -> float | None:
+    latest: _Latest = memo.latest
+    health: Health = memo.health
+    body = latest.body(key)
+    if body is None:
+        return None
+    with latest.lock:
+        retry = latest.retries.get(key, 0)
+    outcome = _attempt(memo, key, body, retry)
+    now = datetime.now(UTC)
+    if outcome is None:
+        return None
+    if isinstance(outcome, _Failed):
+        latest.failed(key)
+        return now.timestamp() + outcome.delay
+    with latest.lock:
+        latest.retries.pop(key, None)
+    wake = rollout.next_wake(outcome.spec, outcome.status, now) if outcome.spec is not None else None
+    interval = interval_seconds(body.get("spec") or {})
+    if wake is None:
+        health.forget(key)  # idle: nothing is due, so nothing can be late
+        return None
+    health.succeeded(key, interval, (wake - now).total_seconds())
+    return wake.timestamp()
+
+
+def tick(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """The timer scheduler's handler: every TICK_SECONDS, for every object."""
+    assert namespace is not None, "LLMDeployment is a namespaced resource"
+    key = _key(namespace, name)
+    if not memo.shard.owns(namespace, name, body.get("metadata", {}).get("labels")):
+        return  # another shard's
+    if not _leading(memo):
+        # A standby only watches; the leader reconciles and answers for staleness.
+        memo.health.forget(key)
+        return
+    outcome = _attempt(memo, key, body, kwargs.get("retry", 0))
+    if isinstance(outcome, _Failed):
+        raise kopf.TemporaryError(outcome.message, delay=outcome.delay)
+
+
+def use_timer() -> None:
+    """Registers the per-object timer (`--scheduler timer`): the baseline the benchmarks compare to."""
+    kopf.timer(*RESOURCE, interval=TICK_SECONDS, sharp=True)(tick)
 
 
 @kopf.on.event(*RESOURCE)
-def forget_deleted(
-    type: str | None, namespace: str | None, name: str | None, uid: str | None, memo: kopf.Memo, **_: Any
+async def watched(
+    type: str | None,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str | None,
+    uid: str | None,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
-    if type == "DELETED":
-        memo.health.forget(_key(namespace, name))
-        memo.reads.forget(_key(namespace, name))
-        memo.gates.forget(_key(namespace, name))
+    """Keeps the latest body of every object and wakes it when someone else changed it."""
+    key = _key(namespace, name)
+    scheduler: Scheduler | None = getattr(memo, "scheduler", None)
+    shard: Shard = memo.shard
+    if type == "DELETED" or not shard.owns(namespace, name, (body.get("metadata") or {}).get("labels")):
+        # Gone, or another shard's (its labels may have moved it): nothing of it is kept here.
+        memo.health.forget(key)
+        memo.reads.forget(key)
+        memo.gates.forget(key)
+        memo.latest.forget_key(key)
         if uid is not None:
             memo.latest.forget(uid)
+        if scheduler is not None:
+            scheduler.forget(key)
+        return
+    if scheduler is None:
+        return
+    if memo.posting.context is None:
+        # Kopf posts Events through a queue its per-object tasks know; runs borrow this context.
+        memo.posting.context = contextvars.copy_context()
+    if memo.latest.saw(key, body):
+        scheduler.wake(key)
 
 
 @kopf.on.probe(id="reconciled")
@@ -219,6 +389,9 @@ def reconciled(memo: kopf.Memo, **_: Any) -> str:
     health: Health | None = getattr(memo, "health", None)
     if health is None or not _leading(memo):
         return "standby"
+    scheduler: Scheduler | None = getattr(memo, "scheduler", None)
+    if scheduler is not None and not scheduler.alive():
+        raise kopf.PermanentError("the scheduler thread has stopped")
     stale = health.describe_stale()
     if stale:
         raise kopf.PermanentError(stale)

@@ -159,6 +159,11 @@ class Reconciled:
     status: LLMDeploymentStatus
     written: Mapping[str, Any] | None  # the object as our last write left it, if we wrote
     superseded: tuple[str, ...] = ()  # resourceVersions our writes moved past
+    spec: LLMDeploymentSpec | None = None  # the spec decided on; None when it is invalid
+    # A status decided but not written (evidence only), and the resourceVersion it builds on: the
+    # next reconcile of that same version decides from it.
+    unwritten: LLMDeploymentStatus | None = None
+    resource_version: str | None = None
 
 
 def interval_seconds(raw_spec: Mapping[str, Any]) -> float:
@@ -169,13 +174,30 @@ def interval_seconds(raw_spec: Mapping[str, Any]) -> float:
         return DEFAULT_INTERVAL_SECONDS
 
 
-def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Post) -> Reconciled:
-    """Decide from `obj` (spec, status, the action annotation) and make the cluster follow."""
+def reconcile(
+    clients: Clients,
+    obj: Mapping[str, Any],
+    now: datetime,
+    post: Post,
+    unwritten: LLMDeploymentStatus | None = None,
+) -> Reconciled:
+    """Decide from `obj` (spec, status, the action annotation) and make the cluster follow.
+    `unwritten` is what an earlier reconcile of this very resourceVersion decided but did not write
+    (evidence only, see _StatusWriter); it is decided from instead of obj's status."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     generation = meta.get("generation")
-    current = LLMDeploymentStatus.model_validate(obj.get("status") or {})
-    writer = _StatusWriter(clients.api, namespace, name, meta["resourceVersion"], current)
+    persisted = LLMDeploymentStatus.model_validate(obj.get("status") or {})
+    current = unwritten if unwritten is not None else persisted
+    writer = _StatusWriter(
+        clients.api,
+        namespace,
+        name,
+        meta["resourceVersion"],
+        persisted,
+        interval_seconds(obj.get("spec") or {}),
+        current,
+    )
     try:
         spec = checked_spec(obj.get("spec") or {}, clients.http, namespace)
     except InvalidSpecError as error:
@@ -183,6 +205,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         writer.write(outcome.status)
         _post_all(post, outcome.events)
         return writer.result()
+    writer.spec = spec
 
     requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
     action: rollout.Action | None = requested if requested in ACTIONS else None
@@ -202,7 +225,7 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
     # The routing object is read when the decided weights are not yet confirmed on it, after a
     # failure, and once per analysis (to catch drift), not on every tick.
     if outcome.status.weights == applied and routed and observation is None:
-        writer.write(outcome.status)
+        writer.write(outcome.status, force=bool(outcome.events))
         _post_all(post, outcome.events)
         _clear(clients, namespace, name, action)
         return writer.result()
@@ -211,14 +234,14 @@ def reconcile(clients: Clients, obj: Mapping[str, Any], now: datetime, post: Pos
         router, actual = _prepare_route(clients, spec, namespace, name, outcome.status.weights)
     except _NotRoutedError as failure:
         held, stands = _not_routed(current, outcome, failure, now)
-        writer.write(held.status)
+        writer.write(held.status, force=bool(held.events))
         _post_all(post, held.events)
         if stands:
             _clear(clients, namespace, name, action)
         return writer.result()
 
     # The decision (weights and any user action) is durable before the route moves.
-    writer.write(outcome.status)
+    writer.write(outcome.status, force=bool(outcome.events) or action is not None)
     _post_all(post, outcome.events)
     _observe_rollout_end(outcome, now)
     _apply_route(writer, router, actual, applied, outcome, now, post, action)
@@ -299,8 +322,25 @@ def _cap_strings(node: Any) -> Any:
     return node
 
 
+def decision_state(status: LLMDeploymentStatus) -> dict[str, Any]:
+    """What matters in a status: everything but the evidence of the looks (the analysis, the plan,
+    the window's end and its request counts) and the conditions' wording. A look that changes only
+    the evidence need not be written at once: the evidence is reproducible from Prometheus (exact
+    window reads), and lastAnalysisAt, stepRequests and the analysis are written together, so a
+    restart re-reads the windows since the last written look as one longer window."""
+    state = status.model_dump(exclude=_EVIDENCE)
+    state["conditions"] = sorted(
+        (c.type, c.status, c.reason, c.observed_generation) for c in status.conditions
+    )
+    return state
+
+
+_EVIDENCE: Final = {"last_analysis_at", "analysis", "plan", "step_requests", "conditions"}
+
+
 class _StatusWriter:
-    """Writes status fenced by the resourceVersion the decision was made from, skipping no-ops."""
+    """Writes status fenced by the resourceVersion the decision was made from, skipping no-ops, and
+    deferring writes that change only evidence until an interval's worth has gathered."""
 
     def __init__(
         self,
@@ -308,18 +348,34 @@ class _StatusWriter:
         namespace: str,
         name: str,
         resource_version: str,
-        status: LLMDeploymentStatus,
+        persisted: LLMDeploymentStatus,
+        interval: float,
+        status: LLMDeploymentStatus | None = None,
     ) -> None:
         self._api = api
         self._namespace = namespace
         self._name = name
         self._resource_version = resource_version
-        self.status = status
+        self._persisted = persisted
+        self._interval = timedelta(seconds=interval)
+        self.status = status if status is not None else persisted
         self._written: Mapping[str, Any] | None = None
         self._superseded: list[str] = []
+        self.spec: LLMDeploymentSpec | None = None
 
-    def write(self, status: LLMDeploymentStatus) -> None:
-        if status == self.status:
+    def _deferrable(self, status: LLMDeploymentStatus) -> bool:
+        persisted = self._persisted
+        if decision_state(status) != decision_state(persisted):
+            return False
+        if status.last_analysis_at is None or persisted.last_analysis_at is None:
+            return status.last_analysis_at == persisted.last_analysis_at
+        return status.last_analysis_at - persisted.last_analysis_at < self._interval
+
+    def write(self, status: LLMDeploymentStatus, force: bool = False) -> None:
+        """Persists `status`, unless it equals what is written, or (without `force`: no Event says
+        a decision) differs from it only in evidence gathered within the last interval."""
+        if status == self._persisted or (not force and self._deferrable(status)):
+            self.status = status
             return
         where = f"LLMDeployment {self._namespace}/{self._name}"
         try:
@@ -345,9 +401,13 @@ class _StatusWriter:
         self._superseded.append(self._resource_version)
         self._resource_version = written["metadata"]["resourceVersion"]
         self.status = status
+        self._persisted = status
 
     def result(self) -> Reconciled:
-        return Reconciled(self.status, self._written, tuple(self._superseded))
+        unwritten = None if self.status == self._persisted else self.status
+        return Reconciled(
+            self.status, self._written, tuple(self._superseded), self.spec, unwritten, self._resource_version
+        )
 
 
 def checked_spec(raw: Mapping[str, Any], http: httpx.Client, namespace: str) -> LLMDeploymentSpec:

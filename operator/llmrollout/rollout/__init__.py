@@ -16,6 +16,7 @@ from llmrollout.rollout.machine import (
 )
 from llmrollout.rollout.outcome import Event, Outcome
 from llmrollout.rollout.preflight import MetricsReport, Preflight, metrics_report
+from llmrollout.rollout.wake import next_wake
 
 __all__ = [
     "Action",
@@ -31,6 +32,7 @@ __all__ = [
     "due_window",
     "gate_pending",
     "metrics_report",
+    "next_wake",
     "reconcile",
     "reject",
     "serving_stable",

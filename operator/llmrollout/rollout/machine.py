@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
 
 from llmrollout.analysis import SLOResult, Verdict, Window, evaluate_variant, results_to_status, worst
 from llmrollout.analysis.sequential import (
@@ -38,6 +38,11 @@ Action = Literal["promote", "abort", "failback"]
 PLAN = "Planned"
 METRICS_READY = "MetricsReady"
 MAX_CONDITION_MESSAGE = 1000
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The first window after a start (or a resume) is at least this share of the cadence, not a sliver.
+MIN_WINDOW_SHARE: Final = 0.5
+# How late after a boundary the reconcile that starts a step may run and still count from the boundary.
+MAX_STEP_SLACK: Final = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,18 @@ def due_window(
     spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime
 ) -> tuple[datetime, datetime] | None:
     """The window to read now: the rollout's next look, or the serving versions' health check."""
+    cadence = window_cadence(spec, status)
+    if cadence is None or status.last_analysis_at is None:
+        return None
+    end = boundary(now, cadence)
+    if end - status.last_analysis_at < cadence * MIN_WINDOW_SHARE:
+        return None
+    return status.last_analysis_at, end
+
+
+def window_cadence(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> timedelta | None:
+    """How often windows are read in this state: the rollout's looks, the serving versions' health
+    checks when fallbacks protect them, or never (None)."""
     if status.last_analysis_at is None or status.phase in (None, Phase.FAILED):
         return None
     rolling = (
@@ -95,14 +112,32 @@ def due_window(
         and status.candidate == desired_candidate(spec, status)
     )
     if rolling:
-        cadence = look_interval(spec)
-    elif spec.fallbacks or status.fallback is not None:
-        cadence = spec.strategy.interval
-    else:
-        return None
-    if now - status.last_analysis_at < cadence:
-        return None
-    return status.last_analysis_at, now
+        return look_interval(spec)
+    if spec.fallbacks or status.fallback is not None:
+        return spec.strategy.interval
+    return None
+
+
+def next_window_end(last: datetime, cadence: timedelta, now: datetime) -> datetime:
+    """When the window after `last` closes: `now` if it has closed already, else the first boundary
+    after `now` that makes it at least MIN_WINDOW_SHARE of a cadence long."""
+    shortest = cadence * MIN_WINDOW_SHARE
+    end = boundary(now, cadence)
+    if end - last >= shortest or cadence <= timedelta(0):
+        return now
+    end += cadence
+    while end - last < shortest:
+        end += cadence
+    return end
+    return end
+
+
+def boundary(now: datetime, cadence: timedelta) -> datetime:
+    """The latest multiple of `cadence` in epoch time at or before `now`: every LLMDeployment with the
+    same cadence closes its windows at the same instants, so their reads can be batched."""
+    if cadence <= timedelta(0):
+        return now
+    return EPOCH + cadence * ((now - EPOCH) // cadence)
 
 
 def look_interval(spec: LLMDeploymentSpec) -> timedelta:
@@ -445,7 +480,7 @@ def _analyse(
         b.update(inconclusive_checks=0)
         passes = sequential.passes_step if sequential is not None else verdict == Verdict.PASS
         if passes:
-            _maybe_advance(spec, b, stable, candidate, results)
+            _maybe_advance(spec, b, stable, candidate, results, observation.end)
         else:
             _gathering(spec, b, stable, candidate, reason)
 
@@ -626,7 +661,12 @@ def _gathering(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str,
 
 
 def _maybe_advance(
-    spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, results: Sequence[SLOResult]
+    spec: LLMDeploymentSpec,
+    b: Builder,
+    stable: str,
+    candidate: str,
+    results: Sequence[SLOResult],
+    window_end: datetime,
 ) -> None:
     needed = spec.strategy.min_requests
     short = {v: n for v, n in b.status.step_requests.items() if n < needed}
@@ -635,7 +675,12 @@ def _maybe_advance(
         counts = ", ".join(f"{v} {n:.0f}/{needed}" for v, n in sorted(short.items()))
         b.condition(PROGRESSING, "True", "WaitingForRequests", f"SLOs met; requests this step: {counts}")
         return
-    if b.now - started < spec.strategy.interval - timedelta(milliseconds=1):
+    # A step lasts an interval, judged at a look. Its window ends on a boundary, and the reconcile
+    # that started the step ran a moment after one: that moment (up to MAX_STEP_SLACK) is forgiven,
+    # so a step takes one interval, not a look more. A step started late (a restart) waits its interval.
+    cadence = look_interval(spec)
+    slack = min(started - boundary(started, cadence), cadence / 4, MAX_STEP_SLACK)
+    if window_end - started < spec.strategy.interval - slack:
         return
     evidence = "; ".join(r.message for r in results) or "no SLOs configured"
     steps = spec.strategy.steps

@@ -1,0 +1,151 @@
+"""Look windows end on multiples of the look interval in epoch time, by tables: every LLMDeployment
+with the same cadence shares its boundaries (which batched reads need), and the first window after a
+start is never a sliver."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
+from llmrollout.rollout import due_window, reconcile
+from llmrollout.rollout.machine import boundary
+from tests.unit.rollout.windows import MINUTE, T0, Traffic, observe, spec
+
+S = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("now", "cadence", "expected"),
+    [
+        (T0, MINUTE, T0),
+        (T0 + 59 * S, MINUTE, T0),
+        (T0 + 60 * S, MINUTE, T0 + MINUTE),
+        (T0 + 61.5 * S, MINUTE, T0 + MINUTE),
+        (T0 + 44 * S, 15 * S, T0 + 30 * S),
+        (T0 + 45 * S, 15 * S, T0 + 45 * S),
+        (T0 + timedelta(microseconds=999_999), S, T0),
+    ],
+)
+def test_the_boundary_is_the_latest_multiple_of_the_cadence(
+    now: datetime, cadence: timedelta, expected: datetime
+) -> None:
+    assert boundary(now, cadence) == expected
+
+
+def test_a_cadence_that_does_not_divide_a_minute_still_has_fixed_boundaries_in_epoch_time() -> None:
+    for offset in range(0, 120, 7):
+        end = boundary(T0 + offset * S + 0.3 * S, 7 * S)
+        assert end.timestamp() % 7 == 0 and end <= T0 + offset * S + 0.3 * S < end + 7 * S
+
+
+def rolling(s: LLMDeploymentSpec, started_at: datetime) -> LLMDeploymentStatus:
+    idle = reconcile(s.model_copy(update={"candidate": None}), LLMDeploymentStatus(), 1, T0 - MINUTE)
+    return reconcile(s, idle.status, 2, started_at).status
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "window"),
+    [
+        # Started on a boundary: windows are whole intervals.
+        (0, 59, None),
+        (0, 60, (0, 60)),
+        (0, 75, (0, 60)),
+        # Started 10 s into an interval: the first window runs to the next boundary (50 s >= 30 s).
+        (10, 59, None),
+        (10, 60, (10, 60)),
+        (10, 119, (10, 60)),
+        # Started 40 s in: 20 s to the next boundary is a sliver; the first window takes 80 s.
+        (40, 60, None),
+        (40, 119, None),
+        (40, 120, (40, 120)),
+        # Exactly half a cadence is enough.
+        (30, 60, (30, 60)),
+        # A late reconcile still ends on the latest boundary, so late looks catch up in one window.
+        (0, 185, (0, 180)),
+    ],
+)
+def test_threshold_windows_end_on_interval_boundaries(
+    started: int, now: int, window: tuple[int, int] | None
+) -> None:
+    s = spec(candidate="v2")
+    status = rolling(s, T0 + started * S)
+    expected = None if window is None else (T0 + window[0] * S, T0 + window[1] * S)
+    assert due_window(s, status, T0 + now * S) == expected
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "window"),
+    [
+        (0, 29, None),
+        (0, 30, (0, 30)),
+        (20, 30, None),  # 10 s: a sliver of a 30 s look
+        (20, 60, (20, 60)),
+        (14, 30, (14, 30)),
+    ],
+)
+def test_sequential_looks_end_on_half_interval_boundaries(
+    started: int, now: int, window: tuple[int, int] | None
+) -> None:
+    s = spec(candidate="v2", analysis__method="sequential")
+    status = rolling(s, T0 + started * S)
+    expected = None if window is None else (T0 + window[0] * S, T0 + window[1] * S)
+    assert due_window(s, status, T0 + now * S) == expected
+
+
+def test_two_deployments_started_apart_share_every_boundary_after_their_first_look() -> None:
+    s = spec(candidate="v2")
+    ends = []
+    for started in (3 * S, 27 * S):
+        status = rolling(s, T0 + started)
+        for now in (T0 + 61 * S, T0 + 121 * S, T0 + 181 * S):
+            due = due_window(s, status, now)
+            assert due is not None
+            status = reconcile(s, status, 2, now, observe(*due)).status
+            ends.append(due[1])
+    assert ends[:3] == ends[3:] == [T0 + MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE]
+
+
+def test_a_step_lasts_an_interval_from_the_reconcile_that_started_it_to_the_look_after() -> None:
+    """A step starts when its weights are decided (a moment after the boundary its window ended on);
+    the look an interval later can advance it: that moment is forgiven, up to 2 s."""
+    s = spec(candidate="v2", strategy__steps=[10, 20, 30, 40, 50])
+    status = rolling(s, T0 + 10 * S)
+    steps = []
+    for now in (T0 + 60.4 * S, T0 + 120.4 * S, T0 + 180.4 * S, T0 + 240.4 * S):
+        due = due_window(s, status, now)
+        assert due is not None
+        status = reconcile(s, status, 2, now, observe(*due, candidate=Traffic())).status
+        steps.append((status.step, status.step_started_at))
+    assert status.phase == Phase.PROGRESSING
+    # The first window (50 s) is short of a step's interval: the first step lasts to the second look.
+    assert steps == [
+        (0, T0 + 10 * S),
+        (1, T0 + 120.4 * S),
+        (2, T0 + 180.4 * S),
+        (3, T0 + 240.4 * S),
+    ]
+
+
+def test_a_step_decided_late_still_lasts_its_interval() -> None:
+    """After a restart the first look runs late, a moment before the next boundary: the step it
+    starts must not pass at that boundary, but hold its weights an interval (seen in e2e)."""
+    s = spec(candidate="v2", strategy__steps=[10, 20, 30, 40, 50])
+    status = rolling(s, T0)
+    due = due_window(s, status, T0 + 60 * S)
+    assert due is not None
+    status = reconcile(s, status, 2, T0 + 60 * S, observe(*due, candidate=Traffic())).status
+    late = T0 + 179 * S  # the operator was down: one longer window, ending on the last boundary
+    due = due_window(s, status, late)
+    assert due == (T0 + 60 * S, T0 + 120 * S)
+    status = reconcile(s, status, 2, late, observe(*due, candidate=Traffic())).status
+    assert (status.step, status.step_started_at) == (2, late)
+    due = due_window(s, status, T0 + 180 * S)
+    assert due is not None
+    held = reconcile(s, status, 2, T0 + 180 * S, observe(*due, candidate=Traffic())).status
+    assert held.step == 2  # 1 s at 20%, not an interval
+    due = due_window(s, held, T0 + 240 * S)
+    assert due is not None
+    advanced = reconcile(s, held, 2, T0 + 240 * S, observe(*due, candidate=Traffic())).status
+    assert advanced.step == 3
