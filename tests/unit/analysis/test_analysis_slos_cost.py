@@ -117,6 +117,22 @@ def _window(requests: float, mean: float, name: str) -> VariantWindow:
     )
 
 
+def _look(window: Window, state: SequentialState | None) -> SequentialEvaluation:
+    """The operator's look at the final step, v2 at 50% against v1, cost bounded relative to stable."""
+    return evaluate_sequential(
+        relative(),
+        window,
+        candidate="v2",
+        stable="v1",
+        state=state,
+        false_rollback_rate=0.01,
+        pricing=OUTPUT_ONLY,
+        candidate_weight=50,
+        final_step=True,
+        config=NO_WARMUP,
+    )
+
+
 def _operator_rollout(candidate_mean: float, looks: int = 30) -> SequentialEvaluation:
     state: SequentialState | None = None
     evaluation = None
@@ -126,18 +142,7 @@ def _operator_rollout(candidate_mean: float, looks: int = 30) -> SequentialEvalu
             60.0 * (look + 1),
             {"v2": _window(500, candidate_mean, "v2"), "v1": _window(500, OUTPUT_MEAN, "v1")},
         )
-        evaluation = evaluate_sequential(
-            relative(),
-            window,
-            candidate="v2",
-            stable="v1",
-            state=state,
-            false_rollback_rate=0.01,
-            pricing=OUTPUT_ONLY,
-            candidate_weight=50,
-            final_step=True,
-            config=NO_WARMUP,
-        )
+        evaluation = _look(window, state)
         state = load_state(json.loads(json.dumps(evaluation.state.to_status())))
         if evaluation.verdict != HOLD:
             break
@@ -172,18 +177,7 @@ def test_missing_token_histograms_hold_and_name_the_series() -> None:
             "v1": _window(500, OUTPUT_MEAN, "v1"),
         },
     )
-    evaluation = evaluate_sequential(
-        relative(),
-        window,
-        candidate="v2",
-        stable="v1",
-        state=None,
-        false_rollback_rate=0.01,
-        pricing=OUTPUT_ONLY,
-        candidate_weight=50,
-        final_step=True,
-        config=NO_WARMUP,
-    )
+    evaluation = _look(window, None)
     assert evaluation.verdict != PASS
     result = next(r for r in evaluation.results if r.slo == "costPerRequest")
     assert "request_generation_tokens_bucket" in result.message
@@ -276,18 +270,7 @@ def test_answers_all_inside_one_wide_bucket_are_inconclusive_with_advice() -> No
     state: SequentialState | None = None
     for look in range(4):
         window = Window(60.0 * look, 60.0 * (look + 1), {"v2": narrow("v2", 500), "v1": narrow("v1", 500)})
-        evaluation = evaluate_sequential(
-            relative(),
-            window,
-            candidate="v2",
-            stable="v1",
-            state=state,
-            false_rollback_rate=0.01,
-            pricing=OUTPUT_ONLY,
-            candidate_weight=50,
-            final_step=True,
-            config=NO_WARMUP,
-        )
+        evaluation = _look(window, state)
         state = evaluation.state
     result = next(r for r in evaluation.results if r.slo == "costPerRequest")
     assert result.verdict == HOLD
