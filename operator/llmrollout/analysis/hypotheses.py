@@ -230,6 +230,17 @@ class LookInput:
         self.params[key] = chosen
         return chosen
 
+    def running_total(self, key: str, value: FloatArray) -> FloatArray:
+        """Stable's data summed over the looks before this one; this window's is added for the next.
+        A hypothesis set from it is predictable (fixed before the window's data is seen), so an SPRT
+        whose H1 follows it stays a valid test, while the estimate sharpens with every look."""
+        before = self.params.get(key)
+        if before is None or before.shape != value.shape:
+            before = np.zeros_like(value)
+        if self.fresh:
+            self.params[key] = before + np.where(np.isfinite(value), value, 0.0)
+        return before
+
     def pool(self, key: str, value: FloatArray, choosing: str) -> FloatArray:
         """Stable's data summed over the looks so far (this one included), for choosing the parameter
         `choosing`; rows where it is chosen already stop pooling, and NaN (missing) adds nothing."""

@@ -395,6 +395,28 @@ def test_the_horizon_decides_every_open_test_by_the_way_its_evidence_leans() -> 
     assert int(same[-1].batch.slos[0].how[0]) == How.HORIZON_CLEARED
 
 
+def test_the_quality_h1_follows_stables_verdicts_as_they_accumulate() -> None:
+    # Stable's first verdicts (60 of them) happen to fail 25% of the time; it fails 10% in truth.
+    # H1 (a drop of 0.05) set from those alone would be a failure ratio of ~1.2, not 1.5: a healthy
+    # candidate would then sit between the hypotheses until the horizon.
+    windows = iter([300.0])
+
+    def stable(requests: float) -> VariantWindow:
+        first = next(windows, None)
+        if first is not None:
+            return variant("v1", first, failed_share=0.25)
+        return variant("v1", requests)
+
+    spec = slos(quality={"maxDropVsStable": 0.05})
+    evaluations = list(rollout(spec, lambda n: variant("v2", n), stable_window=stable, looks=10))
+
+    def alternative(evaluation: SequentialEvaluation) -> float:
+        return float(evaluation.batch.slos[0].tests[0].test.alternative[0])
+
+    assert alternative(evaluations[0]) < 1.25
+    assert 1.44 < alternative(evaluations[-1]) <= 1.5
+
+
 def test_an_intermediate_step_passes_on_no_evidence_of_harm_where_the_final_step_holds() -> None:
     spec = slos(quality={"maxDropVsStable": 0.05})
     # The second look: the first pools stable's verdicts to choose how the drop is tested.

@@ -128,13 +128,36 @@ def _route(
     return look.param(f"{key}.route"), look.param(f"{key}.stableFailShare")
 
 
+def _stable_fail_share(
+    look: LookInput,
+    key: str,
+    stable_failed: np.ndarray,
+    stable_judged: np.ndarray,
+    first_share: np.ndarray,
+    config: SequentialConfig,
+) -> np.ndarray:
+    """Stable's failure share f for this window's H1, one standard error up: from all of stable's
+    verdicts before this window, so that H1 sharpens as they accumulate (the share chosen with the
+    route rests on as few as stable_min_judged verdicts, and one from 50 put H1 anywhere between
+    a ratio of 1.1 and 1.6, leaving many healthy candidates open at the horizon). Until those
+    verdicts are as many as the route's, the route's share stands."""
+    failed = look.running_total(f"{key}.stableFailed", stable_failed)
+    judged = look.running_total(f"{key}.stableJudged", stable_judged)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        running = failed / judged
+        running = running + np.sqrt(running * (1 - running) / judged)
+    share: np.ndarray = np.where(judged >= config.stable_min_judged, running, first_share)
+    return share
+
+
 def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLOLook:
     c, s = look.candidate, look.stable
     n = look.replicates
     key = f"{QUALITY_MAX_DROP}@{max_drop:g}"
     c_judged = _judged(c.eval_passed, c.eval_failed)
     s_judged = _judged(s.eval_passed, s.eval_failed)
-    route, share = _route(look, key, max_drop, config)
+    route, first_share = _route(look, key, max_drop, config)
+    share = _stable_fail_share(look, key, s.eval_failed, s_judged, first_share, config)
     # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f; where stable
     # (almost) never fails, the failures only watch for a regression, at half the drop's rate as f.
     floor = np.maximum(share, max_drop / 2)
