@@ -49,6 +49,8 @@ class SequentialConfig:
     # answers' length, which a new model or prompt changes a little as a rule; an H0 of "exactly
     # stable's" would put such a candidate halfway to H1.
     cost_null_share: float = 0.25
+    # ... and the percentile bounds' shift watch's: durations longer by this share of maxIncrease.
+    shift_null_share: float = 0.25
     # Stable's data chosen from (its p95's bucket edge, its eval failure share) must rest on this many.
     stable_min_observations: float = 20.0
     # ... and a distribution to shift (tokens per request, bucket by bucket) on this many.

@@ -1,6 +1,7 @@
 import json
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -188,6 +189,22 @@ def test_a_ttft_regression_within_the_slo_is_caught_against_stable() -> None:
     failed = last(rollout(slos(ttft={"p95": "800ms"}), lambda n: variant("v2", n, ttft_p95=0.6)))
     assert failed.verdict == FAIL
     assert "worse than v1 beyond its relative bound" in failed.reason
+
+
+def test_a_shift_of_every_duration_is_caught_by_the_whole_histogram_first() -> None:
+    spec = slos(ttft={"p95": "800ms", "maxIncreaseVsStable": 0.2})
+    shifted = list(rollout(spec, lambda n: variant("v2", n / 10, ttft_p95=0.5)))
+    failed = next(e for e in shifted if e.verdict == FAIL)
+    assert "ttft seconds per request" in failed.reason and "bucket by bucket" in failed.reason
+
+
+def test_a_longer_tail_alone_is_caught_by_the_share_above_stables_p95() -> None:
+    # The same median as stable's (0.4 s p95 at sigma 0.5), with a tail half as long again: p95 0.6 s.
+    def tail(requests: float) -> VariantWindow:
+        return replace(variant("v2", requests), ttft=lognormal_histogram(requests, 0.604, sigma=0.75))
+
+    failed = last(rollout(slos(ttft={"p95": "800ms", "maxIncreaseVsStable": 0.2}), tail))
+    assert failed.verdict == FAIL
     assert "share above 1.2 x v1's p95" in failed.reason
 
 

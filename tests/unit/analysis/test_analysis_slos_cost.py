@@ -20,8 +20,8 @@ from llmrollout.analysis.sequential import (
     evaluate_sequential,
     load_state,
 )
+from llmrollout.analysis.shifts import RATIO_LIMITS, shifted_ratios
 from llmrollout.analysis.slos import needed_fields, rollback_test_count
-from llmrollout.analysis.slos.cost import RATIO_LIMITS, shifted_ratios
 from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import Pricing, SLOs
 

@@ -39,16 +39,16 @@ from llmrollout.analysis.hypotheses import (
 from llmrollout.analysis.messages import count, format_usd
 from llmrollout.analysis.observations import VariantWindow
 from llmrollout.analysis.results import COST_PER_REQUEST, SLOResult
+from llmrollout.analysis.shifts import (
+    MIN_MOVED_SHARE,
+    choose_rows,
+    common_buckets,
+    moved_share,
+    shifted_ratios,
+)
 from llmrollout.api.spec import CostSLO, Pricing, SLOs
 
 TOKEN_TYPES = ("input", "output")
-# A bucket's H1 ratio is kept within these: one sparse bucket of stable's must not dominate the test.
-RATIO_LIMITS = (0.2, 5.0)
-# Added to each of stable's bucket counts before its shares are taken (no bucket has a share of 0).
-BUCKET_PSEUDOCOUNT = 0.5
-# The share of stable's requests that H1 must move across bucket edges (relative to H0) for the
-# buckets to show a shift at all; below it the SLO is inconclusive with advice.
-MIN_MOVED_SHARE = 0.01
 
 
 def evaluate_threshold(slo: CostSLO, window: VariantWindow, pricing: Pricing | None) -> SLOResult:
@@ -136,7 +136,7 @@ def _too_coarse(
     the buckets to add, never judged on what the buckets cannot show."""
     if test.bucket_ratios is None or test.bucket_nulls is None or test.bucket_shares is None:
         return np.zeros(len(test.candidate_events), bool), None
-    moved = 0.5 * np.sum(test.bucket_shares * np.abs(test.bucket_ratios - test.bucket_nulls), axis=1)
+    moved = moved_share(test.bucket_shares, test.bucket_nulls, test.bucket_ratios)
     coarse: BoolArray = np.isfinite(moved) & (moved < MIN_MOVED_SHARE)
     if not coarse[0] or stable is None:
         return coarse, None
@@ -155,55 +155,6 @@ def _histogram_missing(hist: HistogramBatch | None) -> BoolArray:
     if hist is None:
         return np.array(True)
     return nan_to_missing(hist.total)
-
-
-def _common(
-    candidate: HistogramBatch, stable: HistogramBatch
-) -> tuple[FloatArray, FloatArray, tuple[float, ...]]:
-    """Both histograms' counts per bucket on the edges they share (cumulative counts at a shared edge
-    are exact, so differing bucket layouts still compare)."""
-    edges = tuple(sorted(set(candidate.edges) & set(stable.edges)))
-
-    def per_bucket(hist: HistogramBatch) -> FloatArray:
-        columns = [hist.edges.index(edge) for edge in edges] + [len(hist.edges)]
-        cumulative = hist.cumulative[:, columns]
-        counts: FloatArray = np.diff(cumulative, axis=1, prepend=0.0)
-        return counts
-
-    return per_bucket(candidate), per_bucket(stable), edges
-
-
-def shifted_ratios(
-    cumulative: FloatArray, edges: tuple[float, ...], scale: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Per replicate: the H1 ratio of each bucket (stable's distribution scaled by `scale` against
-    stable's own) and stable's share of each bucket, from stable's cumulative counts (a pseudocount
-    per bucket keeps every share above 0). The scaled distribution's CDF at an edge is stable's at
-    edge / scale, interpolated between edges linearly in log-odds against log tokens: exact for a
-    log-logistic distribution and close for the unimodal ones tokens follow, where a straight line
-    within a wide bucket would misplace the mass a shift moves across the edges several-fold."""
-    counts = np.diff(cumulative, axis=1, prepend=0.0) + BUCKET_PSEUDOCOUNT
-    shares = counts / counts.sum(axis=1, keepdims=True)
-    ratios = np.full(shares.shape, np.nan)
-    if len(edges) < 2:
-        return ratios, shares
-    logs = np.log(np.array(edges))
-    for row in range(len(shares)):
-        if not (math.isfinite(scale[row]) and scale[row] > 0 and np.all(np.isfinite(shares[row]))):
-            continue
-        cdf = np.cumsum(shares[row])[:-1]
-        log_odds = np.log(cdf / (1 - cdf))
-        at = logs - math.log(scale[row])
-        # Linear in (log edge, log-odds), extended past the first and last edges by their segments.
-        moved = np.interp(at, logs, log_odds)
-        first = (log_odds[1] - log_odds[0]) / (logs[1] - logs[0])
-        last = (log_odds[-1] - log_odds[-2]) / (logs[-1] - logs[-2])
-        moved = np.where(at < logs[0], log_odds[0] + first * (at - logs[0]), moved)
-        moved = np.where(at > logs[-1], log_odds[-1] + last * (at - logs[-1]), moved)
-        shifted_cdf = 1 / (1 + np.exp(-moved))
-        shifted = np.diff(np.concatenate([[0.0], shifted_cdf, [1.0]]))
-        ratios[row] = np.clip(shifted / shares[row], *RATIO_LIMITS)
-    return ratios, shares
 
 
 def _versus_stable(
@@ -227,7 +178,7 @@ def _versus_stable(
             ready=np.zeros(n, bool), relative=True, candidate_buckets=empty, stable_buckets=empty,
             bucket_nulls=np.ones((n, 1)), bucket_ratios=np.ones((n, 1)), bucket_shares=empty,
         )  # fmt: skip
-    c_counts, s_counts, edges = _common(candidate, stable)
+    c_counts, s_counts, edges = common_buckets(candidate, stable)
     if np.isnan(look.param(f"{key}.scale")).any():
         chosen = f"{key}.scale"
         pooled = look.pool(f"{key}.pool", np.cumsum(s_counts, axis=1), chosen)
@@ -241,9 +192,9 @@ def _versus_stable(
         look.choose(chosen, np.where(enough, scale, np.nan))
         ratios, shares = shifted_ratios(pooled, edges, look.param(chosen))
         nulls, _ = shifted_ratios(pooled, edges, 1.0 + config.cost_null_share * (look.param(chosen) - 1.0))
-        _choose_rows(look, f"{key}.ratios", ratios)
-        _choose_rows(look, f"{key}.nulls", nulls)
-        _choose_rows(look, f"{key}.shares", shares)
+        choose_rows(look, f"{key}.ratios", ratios)
+        choose_rows(look, f"{key}.nulls", nulls)
+        choose_rows(look, f"{key}.shares", shares)
     scale = look.param(f"{key}.scale")
     ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
     nulls = look.params.get(f"{key}.nulls", np.full(c_counts.shape, np.nan))
@@ -273,16 +224,6 @@ def _versus_stable(
         bucket_ratios=ratios if fits else np.ones(c_counts.shape),
         bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
     )
-
-
-def _choose_rows(look: LookInput, key: str, value: FloatArray) -> None:
-    """LookInput.choose for a parameter with a row per replicate: rows chosen already keep theirs."""
-    kept = look.params.get(key)
-    if kept is None or kept.shape != value.shape:
-        look.params[key] = value
-        return
-    open_rows = np.isnan(kept).any(axis=1, keepdims=True)
-    look.params[key] = np.where(open_rows, value, kept)
 
 
 class Cost:

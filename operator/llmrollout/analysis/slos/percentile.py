@@ -36,6 +36,13 @@ from llmrollout.analysis.messages import count, format_seconds
 from llmrollout.analysis.observations import Histogram, VariantWindow
 from llmrollout.analysis.quantiles import histogram_quantile, quantile_exceeds_finite_buckets
 from llmrollout.analysis.results import LATENCY_P95, TTFT_P95, SLOResult
+from llmrollout.analysis.shifts import (
+    MIN_MOVED_SHARE,
+    choose_rows,
+    common_buckets,
+    moved_share,
+    shifted_ratios,
+)
 from llmrollout.api.spec import PercentileSLO, Pricing, SLOs
 
 P95_EXCEEDANCE = 1 - P95
@@ -125,6 +132,7 @@ def observe(
             look, slo_name, slo.max_increase_vs_stable, candidate, stable or no_stable, config
         )
         tests.extend(versus)
+        tests.append(_shift_watch(look, slo_name, slo.max_increase_vs_stable, candidate, stable, config))
     return SLOLook(
         slo=slo_name,
         label=label,
@@ -190,6 +198,96 @@ def _versus_stable(
     ]
 
 
+def _shift_watch(
+    look: LookInput,
+    slo_name: str,
+    max_increase: float,
+    candidate: HistogramBatch,
+    stable: HistogramBatch | None,
+    config: SequentialConfig,
+) -> CountTest:
+    """A second watch on the relative bound, for the commonest regression: every duration longer by
+    about the same factor (a slower model, a longer prompt). The whole histogram against stable's,
+    bucket by bucket (as cost's tokens): H1 stable's distribution scaled by 1 + maxIncrease, H0 by a
+    share of that (SequentialConfig.shift_null_share). It reads every request where the share above
+    one edge reads only the few near the tail, so it catches a shift several times sooner. It only
+    rolls back: a p95 cleared by a distribution that did not shift would say nothing about a longer
+    tail alone, which the share above (1 + maxIncrease) x stable's p95 proves."""
+    key = f"{slo_name}/shiftVsStable@{max_increase:g}"
+    n = look.replicates
+    nan = np.full(n, np.nan)
+    never = np.zeros(n, bool)
+    what = f"{slo_name.split('.', maxsplit=1)[0]} seconds per request"
+    if stable is None:
+        empty = np.full((n, 1), np.nan)
+        return CountTest(
+            key, slo_name, what, nan, nan, np.ones(n), nan, nan, nan, ready=never, clears=never,
+            relative=True, candidate_buckets=empty, stable_buckets=empty, bucket_nulls=np.ones((n, 1)),
+            bucket_ratios=np.ones((n, 1)), bucket_shares=empty,
+        )  # fmt: skip
+    c_counts, s_counts, edges = common_buckets(candidate, stable)
+    scale = 1.0 + max_increase
+    null_scale = 1.0 + config.shift_null_share * max_increase
+    if np.isnan(look.param(f"{key}.chosen")).any():
+        chosen = f"{key}.chosen"
+        pooled = look.pool(f"{key}.pool", np.cumsum(s_counts, axis=1), chosen)
+        enough = pooled[:, -1] >= config.stable_min_histogram
+        ratios, shares = shifted_ratios(pooled, edges, np.full(n, scale))
+        nulls, _ = shifted_ratios(pooled, edges, np.full(n, null_scale))
+        # Buckets too coarse for the shift to move requests across an edge: the watch stands aside.
+        usable = moved_share(shares, nulls, ratios) >= MIN_MOVED_SHARE
+        look.choose(chosen, np.where(enough, np.where(usable, 1.0, 0.0), np.nan))
+        choose_rows(look, f"{key}.ratios", np.where(enough[:, None], ratios, np.nan))
+        choose_rows(look, f"{key}.nulls", np.where(enough[:, None], nulls, np.nan))
+        choose_rows(look, f"{key}.shares", np.where(enough[:, None], shares, np.nan))
+    chosen_value = look.param(f"{key}.chosen")
+    ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
+    nulls = look.params.get(f"{key}.nulls", np.full(c_counts.shape, np.nan))
+    shares = look.params.get(f"{key}.shares", np.full(c_counts.shape, np.nan))
+    # A histogram whose buckets changed since stable's distribution was chosen cannot be compared.
+    fits = ratios.shape == c_counts.shape == nulls.shape
+    ready = (
+        (chosen_value == 1.0) & np.all(np.isfinite(ratios), axis=1) & np.all(np.isfinite(nulls), axis=1)
+        if fits
+        else np.zeros(n, bool)
+    )
+    return CountTest(
+        key=key,
+        slo=slo_name,
+        what=what,
+        # Summaries only (the buckets decide): approximate total seconds over the observations.
+        candidate_events=_approximate_sum(c_counts, edges),
+        candidate_exposure=c_counts.sum(axis=1),
+        null=np.full(n, null_scale),
+        alternative=np.full(n, scale),
+        stable_events=_approximate_sum(s_counts, edges),
+        stable_exposure=s_counts.sum(axis=1),
+        ready=ready,
+        applicable=~(chosen_value == 0.0),
+        left_out="buckets too coarse to show a shift",
+        candidate_buckets=c_counts,
+        stable_buckets=s_counts,
+        bucket_nulls=nulls if fits else np.ones(c_counts.shape),
+        bucket_ratios=ratios if fits else np.ones(c_counts.shape),
+        bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
+        relative=True,
+        clears=never,
+    )
+
+
+def _approximate_sum(counts: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Seconds over the observations, each bucket's at its geometric middle (the first bucket's at half
+    its edge, the open last one's at 1.5 x the highest edge)."""
+    if not edges:
+        return np.full(len(counts), np.nan)
+    bounds = np.array(edges)
+    middles = np.concatenate(
+        [[bounds[0] / 2], np.sqrt(np.maximum(bounds[:-1], 0) * bounds[1:]), [1.5 * bounds[-1]]]
+    )
+    total: np.ndarray = counts @ middles
+    return total
+
+
 class Percentile:
     """One family per histogram: `attribute` is the VariantWindow field it reads."""
 
@@ -210,7 +308,7 @@ class Percentile:
 
     def rollback_tests(self, slos: SLOs) -> int:
         slo = self._slo(slos)
-        return 0 if slo is None else 1 + (slo.max_increase_vs_stable is not None)
+        return 0 if slo is None else 1 + 2 * (slo.max_increase_vs_stable is not None)
 
     def threshold(
         self, slos: SLOs, window: VariantWindow, baseline: VariantWindow | None, pricing: Pricing | None
