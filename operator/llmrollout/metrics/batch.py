@@ -294,10 +294,8 @@ class _Chunk:
                         (name, "vector", start, baseline_query(name, self.matchers, self.lookback))
                     )
         answers = list(self.pool.map(self._ask, queries))
-        for answer in answers:
-            if isinstance(answer, MetricsUnavailableError):
-                self.failed = answer
-                raise answer
+        if self.failed is not None:
+            raise self.failed
         for name in todo:
             self._names[name] = _Name()
         for (name, kind, at, query), answer in zip(queries, answers, strict=True):
@@ -325,9 +323,19 @@ class _Chunk:
                 entry.baselines[at] = parsed
 
     def _ask(self, query: tuple[str, str, float, str]) -> dict[str, Any] | MetricsError:
+        """The answer, or the error as a value. Once Prometheus could not answer one of the chunk's
+        queries, the rest are not asked: each would fail alike (a 60 MB answer read up to the cap,
+        a drip waited on until the deadline), and the chunk fails as a whole anyway."""
+        if self.failed is not None:
+            return self.failed
         try:
             return self.api.query(query[3], query[2], self.deadline)
         except MetricsError as err:
+            # Kept without its traceback: the errors of a chunk's queries live together until the
+            # chunk is read, and their frames would keep each query's answer (up to the cap) alive.
+            err = err.with_traceback(None)
+            if isinstance(err, MetricsUnavailableError) and self.failed is None:
+                self.failed = err
             return err
 
     def series(self, position: int, variant: str, names: Sequence[str]) -> dict[SeriesKey, SeriesData]:
@@ -363,7 +371,6 @@ class _Chunk:
             query = baseline_query(name, self.matchers, self.lookback)
             answer = self._ask((name, "vector", start, query))
             if isinstance(answer, MetricsUnavailableError):
-                self.failed = answer
                 raise answer
             if isinstance(answer, MetricsError):
                 raise type(answer)(f"{answer} (query: {short(query)})")
@@ -382,7 +389,6 @@ class _Chunk:
             query = scraped_targets_query(unknown, self.lookback)
             answer = self._ask(("up", "vector", start, query))
             if isinstance(answer, MetricsUnavailableError):
-                self.failed = answer
                 raise answer
             if isinstance(answer, MetricsError):
                 raise type(answer)(f"{answer} (query: {short(query)})")

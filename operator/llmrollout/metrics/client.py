@@ -140,10 +140,12 @@ class PrometheusAPI:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
-                    if len(body) > self.max_response_bytes:
-                        raise self._too_large()
-                    if time.monotonic() > deadline:
-                        raise self._too_slow()
+                    too_large = len(body) > self.max_response_bytes
+                    if too_large or time.monotonic() > deadline:
+                        # Dropped before raising: the error's traceback keeps this frame's locals
+                        # alive as long as the error, and a batch holds every query's error at once.
+                        del body, chunk
+                        raise self._too_large() if too_large else self._too_slow()
                 return response.status_code, bytes(body)
         except httpx.TimeoutException as err:
             if time.monotonic() >= deadline - 0.01:

@@ -3,8 +3,11 @@ each member's own read (the in-memory TSDB of test_metrics_responses behind http
 
 from __future__ import annotations
 
+import gc
 import itertools
 import re
+import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -282,6 +285,43 @@ def test_an_unreachable_prometheus_makes_every_member_unavailable() -> None:
     members = [BatchMember(_provider(client, app), ("v1",), 1000.0, 1060.0) for app in ("a", "b")]
     results = read_batch(members)
     assert all(isinstance(r, MetricsUnavailableError) and "unreachable" in str(r) for r in results)
+
+
+def test_once_prometheus_fails_a_query_the_chunk_asks_no_more() -> None:
+    asked: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        raise httpx.ConnectError("connection refused")
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    members = [BatchMember(_provider(client, app), ("v1", "v2"), 1000.0, 1060.0) for app in ("a", "b")]
+    results = read_batch(members, concurrency=1)
+    assert all(isinstance(r, MetricsUnavailableError) and "unreachable" in str(r) for r in results)
+    assert len(asked) == 1
+
+
+def test_the_errors_of_answers_over_the_cap_keep_none_of_them() -> None:
+    """Every query of a chunk is read to the cap (1 MiB) by a server that floods: what the batch
+    returns must not keep those bytes alive (as the frames of the errors' tracebacks did)."""
+
+    def flood() -> Iterator[bytes]:
+        yield b'{"status": "success", "data": {"result": ["'
+        for _ in range(1000):  # 64 MB if it were read to the end
+            yield b" " * (64 << 10)
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=flood())))
+    members = [BatchMember(_provider(client, app), ("v1", "v2"), 1000.0, 1060.0) for app in ("a", "b")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        results = read_batch(members)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert all(isinstance(r, MetricsUnavailableError) and "larger than" in str(r) for r in results)
+    assert held < 256 << 10, held
 
 
 def test_members_must_share_a_batch_key() -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -99,6 +100,27 @@ def test_sixty_megabytes_are_cut_off_at_the_limit(serve: Callable[[Handler], Ser
         api(server).query("up", 1.0, time.monotonic() + 20)
     assert time.monotonic() - started < 5
     assert sum(sent) < 60 << 20  # the server was cut off, not read to the end
+
+
+def test_the_error_of_an_answer_over_the_limit_keeps_none_of_it(serve: Callable[[Handler], Server]) -> None:
+    """A batch holds the errors of all its queries at once: no error may keep the bytes read before
+    the cut alive through the frames of its traceback."""
+
+    def flood(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.end_headers()
+        for _ in range(100):
+            request.wfile.write(b" " * (64 << 10))
+
+    with pytest.raises(MetricsUnavailableError, match=r"larger than 1048576 bytes") as caught:
+        api(serve(flood)).query("up", 1.0, time.monotonic() + 20)
+    held = [
+        (frame.f_code.co_name, name, len(value))
+        for frame, _ in traceback.walk_tb(caught.value.__traceback__)
+        for name, value in frame.f_locals.items()
+        if isinstance(value, (bytes, bytearray)) and len(value) > 128 << 10
+    ]
+    assert not held
 
 
 def test_a_declared_size_over_the_limit_is_refused_before_reading(serve: Callable[[Handler], Server]) -> None:
