@@ -160,30 +160,6 @@ def prepare_namespace(servers: dict[str, ModelServer], prometheus: PrometheusSer
     prometheus.wait_for_targets({"namespace": NAMESPACE}, 3, timeout=30)
 
 
-# The series the demo's SLOs read. A model server creates a series with its first request (and the eval
-# series with its first judged answer), so right after the traffic starts some are not scraped yet, and
-# the operator would rightly refuse to start a rollout over a version whose series it cannot find.
-SLO_SERIES = (
-    "gen_ai_client_operation_duration_seconds_count",
-    "gen_ai_server_time_to_first_token_seconds_bucket",
-    "gen_ai_client_token_usage_sum",
-    "llm_eval_score_count",
-    "llm_eval_results_total",
-)
-
-
-def wait_for_series(prometheus: PrometheusServer, variant: str, timeout: float = 60.0) -> None:
-    print(f"  waiting for {variant}'s series in Prometheus ...", flush=True)
-    deadline = time.monotonic() + timeout
-    selector = f'{{variant="{variant}",namespace="{NAMESPACE}"}}'
-    missing = list(SLO_SERIES)
-    while missing and time.monotonic() < deadline:
-        missing = [name for name in missing if not prometheus.query(f"{name}{selector}")]
-        time.sleep(0.5)
-    if missing:
-        raise SystemExit(f"Prometheus has no {', '.join(missing)} for {variant} after {timeout:.0f}s")
-
-
 def show_result(generator: TrafficGenerator) -> None:
     say(f"kubectl get llmd -n {NAMESPACE}")
     print(kubectl("get", "llmd", "-n", NAMESPACE))
@@ -248,7 +224,6 @@ def main() -> int:
             weights, backends, rate=40, duration=900, max_requests=10**6, seed=7
         ).start()
         print("  traffic: 40 requests/s, split by the HTTPRoute's weights")
-        wait_for_series(prometheus, "v1")
         phase = rollouts(servers, prometheus)
         show_result(generator)
         return 0 if phase == "RolledBack" else 1

@@ -61,6 +61,7 @@ from llmrollout.metrics import (
     variant_selector,
 )
 from llmrollout.metrics.batch import BatchMember, batch_key, read_batch
+from llmrollout.metrics.factory import INGESTION_DELAY_SECONDS
 from llmrollout.metrics.prometheus import PrometheusProvider
 from llmrollout.routers import (
     RouteNotFoundError,
@@ -86,6 +87,10 @@ FAULT_TERM_AFTER_ROUTE_WRITE: Final = "LLMROLLOUT_FAULT_TERM_AFTER_ROUTE_WRITE"
 # The analysis block is free-form (per-SLO results, the sequential tests' state); its messages are
 # capped like every other message, and its size as a whole is checked before a write.
 MAX_ANALYSIS_BYTES: Final = 32 * 1024
+# The series check asks which series Prometheus holds when it asks: a scrape still being stored is at
+# worst found by the next check, while reading a second in the past (as the analysis windows do, so
+# that no window misses its newest samples) misses every series first scraped within that second.
+CHECK_QUERY_OFFSET: Final = 0.0
 
 Post = Callable[[rollout.Event], None]
 
@@ -520,14 +525,17 @@ def _preflight(
     if clients.reads is None:
         return check_series(clients, spec, namespace, [stable, candidate], now)
     start, end = _check_window(spec, now)
-    batched = _batched(clients.http, spec, namespace, [stable, candidate], start, end)
+    variants = [stable, candidate]
+    batched = _batched(clients.http, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
     observation = clients.reads.observe(
         f"{key}#preflight",
         _server_of(address),
-        start,
+        # The check's window moves with every tick; a check in flight is told apart by the scrape
+        # interval it was asked in, so that a slow answer is still picked up on a later tick.
+        _aligned(spec, now),
         end,
         30.0,
-        lambda: _read_window(clients, spec, namespace, [stable, candidate], start, end),
+        lambda: _read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET),
         batched,
     )
     if observation is None:
@@ -538,18 +546,34 @@ def _preflight(
 def check_series(
     clients: Clients, spec: LLMDeploymentSpec, namespace: str, variants: list[str], now: datetime
 ) -> rollout.Preflight:
-    """Which series of `variants` Prometheus has and lacks (a series seen within the provider's
-    look-back counts as present): what MetricsReady and `llmrollout check` report."""
+    """Which series of `variants` Prometheus has and lacks at `now` (a series seen within the
+    provider's look-back counts as present): what MetricsReady and `llmrollout check` report."""
     start, end = _check_window(spec, now)
-    return _as_preflight(spec, _read_window(clients, spec, namespace, variants, start, end))
+    return _as_preflight(
+        spec, _read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
+    )
 
 
 def _check_window(spec: LLMDeploymentSpec, now: datetime) -> tuple[datetime, datetime]:
-    # One scrape interval, aligned to it, so that a check in flight is picked up on a later tick.
+    """The check's window: one scrape interval ending at `now` itself, read at `now` (see
+    CHECK_QUERY_OFFSET). A series counts as present when it has a sample in the window or within
+    the look-back before it, so whether it moved does not matter, only whether Prometheus holds it.
+
+    Not the analysis windows' edges (ends on multiples of the interval, read a second earlier):
+    those hide up to a scrape interval and a second of the newest samples, and a new LLMDeployment's
+    servers, scraped for the first time a moment before it was created, read as missing there.
+    """
+    return now - timedelta(seconds=_check_step(spec)), now
+
+
+def _aligned(spec: LLMDeploymentSpec, now: datetime) -> datetime:
+    step = _check_step(spec)
+    return datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
+
+
+def _check_step(spec: LLMDeploymentSpec) -> float:
     assert spec.metrics.prometheus is not None
-    step = max(spec.metrics.prometheus.scrape_interval.total_seconds(), 1.0)
-    end = datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
-    return end - timedelta(seconds=step), end
+    return max(spec.metrics.prometheus.scrape_interval.total_seconds(), 1.0)
 
 
 def _as_preflight(spec: LLMDeploymentSpec, observation: rollout.Observation) -> rollout.Preflight:
@@ -571,6 +595,7 @@ def _read_window(
     variants: list[str],
     start: datetime,
     end: datetime,
+    query_offset: float = INGESTION_DELAY_SECONDS,
 ) -> rollout.Observation:
     auth = spec.metrics.prometheus.auth if spec.metrics.prometheus is not None else None
     try:
@@ -580,7 +605,13 @@ def _read_window(
     except CredentialsError as error:
         return rollout.Observation(start, end, unavailable=truncate(str(error)))
     try:
-        provider = provider_for(spec.metrics, clients.http, namespace=namespace, credentials=credentials)
+        provider = provider_for(
+            spec.metrics,
+            clients.http,
+            namespace=namespace,
+            credentials=credentials,
+            query_offset=query_offset,
+        )
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
     except MetricsError as error:
@@ -613,6 +644,7 @@ def _batched(
     variants: Sequence[str],
     start: datetime,
     end: datetime,
+    query_offset: float = INGESTION_DELAY_SECONDS,
 ) -> Batched | None:
     """How this window read joins others on the same Prometheus, preset and label keys; None when it
     reads alone (a provider that does not batch, or a spec the read itself will report on)."""
@@ -621,7 +653,7 @@ def _batched(
         # window is read alone, so that no query ever mixes two tenants' credentials.
         return None
     try:
-        provider = provider_for(spec.metrics, http, namespace=namespace)
+        provider = provider_for(spec.metrics, http, namespace=namespace, query_offset=query_offset)
     except (MetricsError, ValueError):
         return None
     if not isinstance(provider, PrometheusProvider) or (group := batch_key(provider)) is None:

@@ -26,9 +26,15 @@ def preset_named(name: str) -> Preset:
 
 
 def provider_for(
-    metrics: Metrics, client: httpx.Client, *, namespace: str, credentials: Credentials | None = None
+    metrics: Metrics,
+    client: httpx.Client,
+    *,
+    namespace: str,
+    credentials: Credentials | None = None,
+    query_offset: float = INGESTION_DELAY_SECONDS,
 ) -> MetricProvider:
     """The provider for `spec.metrics`; `namespace` (the LLMDeployment's) fills {{namespace}}.
+    `query_offset`: how far in the past windows are read (0 for a check of which series exist now).
 
     The caller owns `client` (timeouts, TLS) and closes it, and reads `credentials` from the Secret
     that spec.metrics.prometheus.auth names (this layer does no Kubernetes I/O).
@@ -43,7 +49,7 @@ def provider_for(
             variant_from=metrics.variant_from,
             labels=metrics.labels,
             scrape_interval=metrics.prometheus.scrape_interval.total_seconds(),
-            query_offset=INGESTION_DELAY_SECONDS,
+            query_offset=query_offset,
             credentials=credentials,
         )
     raise UnknownMetricsProviderError(

@@ -89,7 +89,7 @@ def _start_pending(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: da
     )
     if blocked:
         assert spec.metrics.prometheus is not None
-        # The series are checked over scrape-aligned windows: the next one can find what this lacked.
+        # Only a new scrape can find what this check lacked: ask again once per scrape interval.
         scrape = max(spec.metrics.prometheus.scrape_interval, timedelta(seconds=1))
         return boundary(now, scrape) + scrape
     return now + POLL
