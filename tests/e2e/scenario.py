@@ -355,17 +355,20 @@ def concurrent_rollouts(
 ) -> Iterator[dict[str, Rollout]]:
     """Each case started in a namespace of its own (`<prefix>-<case>-<random>`), with its own model
     servers, judge and traffic (they are named per rollout: bot-v1, bot-v2, judge); yields
-    {case name: Rollout} and stops them all, and deletes the namespaces, at exit."""
+    {case name: Rollout} and stops them all, and deletes the namespaces, at exit. The cases start at
+    once too: each waits for Prometheus's first scrape of its servers, up to a scrape interval."""
     namespaces = {case.name: f"{prefix}-{case.name}-{uuid.uuid4().hex[:6]}" for case in cases}
     servers = {case.name: ModelServers(prometheus, workdir) for case in cases}
     traffic = {case.name: Traffic(request, servers[case.name]) for case in cases}
     try:
         for namespace in namespaces.values():
             kube.kubectl("create", "namespace", namespace)
-        yield {
-            case.name: start(case, namespaces[case.name], servers[case.name], traffic[case.name])
-            for case in cases
-        }
+        with ThreadPoolExecutor(len(cases)) as pool:
+            started = pool.map(
+                lambda c: start(c, namespaces[c.name], servers[c.name], traffic[c.name]), cases
+            )
+            rollouts = dict(zip((case.name for case in cases), started, strict=True))
+        yield rollouts
     finally:
         for case in cases:
             traffic[case.name].close()

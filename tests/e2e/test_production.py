@@ -50,8 +50,8 @@ JUDGED_SLOS: dict[str, Any] = {**SLOS, "feedback": {"maxDownRateVsStable": 1.0}}
 # The application posts every exchange to the judge, which scores half of them (its --sample-rate):
 # 2 judged answers/s, 0.2/s of the candidate's at the first step (10%). A candidate failing nearly every
 # judged answer is rolled back by its failures against stable's (an SPRT) after a few dozen of them. A
-# 0.3 share of exchanges gets the user's thumbs: 0.12/s on the candidate at 10%, and a thumbs-down share
-# three times stable's is told from twice (the bound) in roughly 50 thumbs-down over both versions.
+# 0.3 share of exchanges gets the user's thumbs: 0.12/s on the candidate at 10%, where three times stable's
+# thumbs-down share took ~40 of them (6.5 min); four times takes fewer.
 POSTED = 1.0
 JUDGE_SAMPLE_RATE = 0.5
 HORIZON = "20m"
@@ -82,8 +82,8 @@ CASES = [
         "quality",
         judge=True,
     ),
-    # Answers as good as stable's (the judge scores them alike), but three times the thumbs-down.
-    Case("judge-feedback", Behaviour(thumbs_down_rate=0.6), "RolledBack", "feedback", judge=True),
+    # Answers as good as stable's (the judge scores them alike), but four times the thumbs-down.
+    Case("judge-feedback", Behaviour(thumbs_down_rate=0.8), "RolledBack", "feedback", judge=True),
 ]
 
 
