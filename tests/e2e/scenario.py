@@ -1,16 +1,28 @@
 """A rollout scenario on the real cluster and Prometheus: Services, an HTTPRoute, simulated model
-servers, traffic that follows the route, and an LLMDeployment over them."""
+servers, traffic that follows the route, and an LLMDeployment over them.
+
+`concurrent_rollouts` and `decide_concurrently` run several such scenarios at once, each in a namespace
+of its own, so that slow conditions cost a test the time of its slowest scenario, not their sum.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, ServerSpec, Traffic
+from tests.e2e.harness.judge import JudgeProcess
 from tests.e2e.harness.modelserver import Behaviour, ModelServer
 from tests.e2e.harness.prometheus import PrometheusServer
 from tests.e2e.harness.traffic import JudgeFeed, TrafficGenerator
@@ -142,6 +154,7 @@ class Rollout:
     manifest: dict[str, Any]
     seen_weights: list[int] = field(default_factory=list)
     described_plan: str = ""  # `kubectl describe` as it showed the plan, for tests that look for it
+    judge: JudgeProcess | None = None  # the online evaluator, when the servers export no eval metrics
     _watching: threading.Event = field(default_factory=threading.Event)
     _watched: str = "v2"
     _watcher: threading.Thread | None = None
@@ -271,10 +284,14 @@ def start_rollout(
     variants: tuple[str, ...] = ("v1", "v2"),
     traffic_seconds: float = 600,
     judge: bool = False,
+    posted: float = 0.5,
+    judge_sample_rate: float = 0.5,
     **llmd: Any,
 ) -> Rollout:
     """With `judge`, the model servers export no eval metrics: a real `llmrollout judge` scores a
-    sample of the traffic, and users' thumbs reach it too (harness/judge.py, traffic.JudgeFeed)."""
+    sample of the traffic, and users' thumbs reach it too (harness/judge.py, traffic.JudgeFeed). The
+    application posts a `posted` share of its exchanges to the judge, which scores `judge_sample_rate`
+    of those."""
     behaviours = {"v2": candidate_behaviour or Behaviour()}
     servers = model_servers(
         namespace,
@@ -290,10 +307,11 @@ def start_rollout(
         },
     )
     feed = None
+    process: JudgeProcess | None = None
     if judge:
         # Before the rollout: its preflight needs stable's eval (and feedback) series in Prometheus.
-        process = model_servers.judge(namespace, variants)
-        feed = JudgeFeed(process.url, {f"bot-{v}": v for v in variants}, seed=4)
+        process = model_servers.judge(namespace, variants, sample_rate=judge_sample_rate)
+        feed = JudgeFeed(process.url, {f"bot-{v}": v for v in variants}, sample=posted, seed=4)
     for manifest in services_and_route(namespace, variants):
         result = kube.apply(manifest, namespace)
         assert result.returncode == 0, result.stderr
@@ -303,6 +321,99 @@ def start_rollout(
     # The spec says how often this Prometheus scrapes, as users are told to (it sizes the warm-up).
     llmd.setdefault("scrape_interval", f"{prometheus.scrape_interval:g}s")
     manifest = llmdeployment(namespace, prometheus.address, variants=variants, **llmd)
-    rollout = Rollout(kube, namespace, servers, generator, manifest)
+    rollout = Rollout(kube, namespace, servers, generator, manifest, judge=process)
     rollout.apply(manifest)
     return rollout
+
+
+@dataclass(frozen=True)
+class Case:
+    """One of several scenarios run at once."""
+
+    name: str
+    behaviour: Behaviour  # the candidate's
+    expect: str  # the phase it must end in ("": either decision)
+    slo: str | None = None  # the SLO a rollback must name
+    judge: bool = False  # quality and feedback from a real `llmrollout judge`, not the model servers
+    max_duration: str | None = None
+
+
+# Starts one case's rollout: (case, its namespace, its model servers, its traffic factory) -> Rollout.
+Starter = Callable[[Case, str, ModelServers, Traffic], Rollout]
+
+
+@contextmanager
+def concurrent_rollouts(
+    kube: Kube,
+    prometheus: PrometheusServer,
+    request: pytest.FixtureRequest,
+    cases: Sequence[Case],
+    start: Starter,
+    *,
+    prefix: str,
+    workdir: Path | None = None,
+) -> Iterator[dict[str, Rollout]]:
+    """Each case started in a namespace of its own (`<prefix>-<case>-<random>`), with its own model
+    servers, judge and traffic (they are named per rollout: bot-v1, bot-v2, judge); yields
+    {case name: Rollout} and stops them all, and deletes the namespaces, at exit. The cases start at
+    once too: each waits for Prometheus's first scrape of its servers, up to a scrape interval."""
+    namespaces = {case.name: f"{prefix}-{case.name}-{uuid.uuid4().hex[:6]}" for case in cases}
+    servers = {case.name: ModelServers(prometheus, workdir) for case in cases}
+    traffic = {case.name: Traffic(request, servers[case.name]) for case in cases}
+    try:
+        for namespace in namespaces.values():
+            kube.kubectl("create", "namespace", namespace)
+        with ThreadPoolExecutor(len(cases)) as pool:
+            started = pool.map(
+                lambda c: start(c, namespaces[c.name], servers[c.name], traffic[c.name]), cases
+            )
+            rollouts = dict(zip((case.name for case in cases), started, strict=True))
+        yield rollouts
+    finally:
+        for case in cases:
+            traffic[case.name].close()
+            servers[case.name].close()
+        for namespace in namespaces.values():
+            kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def decide_concurrently(
+    cases: Sequence[Case],
+    rollouts: Mapping[str, Rollout],
+    decide: Callable[[Case, Rollout], dict[str, Any]],
+) -> list[tuple[Case, dict[str, Any], float]]:
+    """`decide(case, rollout)` (which waits for the rollout's end and returns its status) for every case
+    at once; returns (case, status, seconds it took) in the cases' order."""
+
+    def timed(case: Case) -> tuple[Case, dict[str, Any], float]:
+        started = time.monotonic()
+        status = decide(case, rollouts[case.name])
+        return case, status, time.monotonic() - started
+
+    with ThreadPoolExecutor(len(cases)) as pool:
+        return list(pool.map(timed, cases))
+
+
+def eval_sources(prometheus: PrometheusServer, namespace: str) -> dict[str, set[str]]:
+    """Which scrape targets (by their service label) the namespace's eval and feedback series come from."""
+    sources: dict[str, set[str]] = {}
+    for metric in ("llm_eval_score_count", "llm_eval_results_total", "llm_feedback_total"):
+        found = prometheus.query(f'count by (service) ({metric}{{namespace="{namespace}"}})')
+        sources[metric] = {sample.labels.get("service", "") for sample in found}
+    return sources
+
+
+def assert_judged(rollout: Rollout, prometheus: PrometheusServer) -> None:
+    """The eval and feedback series the operator read came from the rollout's judge, which scored and
+    counted the candidate's answers, and not from the model servers."""
+    assert rollout.judge is not None
+    assert eval_sources(prometheus, rollout.namespace) == {
+        "llm_eval_score_count": {"judge"},
+        "llm_eval_results_total": {"judge"},
+        "llm_feedback_total": {"judge"},
+    }
+    assert not any(server.sample("llm_eval_score_count") for server in rollout.servers.values())
+    sent = rollout.generator.stats()
+    assert sent.judge_errors == 0 and sent.judged.get("bot-v2", 0) > 0, sent
+    assert rollout.judge.sample("llm_eval_score_count", variant="v2") > 0
+    assert rollout.judge.sample("llm_feedback_total", variant="v2") > 0

@@ -5,16 +5,15 @@ All scenarios run at once, each in its own namespace on one Prometheus of their 
 that the slow conditions cost the suite the time of the slowest scenario, not their sum:
 - a healthy candidate is promoted, and `kubectl describe` shows the plan;
 - TTFT, error, quality and output-token (cost) regressions are each rolled back, naming their SLO;
+- with quality and feedback from a real `llmrollout judge` (the model servers export no eval metrics),
+  a quality regression and a thumbs-down regression are each rolled back, naming their SLO;
 - a horizon too short for the traffic gets a HorizonTooShort Warning, and still ends decided.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,15 @@ from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, Traffic
 from tests.e2e.harness.modelserver import Behaviour
 from tests.e2e.harness.prometheus import PrometheusError, PrometheusServer
-from tests.e2e.scenario import NAME, Rollout, start_rollout
+from tests.e2e.scenario import (
+    NAME,
+    Case,
+    Rollout,
+    assert_judged,
+    concurrent_rollouts,
+    decide_concurrently,
+    start_rollout,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
 
@@ -38,17 +45,18 @@ SLOS: dict[str, Any] = {
     "quality": {"minScore": 0.7, "maxDropVsStable": 0.2},
     "costPerRequest": {"maxUSD": 0.0001},
 }
+# Users give a thumbs-down to 20% of stable's answers; twice that share is the regression to catch.
+JUDGED_SLOS: dict[str, Any] = {**SLOS, "feedback": {"maxDownRateVsStable": 1.0}}
+# The application posts every exchange to the judge, which scores half of them (its --sample-rate):
+# 2 judged answers/s, 0.2/s of the candidate's at the first step (10%). A candidate failing nearly every
+# judged answer is rolled back by its failures against stable's (an SPRT) after a few dozen of them. A
+# 0.3 share of exchanges gets the user's thumbs: 0.12/s on the candidate at 10%, where three times stable's
+# thumbs-down share took ~40 of them (6.5 min); four times takes fewer.
+POSTED = 1.0
+JUDGE_SAMPLE_RATE = 0.5
+HORIZON = "20m"
 # Every rollout must end, promoted or rolled back, well within this (the horizon is 20 minutes).
 DECIDED_WITHIN = 16 * 60.0
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    behaviour: Behaviour
-    expect: str  # the phase it must end in
-    slo: str | None = None  # the SLO a rollback must name
-    max_duration: str = "20m"
 
 
 CASES = [
@@ -66,6 +74,16 @@ CASES = [
     ),
     # A 2-minute horizon cannot hold the warm-up and the steps at 4 requests/s.
     Case("short-horizon", Behaviour(), "", max_duration="2m"),
+    # Judged answers scored ~0.55 against stable's ~0.9: nearly all fail the 0.7 pass threshold.
+    Case(
+        "judge-quality",
+        Behaviour(quality_mean=0.55, quality_sd=0.05),
+        "RolledBack",
+        "quality",
+        judge=True,
+    ),
+    # Answers as good as stable's (the judge scores them alike), but four times the thumbs-down.
+    Case("judge-feedback", Behaviour(thumbs_down_rate=0.8), "RolledBack", "feedback", judge=True),
 ]
 
 
@@ -80,18 +98,7 @@ def slow_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promet
     server.stop()
 
 
-@pytest.fixture
-def namespaces(kube: Kube) -> Iterator[list[str]]:
-    names = [f"e2e-prod-{case.name}-{uuid.uuid4().hex[:6]}" for case in CASES]
-    for name in names:
-        kube.kubectl("create", "namespace", name)
-    yield names
-    for name in names:
-        kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
-    started = time.monotonic()
+def _decide(case: Case, rollout: Rollout) -> dict[str, Any]:
     if case.expect == "Promoted":
         # While it rolls out, `kubectl describe` shows the plan: per SLO, canary requests and minutes to
         # a decision at the traffic seen (once decided, every SLO says "decided").
@@ -106,53 +113,52 @@ def _run(case: Case, rollout: Rollout) -> tuple[Case, dict[str, Any], float]:
             plan_shown, DECIDED_WITHIN, "the plan in kubectl describe", interval=5.0
         )
     if case.expect:
-        status = rollout.wait_phase(case.expect, DECIDED_WITHIN)
-    else:
-        status = rollout.wait_phase_in(("Promoted", "RolledBack"), DECIDED_WITHIN)
-    return case, status, time.monotonic() - started
+        return rollout.wait_phase(case.expect, DECIDED_WITHIN)
+    return rollout.wait_phase_in(("Promoted", "RolledBack"), DECIDED_WITHIN)
 
 
 @pytest.mark.timeout(1500)
 def test_rollouts_finish_under_production_conditions(
     kube: Kube,
-    namespaces: list[str],
     slow_prometheus: PrometheusServer,
     request: pytest.FixtureRequest,
+    tmp_path: Path,
     report: list[str],
 ) -> None:
-    # Servers are named per rollout (bot-v1, bot-v2), so each namespace gets its own set.
-    servers = {case.name: ModelServers(slow_prometheus) for case in CASES}
-    traffic = {case.name: Traffic(request, servers[case.name]) for case in CASES}
-    try:
-        rollouts = {
-            case.name: start_rollout(
-                kube,
-                namespace,
-                slow_prometheus,
-                servers[case.name],
-                traffic[case.name],
-                candidate_behaviour=case.behaviour,
-                rate=RATE,
-                method="sequential",
-                slos=SLOS,
-                steps=[10, 50, 100],
-                interval=INTERVAL,
-                scrape_interval=SCRAPE,
-                max_duration=case.max_duration,
-                # A few requests a second: a step needs a minute or two of them.
-                min_requests=50,
-                traffic_seconds=DECIDED_WITHIN + 120,
-            )
-            for case, namespace in zip(CASES, namespaces, strict=True)
-        }
-        with ThreadPoolExecutor(len(CASES)) as pool:
-            outcomes = list(pool.map(lambda c: _run(c, rollouts[c.name]), CASES))
-        for case, status, seconds in outcomes:
+    def start(case: Case, namespace: str, servers: ModelServers, traffic: Traffic) -> Rollout:
+        return start_rollout(
+            kube,
+            namespace,
+            slow_prometheus,
+            servers,
+            traffic,
+            candidate_behaviour=case.behaviour,
+            rate=RATE,
+            method="sequential",
+            slos=JUDGED_SLOS if case.judge else SLOS,
+            judge=case.judge,
+            posted=POSTED,
+            judge_sample_rate=JUDGE_SAMPLE_RATE,
+            steps=[10, 50, 100],
+            interval=INTERVAL,
+            scrape_interval=SCRAPE,
+            max_duration=case.max_duration or HORIZON,
+            # A few requests a second: a step needs a minute or two of them.
+            min_requests=50,
+            traffic_seconds=DECIDED_WITHIN + 120,
+        )
+
+    with concurrent_rollouts(
+        kube, slow_prometheus, request, CASES, start, prefix="e2e-prod", workdir=tmp_path
+    ) as rollouts:
+        for case, status, seconds in decide_concurrently(CASES, rollouts, _decide):
             rollout = rollouts[case.name]
             report.append(
                 f"production ({SCRAPE} scrapes, {INTERVAL} interval): {case.name} -> {status['phase']}"
                 f" in {seconds:.0f}s"
             )
+            if case.judge:
+                assert_judged(rollout, slow_prometheus)
             if case.expect == "Promoted":
                 assert status["stable"] == "v2" and status["weights"] == {"v1": 0, "v2": 100}
                 described = rollout.described_plan
@@ -163,6 +169,10 @@ def test_rollouts_finish_under_production_conditions(
                     lambda r=rollout: r.event_messages("RolledBack"), 30, "the RolledBack Event"
                 )
                 message = " ".join(events)
+                if case.judge:
+                    report.append(
+                        f"production ({SCRAPE} scrapes): {case.name} rolled back: {events[-1][:300]}"
+                    )
                 assert case.slo is not None and case.slo in message, rollout.explain()
                 assert rollout.route_weights()["bot-v2"] == 0
             else:
@@ -170,7 +180,3 @@ def test_rollouts_finish_under_production_conditions(
                     lambda r=rollout: r.event_messages("HorizonTooShort"), 30, "the HorizonTooShort Event"
                 )
                 assert warnings and "the horizon (2m) is too short" in warnings[0], rollout.explain()
-    finally:
-        for name, generators in traffic.items():
-            generators.close()
-            servers[name].close()

@@ -138,6 +138,8 @@ class ModelServers:
 
     def wait_scraped(self, names: list[str] | None = None, timeout: float = 20.0) -> None:
         """Wait until Prometheus holds an `up == 1` sample for each of `names` (default: all)."""
+        # A new target's first scrape comes at an offset of up to one scrape interval.
+        timeout = max(timeout, 2 * self.prometheus.scrape_interval + 5)
         wanted = {(self._groups[n][1], n) for n in (names if names is not None else list(self.servers))}
         deadline = time.monotonic() + timeout
         missing = wanted
