@@ -131,13 +131,17 @@ def test_a_flapping_version_does_not_make_weights_flap(env: dict[str, Any]) -> N
 
 
 def test_a_rollout_pauses_during_the_outage_and_resumes_from_the_same_step(env: dict[str, Any]) -> None:
-    rollout = start_rollout(**{**env, "candidate": "v2", "fallbacks": ["fb1"], "steps": [20, 40, 60, 100]})
+    steps = [20, 40, 60, 100]
+    rollout = start_rollout(**{**env, "candidate": "v2", "fallbacks": ["fb1"], "steps": steps})
     rollout.wait_step(40, 3 * DECISION_TIMEOUT)
     server(rollout, "v1").configure(**OUTAGE)
     status = rollout.wait_phase("FallbackActive", DECISION_TIMEOUT)
-    assert status["step"] == 1 and status["weights"]["v2"] == 0
+    # The step may advance once more while the outage is being seen (a look or two): the rollout
+    # pauses at whichever step it had reached, and must resume from exactly that one.
+    paused = status["step"]
+    assert paused in (1, 2) and status["weights"]["v2"] == 0, rollout.explain()
     server(rollout, "v1").configure(**HEALTHY)
     resumed = rollout.wait_phase("Progressing", 10 * DECISION_TIMEOUT)
-    assert resumed["step"] == 1 and resumed["candidateWeight"] == 40, rollout.explain()
-    assert "resumes at 40%" in rollout.event_messages("FailedBack")[-1]
+    assert resumed["step"] == paused and resumed["candidateWeight"] == steps[paused], rollout.explain()
+    assert f"resumes at {steps[paused]}%" in rollout.event_messages("FailedBack")[-1]
     rollout.wait_phase("Promoted", 6 * DECISION_TIMEOUT)
