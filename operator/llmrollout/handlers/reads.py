@@ -65,6 +65,8 @@ class _InFlight:
     start: datetime
     future: Future[rollout.Observation]
     submitted: float
+    # Set once the read is reported past its deadline: what each window is told until it ends.
+    late: str | None = None
 
 
 class MetricsReads:
@@ -109,46 +111,70 @@ class MetricsReads:
     ) -> rollout.Observation | None:
         """The observation of the window starting at `start` for object `key`, or None while its
         read is still running (within `deadline` seconds of being started). With `batched` (and
-        batching on), the read joins its group's next batch instead of running alone."""
-        with self._lock:
-            flight = self._in_flight.get(key)
-            if flight is not None and flight.start != start:
-                del self._in_flight[key]  # the window moved on (a decision elsewhere): stale
-                flight = None
-        if flight is None:
-            if batched is not None and self.batching:
-                future = self._join(host, batched)
-            else:
-                future = self._pool(host).submit(read)
-            flight = _InFlight(start, future, self._clock())
-            with self._lock:
-                self._in_flight[key] = flight
+        batching on), the read joins its group's next batch instead of running alone.
+
+        An object has at most one read at a time. A read still running when its window moves on is
+        kept, not restarted: its deadline runs from when it was started, so a hung Prometheus is named
+        one deadline after it was first asked, wherever the windows' boundaries fall, and its failure
+        is the current window's. A read reported late stays the object's until it ends (the HTTP
+        client's own deadline ends it), and each window asked meanwhile gets the same words; only
+        then is Prometheus asked again, so a hung server does not collect one stuck read per window."""
+        flight = self._flight(key, host, start, read, batched)
+        if flight.late is not None:
+            return rollout.Observation(start, end, unavailable=flight.late)
+        waited = self._clock() - flight.submitted
         try:
-            result = flight.future.result(timeout=self._quick_wait)
+            result = flight.future.result(timeout=max(0.0, min(self._quick_wait, deadline - waited)))
         except Exception as error:  # a provider's bug: inconclusive, never a crashed reconcile
             if isinstance(error, FutureTimeoutError):
-                return self._late(key, host, flight, start, end, deadline)
-            with self._lock:
-                self._in_flight.pop(key, None)
+                return self._late(host, flight, start, end, deadline)
+            self._drop(key, flight)
             message = truncate(f"metrics read failed: {type(error).__name__}: {error}")
             return rollout.Observation(start, end, unavailable=message)
+        self._drop(key, flight)
+        if flight.start == start:
+            return result
+        if result.unavailable is not None:
+            return rollout.Observation(start, end, unavailable=result.unavailable)
+        return None  # an answer for a window that has moved on (it ended meanwhile): read the new one
+
+    def _flight(self, key: str, host: str, start: datetime, read: Read, batched: Batched | None) -> _InFlight:
+        """The object's read: the one running (whichever window it was started for), else a new one."""
         with self._lock:
-            self._in_flight.pop(key, None)
-        return result
+            flight = self._in_flight.get(key)
+            if flight is not None and flight.future.done():
+                answered = flight.future.exception() is None and flight.future.result().unavailable is None
+                # Ended after being reported late (its failure was said), or answered a window that
+                # has moved on: neither is this window's.
+                if flight.late is not None or (flight.start != start and answered):
+                    del self._in_flight[key]
+                    flight = None
+        if flight is not None:
+            return flight
+        if batched is not None and self.batching:
+            future = self._join(host, batched)
+        else:
+            future = self._pool(host).submit(read)
+        flight = _InFlight(start, future, self._clock())
+        with self._lock:
+            self._in_flight[key] = flight
+        return flight
+
+    def _drop(self, key: str, flight: _InFlight) -> None:
+        with self._lock:
+            if self._in_flight.get(key) is flight:
+                del self._in_flight[key]
 
     def _late(
-        self, key: str, host: str, flight: _InFlight, start: datetime, end: datetime, deadline: float
+        self, host: str, flight: _InFlight, start: datetime, end: datetime, deadline: float
     ) -> rollout.Observation | None:
         if self._clock() - flight.submitted < deadline:
             return None
-        with self._lock:
-            self._in_flight.pop(key, None)
-        return rollout.Observation(
-            start,
-            end,
-            unavailable=f"Prometheus at {truncate(host, 253)} did not answer within {deadline:.0f}s"
-            " (the window's deadline)",
+        flight.late = (
+            f"Prometheus at {truncate(host, 253)} did not answer within {deadline:.0f}s"
+            " (the window's deadline)"
         )
+        return rollout.Observation(start, end, unavailable=flight.late)
 
     def _join(self, host: str, batched: Batched) -> Future[rollout.Observation]:
         future: Future[rollout.Observation] = Future()

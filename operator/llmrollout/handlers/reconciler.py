@@ -534,13 +534,21 @@ def _preflight(
         # interval it was asked in, so that a slow answer is still picked up on a later tick.
         _aligned(spec, now),
         end,
-        30.0,
+        preflight_deadline(spec),
         lambda: _read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET),
         batched,
     )
     if observation is None:
         return rollout.Preflight({}, checking=True)
     return _as_preflight(spec, observation)
+
+
+def preflight_deadline(spec: LLMDeploymentSpec) -> float:
+    """How long the check may wait for Prometheus before MetricsAvailable=False names it: an interval,
+    as a window's read gets (so a hung server is named within about two intervals), but 10s at least,
+    for a healthy Prometheus slow to answer an object's first queries, and 30s at most, the
+    client's own bound for a window's queries."""
+    return min(30.0, max(10.0, spec.strategy.interval.total_seconds()))
 
 
 def check_series(

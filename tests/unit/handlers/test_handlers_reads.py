@@ -91,25 +91,186 @@ def test_a_read_past_its_deadline_is_unavailable(hosts: tuple[str, str]) -> None
         reads.close()
 
 
-def test_a_new_window_drops_the_stale_read_and_a_broken_read_is_unavailable() -> None:
+def test_a_broken_read_is_unavailable() -> None:
     reads = MetricsReads(quick_wait=0.1)
-    gate = threading.Event()
-
-    def blocked() -> rollout.Observation:
-        gate.wait(5)
-        return rollout.Observation(START, END, unavailable="stale")
 
     def broken() -> rollout.Observation:
         raise RuntimeError("provider bug")
 
     try:
-        assert reads.observe("a", "h", START, END, 60.0, blocked) is None
-        moved = START + timedelta(minutes=1)
-        result = reads.observe("a", "h", moved, END, 60.0, broken)
+        result = reads.observe("a", "h", START, END, 60.0, broken)
         assert result is not None and result.unavailable == "metrics read failed: RuntimeError: provider bug"
     finally:
-        gate.set()
         reads.close()
+
+
+# --- windows that move while a read runs (a fake clock; reads that end when the test says) ---------
+
+LATE = "Prometheus at h did not answer within 30s (the window's deadline)"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Reads:
+    """Reads that run until released, each recorded by the window it was started for."""
+
+    def __init__(self) -> None:
+        self.started: list[datetime] = []
+        self.gates: list[threading.Event] = []
+        self.done: list[threading.Event] = []
+
+    def read(self, start: datetime, answer: str | None = None, fails: bool = False) -> Any:
+        def run() -> rollout.Observation:
+            self.started.append(start)
+            gate, done = threading.Event(), threading.Event()
+            self.gates.append(gate)
+            self.done.append(done)
+            gate.wait(10)
+            try:
+                if fails:
+                    raise RuntimeError("connection reset")
+                if answer is None:
+                    return rollout.Observation(start, start + timedelta(minutes=1), window=WINDOW)
+                return rollout.Observation(start, start + timedelta(minutes=1), unavailable=answer)
+            finally:
+                done.set()
+
+        return run
+
+    def release(self, index: int) -> None:
+        """Lets read `index` end, and waits until it has (its future is then settled)."""
+        for _ in range(200):
+            if len(self.gates) > index:
+                break
+            time.sleep(0.01)
+        self.gates[index].set()
+        self.done[index].wait(5)
+        time.sleep(0.05)  # the pool sets the future just after the read returns
+
+
+WINDOW: Any = object()  # stands for a read window: only its identity is compared
+MINUTE = timedelta(minutes=1)
+
+
+def at(minutes: int) -> tuple[datetime, datetime]:
+    return START + minutes * MINUTE, START + (minutes + 1) * MINUTE
+
+
+def wait_started(reads: Reads, count: int) -> None:
+    for _ in range(200):
+        if len(reads.started) >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{count} reads not started: {reads.started}")
+
+
+@pytest.fixture
+def clocked() -> Iterator[tuple[MetricsReads, Clock, Reads]]:
+    clock = Clock()
+    reads = MetricsReads(quick_wait=0.0, clock=clock, batching=False)
+    runs = Reads()
+    yield reads, clock, runs
+    for gate in runs.gates:
+        gate.set()
+    reads.close()
+
+
+@pytest.mark.parametrize("moved_after", [1.0, 15.0, 29.9])
+def test_a_read_in_flight_across_a_window_boundary_times_out_at_its_first_deadline(
+    clocked: tuple[MetricsReads, Clock, Reads], moved_after: float
+) -> None:
+    reads, clock, runs = clocked
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is None
+    wait_started(runs, 1)
+    clock.now = moved_after
+    # The window moves on (a scrape-interval boundary): the read goes on, none is added.
+    assert reads.observe("a", "h", *at(1), 30.0, runs.read(at(1)[0])) is None
+    clock.now = 30.0
+    late = reads.observe("a", "h", *at(1), 30.0, runs.read(at(1)[0]))
+    assert late == rollout.Observation(*at(1), unavailable=LATE)
+    assert runs.started == [at(0)[0]]
+
+
+def test_a_late_read_is_said_again_until_it_ends_and_then_prometheus_is_asked_again(
+    clocked: tuple[MetricsReads, Clock, Reads],
+) -> None:
+    reads, clock, runs = clocked
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is None
+    clock.now = 30.0
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) == rollout.Observation(
+        *at(0), unavailable=LATE
+    )
+    # Still hung: every tick and every later window gets the same words, and no second read.
+    for minutes, now in ((0, 31.0), (1, 60.0), (2, 130.0)):
+        clock.now = now
+        said = reads.observe("a", "h", *at(minutes), 30.0, runs.read(at(minutes)[0]))
+        assert said == rollout.Observation(*at(minutes), unavailable=LATE)
+    wait_started(runs, 1)
+    assert runs.started == [at(0)[0]]
+    # The hung read ends (the client's own deadline): Prometheus is asked again, and a recovered
+    # one is the next window's answer.
+    runs.release(0)
+    assert reads.observe("a", "h", *at(2), 30.0, runs.read(at(2)[0])) is None
+    runs.release(1)
+    assert reads.observe("a", "h", *at(2), 30.0, runs.read(at(2)[0])) == rollout.Observation(
+        *at(2), window=WINDOW
+    )
+    assert runs.started == [at(0)[0], at(2)[0]]
+
+
+@pytest.mark.parametrize(
+    ("answer", "fails", "expected"),
+    [
+        # A failure of the old window's read is Prometheus's now: said for the current window.
+        ("Prometheus at h is unreachable", False, "Prometheus at h is unreachable"),
+        (None, True, "metrics read failed: RuntimeError: connection reset"),
+        # An answer for the old window is not the current one's: the current window is read.
+        (None, False, None),
+    ],
+)
+def test_a_read_that_ends_after_its_window_moved(
+    clocked: tuple[MetricsReads, Clock, Reads], answer: str | None, fails: bool, expected: str | None
+) -> None:
+    reads, clock, runs = clocked
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0], answer, fails)) is None
+    clock.now = 20.0
+    runs.release(0)
+    result = reads.observe("a", "h", *at(1), 30.0, runs.read(at(1)[0]))
+    if expected is not None:
+        assert result == rollout.Observation(*at(1), unavailable=expected)
+        assert runs.started == [at(0)[0]]
+        return
+    assert result is None
+    runs.release(1)
+    assert reads.observe("a", "h", *at(1), 30.0, runs.read(at(1)[0])) == rollout.Observation(
+        *at(1), window=WINDOW
+    )
+    assert runs.started == [at(0)[0], at(1)[0]]
+
+
+def test_each_object_has_one_read_at_a_time_and_others_on_the_host_are_not_held(
+    clocked: tuple[MetricsReads, Clock, Reads],
+) -> None:
+    reads, clock, runs = clocked
+    for minutes in range(5):
+        clock.now = minutes * 60.0
+        reads.observe("a", "h", *at(minutes), 30.0, runs.read(at(minutes)[0]))
+    wait_started(runs, 1)
+    time.sleep(0.1)
+    assert runs.started == [at(0)[0]]
+    # The host's second worker is free for another object.
+    assert reads.observe("b", "h", *at(4), 30.0, runs.read(at(4)[0])) is None
+    wait_started(runs, 2)
+    runs.release(1)
+    assert reads.observe("b", "h", *at(4), 30.0, runs.read(at(4)[0])) == rollout.Observation(
+        *at(4), window=WINDOW
+    )
 
 
 # --- batches --------------------------------------------------------------------------------------

@@ -242,3 +242,13 @@ def test_reads_of_one_group_share_a_batch_and_credentials_or_resource_variants_r
         assert batched(auth) is None
         assert batched(resource) is None
         assert reconciler._batched(http, _spec(plain), "team-a", ["v1"], end, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("interval", "deadline"),
+    [("4s", 10.0), ("10s", 10.0), ("15s", 15.0), ("30s", 30.0), ("1m", 30.0), ("10m", 30.0)],
+)
+def test_the_check_before_a_rollout_waits_an_interval_in_10_to_30s(interval: str, deadline: float) -> None:
+    raw = _spec({"prometheus": {"address": "http://p:9090"}}).model_dump(by_alias=True, mode="json")
+    raw.setdefault("strategy", {})["interval"] = interval
+    assert reconciler.preflight_deadline(LLMDeploymentSpec.model_validate(raw)) == deadline
