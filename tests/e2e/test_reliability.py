@@ -398,9 +398,10 @@ def test_hostile_prometheus_servers_stall_only_their_own_llmdeployments(
     process.start()
     assert process.process is not None
     stubs = {"drip": _Hostile("drip"), "flood": _Hostile("flood")}
-    # The drip is named by whichever 30 s bound ends first: the reconcile's wait for the read ("did not
-    # answer within 30s (the window's deadline)") or the read's own ("did not answer every query of
-    # the window within 30s"), which starts when its batch is gathered, a moment later.
+    # The drip is named by the reconcile's wait for the check's read, an interval but 10 s at least
+    # ("did not answer within 10s (the window's deadline)"), counted from the first ask wherever the
+    # scrape-aligned check window moves; the read's own 30 s bound ("did not answer every query of the
+    # window within 30s") would say it too.
     causes = {"drip": "did not answer", "flood": "sent an answer larger than 1048576 bytes"}
     stalled = {how: f"{rollout_env['namespace'][:50]}-{how}" for how in stubs}
     try:
@@ -409,7 +410,7 @@ def test_hostile_prometheus_servers_stall_only_their_own_llmdeployments(
             manifest = llmdeployment(namespace, stubs[how].address)
             manifest["spec"]["analysis"]["inconclusiveLimit"] = 1000
             assert kube.apply(manifest, namespace).returncode == 0
-        started = time.monotonic()
+        started, second = time.monotonic(), time.gmtime().tm_sec  # where in the minute: the check's window
         healthy = start_rollout(**rollout_env)
 
         for how, namespace in stalled.items():
@@ -424,7 +425,7 @@ def test_hostile_prometheus_servers_stall_only_their_own_llmdeployments(
             assert condition["inconclusiveChecks"] <= 2, condition
             report.append(
                 f"{how} Prometheus -> MetricsAvailable=False after {time.monotonic() - started:.1f}s"
-                f" (interval {INTERVAL_SECONDS:g}s)"
+                f" (interval {INTERVAL_SECONDS:g}s, asked at :{second:02d})"
             )
         # The other LLMDeployment, on the real Prometheus, goes on as if nothing happened.
         status = healthy.wait_phase("Promoted", 5 * DECISION_TIMEOUT)

@@ -5,7 +5,7 @@ other LLMDeployment's reconcile needs. A window's read runs in the pool of its P
 (so one slow host only queues its own reads); the reconcile waits briefly for it, and otherwise
 decides without it and picks the result up on a later tick. A read that outlives its deadline is
 reported as unavailable (the window is then inconclusive, never a promotion); its thread is left
-to the HTTP client's own timeouts.
+to the HTTP client's own timeouts, and its object asks that Prometheus again only once it has ended.
 
 Reads that can share queries (see metrics/batch.py) are gathered for a moment: every read of one group
 on one Prometheus that is asked for within `gather` seconds joins one batch, which runs as one job in
