@@ -11,6 +11,12 @@ Reads that can share queries (see metrics/batch.py) are gathered for a moment: e
 on one Prometheus that is asked for within `gather` seconds joins one batch, which runs as one job in
 the host's pool and hands each reconcile its own observation. LLMROLLOUT_BATCH_READS=0 reads every
 window alone (for comparing both, in tests and bench/scale).
+
+With a scheduler (`on_ready` set), a reconcile that joins a batch does not wait for it at all: a
+reconcile waiting on its batch holds a worker, so a fleet woken at one window boundary would join in
+batches of only as many members as there are workers (and wait for them in turn). It returns at once
+and the batch's end wakes it (`on_ready(key)`), so every reconcile of one boundary joins the first
+batches.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class _InFlight:
     start: datetime
     future: Future[rollout.Observation]
     submitted: float
+    deadline: float
 
 
 class MetricsReads:
@@ -86,6 +93,8 @@ class MetricsReads:
         self._in_flight: dict[str, _InFlight] = {}
         self._batches: dict[tuple[str, Hashable], _Batch] = {}
         self._timers: set[threading.Timer] = set()
+        # Called with the key of a batched read once its observation is ready (the scheduler's wake).
+        self.on_ready: Callable[[str], None] | None = None
 
     def _pool(self, host: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -115,16 +124,24 @@ class MetricsReads:
             if flight is not None and flight.start != start:
                 del self._in_flight[key]  # the window moved on (a decision elsewhere): stale
                 flight = None
+        quick_wait = self._quick_wait
+        joined = batched is not None and self.batching
+        if joined and self.on_ready is not None:
+            quick_wait = 0.0  # the batch's end wakes this object: no worker waits for it
         if flight is None:
-            if batched is not None and self.batching:
+            if joined:
+                assert batched is not None
                 future = self._join(host, batched)
             else:
                 future = self._pool(host).submit(read)
-            flight = _InFlight(start, future, self._clock())
+            flight = _InFlight(start, future, self._clock(), deadline)
             with self._lock:
                 self._in_flight[key] = flight
+            ready = self.on_ready
+            if joined and ready is not None:
+                future.add_done_callback(lambda _: ready(key))
         try:
-            result = flight.future.result(timeout=self._quick_wait)
+            result = flight.future.result(timeout=quick_wait)
         except Exception as error:  # a provider's bug: inconclusive, never a crashed reconcile
             if isinstance(error, FutureTimeoutError):
                 return self._late(key, host, flight, start, end, deadline)
@@ -174,6 +191,14 @@ class MetricsReads:
             except RuntimeError as error:  # the pool was shut down: the operator is stopping
                 for future in batch.futures:
                     future.set_exception(error)
+
+    def waiting(self, key: str) -> float | None:
+        """Seconds until the deadline of `key`'s read that is still running; None when none runs."""
+        with self._lock:
+            flight = self._in_flight.get(key)
+        if flight is None or flight.future.done():
+            return None
+        return max(0.0, flight.submitted + flight.deadline - self._clock())
 
     def forget(self, key: str) -> None:
         with self._lock:

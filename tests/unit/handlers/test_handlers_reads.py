@@ -187,3 +187,25 @@ def test_batching_follows_the_environment(
     reads = MetricsReads()
     assert reads.batching is on
     reads.close()
+
+
+def test_with_a_scheduler_a_batched_read_never_holds_the_reconcile_and_its_end_wakes_the_object() -> None:
+    calls: list[list[str]] = []
+    woken: list[str] = []
+    ready = threading.Event()
+    reads = MetricsReads(quick_wait=30.0, gather=0.2, batching=True)
+    reads.on_ready = lambda key: (woken.append(key), ready.set())
+    try:
+        started = time.monotonic()
+        batched = Batched("g", "a", _recording_run(calls))
+        assert reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched) is None
+        assert time.monotonic() - started < 10.0, "the reconcile waited for its batch (quick_wait)"
+        remaining = reads.waiting("ns/a")
+        assert remaining is not None and 0 < remaining <= 60.0
+        assert ready.wait(10)
+        assert woken == ["ns/a"]
+        assert reads.waiting("ns/a") is None
+        result = reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched)
+        assert result is not None and result.unavailable == "read a"
+    finally:
+        reads.close()
