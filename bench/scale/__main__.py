@@ -78,6 +78,7 @@ class WriteCounter:
         self.api = api
         self.count = 0
         self.delays: list[float] = []
+        self.failures = 0
         self._analysed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -101,21 +102,28 @@ class WriteCounter:
     def _watch_llmd(self) -> None:
         objects = client.CustomObjectsApi(self.api)
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
+                # From the list's resourceVersion: only changes made from now on.
+                listed = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, limit=1)
+                version = listed["metadata"]["resourceVersion"]
                 for event in watch.Watch().stream(
                     objects.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
                     NAMESPACE,
                     PLURAL,
+                    resource_version=version,
                     timeout_seconds=30,
-                    send_initial_events=False,
                 ):
                     if event["type"] == "MODIFIED":
                         self._add()
                         self._timed(event["object"])
                     if self._stop.is_set():
                         return
+            except Exception as error:  # a broken watch is said, never counted as zero
+                print(f"bench.scale: LLMDeployment watch failed: {error!r}", file=sys.stderr, flush=True)
+                self.failures += 1
+                time.sleep(1.0)
 
     def _timed(self, obj: dict[str, Any]) -> None:
         name = (obj.get("metadata") or {}).get("name", "")
@@ -132,7 +140,7 @@ class WriteCounter:
     def _watch_events(self) -> None:
         core = client.CoreV1Api(self.api)
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 listed = core.list_namespaced_event(NAMESPACE, limit=1)
                 version = listed.metadata.resource_version
                 for event in watch.Watch().stream(
@@ -142,6 +150,10 @@ class WriteCounter:
                         self._add()
                     if self._stop.is_set():
                         return
+            except Exception as error:  # a broken watch is said, never counted as zero
+                print(f"bench.scale: Event watch failed: {error!r}", file=sys.stderr, flush=True)
+                self.failures += 1
+                time.sleep(1.0)
 
 
 class Operator:
@@ -245,6 +257,8 @@ def measure(
     queries = (prometheus_queries(prometheus) - queries0) / elapsed
     write_rate = (writes.count - counted_before) / elapsed
     writes.stop()
+    if writes.failures:
+        notes = f"{notes}; write-counting watch failed {writes.failures}x".lstrip("; ")
     point = Point(
         n=n,
         state=state,
