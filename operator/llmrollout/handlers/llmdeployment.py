@@ -38,6 +38,7 @@ from llmrollout.handlers.reconciler import (
 from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
 from llmrollout.handlers.shards import Shard
 from llmrollout.k8s import LeaseRef, api_client
+from llmrollout.rollout.wake import POLL
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 # The timer scheduler only (`llmrollout run --scheduler timer`, the benchmarks' baseline): how often
@@ -322,9 +323,10 @@ def _run_in_context(memo: kopf.Memo, key: str) -> float | None:
         health.forget(key)  # idle: nothing is due, so nothing can be late
         return None
     waiting = memo.reads.waiting(key)
-    if wake <= now and waiting is not None:
-        # The due window's read runs in a batch whose end wakes this object; until then, only its
-        # deadline (the read is then reported late) needs a run.
+    if waiting is not None and wake <= now + POLL:
+        # The due window's read (or the series check before a rollout, otherwise polled) runs in a
+        # batch whose end wakes this object; until then, only its deadline (the read is then
+        # reported late) needs a run.
         wake = now + timedelta(seconds=waiting)
     health.succeeded(key, interval, (wake - now).total_seconds())
     return wake.timestamp()

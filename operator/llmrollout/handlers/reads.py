@@ -193,12 +193,13 @@ class MetricsReads:
                     future.set_exception(error)
 
     def waiting(self, key: str) -> float | None:
-        """Seconds until the deadline of `key`'s read that is still running; None when none runs."""
+        """Seconds until the deadline of the read of `key` (or of one of its suffixed keys, such as
+        `key#preflight`) that is still running, the nearest if several; None when none runs."""
         with self._lock:
-            flight = self._in_flight.get(key)
-        if flight is None or flight.future.done():
-            return None
-        return max(0.0, flight.submitted + flight.deadline - self._clock())
+            flights = [f for k, f in self._in_flight.items() if k == key or k.startswith(key + "#")]
+        now = self._clock()
+        left = [max(0.0, f.submitted + f.deadline - now) for f in flights if not f.future.done()]
+        return min(left, default=None)
 
     def forget(self, key: str) -> None:
         with self._lock:

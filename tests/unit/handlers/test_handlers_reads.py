@@ -202,8 +202,15 @@ def test_with_a_scheduler_a_batched_read_never_holds_the_reconcile_and_its_end_w
         assert time.monotonic() - started < 10.0, "the reconcile waited for its batch (quick_wait)"
         remaining = reads.waiting("ns/a")
         assert remaining is not None and 0 < remaining <= 60.0
-        assert ready.wait(10)
-        assert woken == ["ns/a"]
+        assert reads.waiting("ns") is None and reads.waiting("ns/b") is None
+        preflight = Batched("g", "a#preflight", _recording_run(calls))
+        assert reads.observe("ns/a#preflight", "h", START, END, 30.0, pytest.fail, preflight) is None
+        both = reads.waiting("ns/a")
+        assert both is not None and both <= 30.0, "the nearest deadline of the object's reads"
+        deadline = time.monotonic() + 10
+        while len(woken) < 2 and time.monotonic() < deadline:
+            ready.wait(0.1)
+        assert sorted(woken) == ["ns/a", "ns/a#preflight"]
         assert reads.waiting("ns/a") is None
         result = reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched)
         assert result is not None and result.unavailable == "read a"
