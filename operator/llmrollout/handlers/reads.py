@@ -123,6 +123,7 @@ class MetricsReads:
             flight = self._in_flight.get(key)
             if flight is not None and flight.start != start:
                 del self._in_flight[key]  # the window moved on (a decision elsewhere): stale
+                flight.future.cancel()
                 flight = None
         quick_wait = self._quick_wait
         joined = batched is not None and self.batching
@@ -160,6 +161,9 @@ class MetricsReads:
             return None
         with self._lock:
             self._in_flight.pop(key, None)
+        # Nobody waits for it any more: a read still queued is not run (reads that outlive their
+        # deadline while queued would otherwise keep a saturated host's queue full of stale work).
+        flight.future.cancel()
         return rollout.Observation(
             start,
             end,
@@ -217,14 +221,22 @@ class MetricsReads:
 
 
 def _run_batch(batch: _Batch) -> None:
-    """Runs one batch and hands each member its observation (or the batch's failure)."""
+    """Runs one batch and hands each member its observation (or the batch's failure). Members whose
+    reads were given up (past their deadline, or their window moved on) are not read."""
+    live = [
+        (m, f) for m, f in zip(batch.members, batch.futures, strict=True) if f.set_running_or_notify_cancel()
+    ]
+    if not live:
+        return
+    members = [m for m, _ in live]
+    futures = [f for _, f in live]
     try:
-        observations = list(batch.run(batch.members))
-        if len(observations) != len(batch.members):
-            raise RuntimeError(f"a batch of {len(batch.members)} reads gave {len(observations)} observations")
+        observations = list(batch.run(members))
+        if len(observations) != len(members):
+            raise RuntimeError(f"a batch of {len(members)} reads gave {len(observations)} observations")
     except Exception as error:  # a provider's bug: each reconcile reports it, none crashes
-        for future in batch.futures:
+        for future in futures:
             future.set_exception(error)
         return
-    for future, observation in zip(batch.futures, observations, strict=True):
+    for future, observation in zip(futures, observations, strict=True):
         future.set_result(observation)
