@@ -125,7 +125,7 @@ def cluster(name: str) -> Kube:
     subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], env=env, check=True, timeout=1800)
     kube = Kube(str(cache_dir() / "clusters" / name / "kubeconfig"), str(built_kubectl()))
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render_crd())
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     return kube
 
 

@@ -70,11 +70,16 @@ def llmdeployment(name: str, prometheus: str, candidate: bool) -> dict[str, Any]
 
 class WriteCounter:
     """Counts writes the API server accepted in the namespace: LLMDeployment MODIFIED watch events
-    (status and annotation writes) and Events created or updated (kube-apiserver audit is off)."""
+    (status and annotation writes) and Events created or updated (kube-apiserver audit is off).
+    Also times each new status.lastAnalysisAt seen (a window's end) against when its write arrived:
+    how long after a window closed its analysis was written."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.count = 0
+        self.delays: list[float] = []
+        self.failures = 0
+        self._analysed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
@@ -97,25 +102,45 @@ class WriteCounter:
     def _watch_llmd(self) -> None:
         objects = client.CustomObjectsApi(self.api)
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
+                # From the list's resourceVersion: only changes made from now on.
+                listed = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, limit=1)
+                version = listed["metadata"]["resourceVersion"]
                 for event in watch.Watch().stream(
                     objects.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
                     NAMESPACE,
                     PLURAL,
+                    resource_version=version,
                     timeout_seconds=30,
-                    send_initial_events=False,
                 ):
                     if event["type"] == "MODIFIED":
                         self._add()
+                        self._timed(event["object"])
                     if self._stop.is_set():
                         return
+            except Exception as error:  # a broken watch is said, never counted as zero
+                print(f"bench.scale: LLMDeployment watch failed: {error!r}", file=sys.stderr, flush=True)
+                self.failures += 1
+                time.sleep(1.0)
+
+    def _timed(self, obj: dict[str, Any]) -> None:
+        name = (obj.get("metadata") or {}).get("name", "")
+        at = (obj.get("status") or {}).get("lastAnalysisAt")
+        if not at or self._analysed.get(name) == at:
+            return
+        first = name not in self._analysed
+        self._analysed[name] = at
+        if not first:  # the first seen may have been written before the watch opened
+            ended = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            with self._lock:
+                self.delays.append((datetime.now(UTC) - ended).total_seconds())
 
     def _watch_events(self) -> None:
         core = client.CoreV1Api(self.api)
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 listed = core.list_namespaced_event(NAMESPACE, limit=1)
                 version = listed.metadata.resource_version
                 for event in watch.Watch().stream(
@@ -125,6 +150,10 @@ class WriteCounter:
                         self._add()
                     if self._stop.is_set():
                         return
+            except Exception as error:  # a broken watch is said, never counted as zero
+                print(f"bench.scale: Event watch failed: {error!r}", file=sys.stderr, flush=True)
+                self.failures += 1
+                time.sleep(1.0)
 
 
 class Operator:
@@ -228,6 +257,8 @@ def measure(
     queries = (prometheus_queries(prometheus) - queries0) / elapsed
     write_rate = (writes.count - counted_before) / elapsed
     writes.stop()
+    if writes.failures:
+        notes = f"{notes}; write-counting watch failed {writes.failures}x".lstrip("; ")
     point = Point(
         n=n,
         state=state,
@@ -239,6 +270,8 @@ def measure(
         writes_per_s=round(write_rate, 3),
         lag_p50_s=_round(percentile(samples, 50)),
         lag_p95_s=_round(percentile(samples, 95)),
+        delay_p50_s=_round(percentile(writes.delays, 50)),
+        delay_p95_s=_round(percentile(writes.delays, 95)),
         decisions=operator.decisions() - decisions0,
         look_interval_s=INTERVAL,
         notes=notes,
@@ -268,7 +301,7 @@ def cluster(name: str) -> Iterator[Kube]:
     kube.kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", "-", input=render_crd(min_interval="1s")
     )
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     yield kube
 
 

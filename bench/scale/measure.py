@@ -51,6 +51,9 @@ class Point:
     decisions: int
     look_interval_s: float
     notes: str = ""
+    # After a window closed, when its analysis was written (None: not measured, in older runs).
+    delay_p50_s: float | None = None
+    delay_p95_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,14 +69,15 @@ def markdown(points: Sequence[Point], facts: Mapping[str, str]) -> str:
     lines += [
         "",
         "| LLMDeployments | state | reads | operator CPU | peak RSS | Prometheus queries/s | API writes/s "
-        "| analysis lag p50 / p95 | decisions | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| analysis lag p50 / p95 | written after window end p50 / p95 | decisions | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         lag = f"{_num(p.lag_p50_s, ' s', 1)} / {_num(p.lag_p95_s, ' s', 1)}"
+        delay = f"{_num(p.delay_p50_s, ' s', 1)} / {_num(p.delay_p95_s, ' s', 1)}"
         lines.append(
             f"| {p.n} | {p.state} | {p.reads} | {p.cpu_cores:.3f} cores | {p.rss_mb:.0f} MB "
-            f"| {p.queries_per_s:.1f} | {p.writes_per_s:.2f} | {lag} | {p.decisions} | {p.notes} |"
+            f"| {p.queries_per_s:.1f} | {p.writes_per_s:.2f} | {lag} | {delay} | {p.decisions} | {p.notes} |"
         )
     lines += [
         "",
@@ -81,6 +85,9 @@ def markdown(points: Sequence[Point], facts: Mapping[str, str]) -> str:
         f"LLMDeployments, against the look interval ({points[0].look_interval_s:g} s)."
         if points
         else "",
+        "Written after window end: when a new status.lastAnalysisAt (the end of the window analysed)"
+        " arrived on a watch, less that time; a perfectly prompt operator's lag then ranges over one"
+        " interval plus this.",
         "API writes: MODIFIED watch events of the LLMDeployments plus Events written in the namespace.",
         "Prometheus queries: the increase of Prometheus's own prometheus_http_requests_total for "
         "/api/v1/query over the measurement.",

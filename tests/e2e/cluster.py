@@ -58,6 +58,19 @@ class Kube:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    def wait_established(self, seconds: float = 60.0) -> None:
+        """Every CRD Established. One applied a moment ago may have no status.conditions yet, which
+        `kubectl wait` reports as an error instead of waiting: retry that until the deadline."""
+        deadline = time.monotonic() + seconds
+        while True:
+            timeout = f"--timeout={seconds:.0f}s"
+            waited = self.kubectl("wait", "--for=condition=Established", "crd", "--all", timeout, check=False)
+            if waited.returncode == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"CRDs not Established within {seconds:.0f}s: {waited.stderr}")
+            time.sleep(1.0)
+
     def apply(
         self, manifest: dict[str, Any] | str, namespace: str | None = None
     ) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import httpx
@@ -38,6 +38,7 @@ from llmrollout.handlers.reconciler import (
 from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
 from llmrollout.handlers.shards import Shard
 from llmrollout.k8s import LeaseRef, api_client
+from llmrollout.rollout.wake import POLL
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 # The timer scheduler only (`llmrollout run --scheduler timer`, the benchmarks' baseline): how often
@@ -185,6 +186,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             active=lambda: _leading(memo),
             min_delay=REPOLL_SECONDS,
         )
+        scheduler = memo.scheduler
+        # A batched read's end wakes its object (a preflight's key is the object's, with a suffix).
+        memo.reads.on_ready = lambda key: scheduler.wake(key.split("#", 1)[0])
         memo.scheduler.start()
 
 
@@ -318,6 +322,12 @@ def _run_in_context(memo: kopf.Memo, key: str) -> float | None:
     if wake is None:
         health.forget(key)  # idle: nothing is due, so nothing can be late
         return None
+    waiting = memo.reads.waiting(key)
+    if waiting is not None and wake <= now + POLL:
+        # The due window's read (or the series check before a rollout, otherwise polled) runs in a
+        # batch whose end wakes this object; until then, only its deadline (the read is then
+        # reported late) needs a run.
+        wake = now + timedelta(seconds=waiting)
     health.succeeded(key, interval, (wake - now).total_seconds())
     return wake.timestamp()
 

@@ -5,12 +5,19 @@ other LLMDeployment's reconcile needs. A window's read runs in the pool of its P
 (so one slow host only queues its own reads); the reconcile waits briefly for it, and otherwise
 decides without it and picks the result up on a later tick. A read that outlives its deadline is
 reported as unavailable (the window is then inconclusive, never a promotion); its thread is left
-to the HTTP client's own timeouts, and its object asks that Prometheus again only once it has ended.
+to the HTTP client's own timeouts, and its object asks that Prometheus again only once it has ended
+(a read still queued then is not run at all).
 
 Reads that can share queries (see metrics/batch.py) are gathered for a moment: every read of one group
 on one Prometheus that is asked for within `gather` seconds joins one batch, which runs as one job in
 the host's pool and hands each reconcile its own observation. LLMROLLOUT_BATCH_READS=0 reads every
 window alone (for comparing both, in tests and bench/scale).
+
+With a scheduler (`on_ready` set), a reconcile that joins a batch does not wait for it at all: a
+reconcile waiting on its batch holds a worker, so a fleet woken at one window boundary would join in
+batches of only as many members as there are workers (and wait for them in turn). It returns at once
+and the batch's end wakes it (`on_ready(key)`), so every reconcile of one boundary joins the first
+batches.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class _InFlight:
     start: datetime
     future: Future[rollout.Observation]
     submitted: float
+    deadline: float
     # Set once the read is reported past its deadline: what each window is told until it ends.
     late: str | None = None
 
@@ -88,6 +96,8 @@ class MetricsReads:
         self._in_flight: dict[str, _InFlight] = {}
         self._batches: dict[tuple[str, Hashable], _Batch] = {}
         self._timers: set[threading.Timer] = set()
+        # Called with the key of a batched read once its observation is ready (the scheduler's wake).
+        self.on_ready: Callable[[str], None] | None = None
 
     def _pool(self, host: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -116,15 +126,20 @@ class MetricsReads:
         An object has at most one read at a time. A read still running when its window moves on is
         kept, not restarted: its deadline runs from when it was started, so a hung Prometheus is named
         one deadline after it was first asked, wherever the windows' boundaries fall, and its failure
-        is the current window's. A read reported late stays the object's until it ends (the HTTP
-        client's own deadline ends it), and each window asked meanwhile gets the same words; only
-        then is Prometheus asked again, so a hung server does not collect one stuck read per window."""
-        flight = self._flight(key, host, start, read, batched)
+        is the current window's. (One still queued for a window gone is replaced by the new window's,
+        which keeps the first ask's deadline.) A read reported late stays the object's until it ends
+        (the HTTP client's own deadline ends it), and each window asked meanwhile gets the same words;
+        only then is Prometheus asked again, so a hung server does not collect one stuck read per
+        window."""
+        joined = batched is not None and self.batching
+        flight = self._flight(key, host, start, deadline, read, batched if joined else None)
         if flight.late is not None:
             return rollout.Observation(start, end, unavailable=flight.late)
+        # With a scheduler, the batch's end wakes this object: no worker waits for it.
+        quick_wait = 0.0 if joined and self.on_ready is not None else self._quick_wait
         waited = self._clock() - flight.submitted
         try:
-            result = flight.future.result(timeout=max(0.0, min(self._quick_wait, deadline - waited)))
+            result = flight.future.result(timeout=max(0.0, min(quick_wait, deadline - waited)))
         except Exception as error:  # a provider's bug: inconclusive, never a crashed reconcile
             if isinstance(error, FutureTimeoutError):
                 return self._late(host, flight, start, end, deadline)
@@ -138,12 +153,30 @@ class MetricsReads:
             return rollout.Observation(start, end, unavailable=result.unavailable)
         return None  # an answer for a window that has moved on (it ended meanwhile): read the new one
 
-    def _flight(self, key: str, host: str, start: datetime, read: Read, batched: Batched | None) -> _InFlight:
+    def _flight(
+        self, key: str, host: str, start: datetime, deadline: float, read: Read, batched: Batched | None
+    ) -> _InFlight:
         """The object's read: the one running (whichever window it was started for), else a new one."""
+        submitted = self._clock()
         with self._lock:
             flight = self._in_flight.get(key)
-            if flight is not None and flight.future.done():
-                answered = flight.future.exception() is None and flight.future.result().unavailable is None
+            if (
+                flight is not None
+                and flight.start != start
+                and flight.late is None
+                and flight.future.cancel()
+            ):
+                # Still queued for a window gone: its place goes to this window's read, and the
+                # deadline still counts from the first ask.
+                submitted = flight.submitted
+                del self._in_flight[key]
+                flight = None
+            elif flight is not None and flight.future.done():
+                answered = (
+                    not flight.future.cancelled()
+                    and flight.future.exception() is None
+                    and flight.future.result().unavailable is None
+                )
                 # Ended after being reported late (its failure was said), or answered a window that
                 # has moved on: neither is this window's.
                 if flight.late is not None or (flight.start != start and answered):
@@ -151,13 +184,13 @@ class MetricsReads:
                     flight = None
         if flight is not None:
             return flight
-        if batched is not None and self.batching:
-            future = self._join(host, batched)
-        else:
-            future = self._pool(host).submit(read)
-        flight = _InFlight(start, future, self._clock())
+        future = self._join(host, batched) if batched is not None else self._pool(host).submit(read)
+        flight = _InFlight(start, future, submitted, deadline)
         with self._lock:
             self._in_flight[key] = flight
+        ready = self.on_ready
+        if batched is not None and ready is not None:
+            future.add_done_callback(lambda _: ready(key))
         return flight
 
     def _drop(self, key: str, flight: _InFlight) -> None:
@@ -170,6 +203,10 @@ class MetricsReads:
     ) -> rollout.Observation | None:
         if self._clock() - flight.submitted < deadline:
             return None
+        # A read still queued is not run (reads that outlive their deadline while queued would
+        # otherwise keep a saturated host's queue full of stale work); it has ended then, and the
+        # next tick asks again.
+        flight.future.cancel()
         flight.late = (
             f"Prometheus at {truncate(host, 253)} did not answer within {deadline:.0f}s"
             " (the window's deadline)"
@@ -201,6 +238,15 @@ class MetricsReads:
                 for future in batch.futures:
                     future.set_exception(error)
 
+    def waiting(self, key: str) -> float | None:
+        """Seconds until the deadline of the read of `key` (or of one of its suffixed keys, such as
+        `key#preflight`) that is still running, the nearest if several; None when none runs."""
+        with self._lock:
+            flights = [f for k, f in self._in_flight.items() if k == key or k.startswith(key + "#")]
+        now = self._clock()
+        left = [max(0.0, f.submitted + f.deadline - now) for f in flights if not f.future.done()]
+        return min(left, default=None)
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._in_flight.pop(key, None)
@@ -217,14 +263,22 @@ class MetricsReads:
 
 
 def _run_batch(batch: _Batch) -> None:
-    """Runs one batch and hands each member its observation (or the batch's failure)."""
+    """Runs one batch and hands each member its observation (or the batch's failure). Members whose
+    reads were given up (past their deadline, or their window moved on) are not read."""
+    live = [
+        (m, f) for m, f in zip(batch.members, batch.futures, strict=True) if f.set_running_or_notify_cancel()
+    ]
+    if not live:
+        return
+    members = [m for m, _ in live]
+    futures = [f for _, f in live]
     try:
-        observations = list(batch.run(batch.members))
-        if len(observations) != len(batch.members):
-            raise RuntimeError(f"a batch of {len(batch.members)} reads gave {len(observations)} observations")
+        observations = list(batch.run(members))
+        if len(observations) != len(members):
+            raise RuntimeError(f"a batch of {len(members)} reads gave {len(observations)} observations")
     except Exception as error:  # a provider's bug: each reconcile reports it, none crashes
-        for future in batch.futures:
+        for future in futures:
             future.set_exception(error)
         return
-    for future, observation in zip(batch.futures, observations, strict=True):
+    for future, observation in zip(futures, observations, strict=True):
         future.set_result(observation)

@@ -44,8 +44,11 @@ def test_the_fleet_exports_every_deployments_series_apart() -> None:
 
 def test_markdown_has_a_row_per_point() -> None:
     point = Point(100, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0)
-    report = markdown([point], {"operator commit measured": "abc1234"})
-    assert "| 100 | rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 | 8.0 s / 16.0 s | 40 |" in report
+    timed = Point(300, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0, "", 1.2, 2.5)
+    report = markdown([point, timed], {"operator commit measured": "abc1234"})
+    row = "| rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 | 8.0 s / 16.0 s |"
+    assert f"| 100 {row} - / - | 40 |" in report
+    assert f"| 300 {row} 1.2 s / 2.5 s | 40 |" in report
     assert "abc1234" in report
 
 

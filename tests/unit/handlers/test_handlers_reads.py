@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from llmrollout import rollout
-from llmrollout.handlers.reads import BATCH_READS_ENV, Batched, MetricsReads
+from llmrollout.handlers.reads import BATCH_READS_ENV, Batched, MetricsReads, _Batch, _run_batch
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 END = START + timedelta(seconds=30)
@@ -348,3 +349,62 @@ def test_batching_follows_the_environment(
     reads = MetricsReads()
     assert reads.batching is on
     reads.close()
+
+
+def test_with_a_scheduler_a_batched_read_never_holds_the_reconcile_and_its_end_wakes_the_object() -> None:
+    calls: list[list[str]] = []
+    woken: list[str] = []
+    ready = threading.Event()
+    reads = MetricsReads(quick_wait=30.0, gather=0.2, batching=True)
+    reads.on_ready = lambda key: (woken.append(key), ready.set())
+    try:
+        started = time.monotonic()
+        batched = Batched("g", "a", _recording_run(calls))
+        assert reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched) is None
+        assert time.monotonic() - started < 10.0, "the reconcile waited for its batch (quick_wait)"
+        remaining = reads.waiting("ns/a")
+        assert remaining is not None and 0 < remaining <= 60.0
+        assert reads.waiting("ns") is None and reads.waiting("ns/b") is None
+        preflight = Batched("g", "a#preflight", _recording_run(calls))
+        assert reads.observe("ns/a#preflight", "h", START, END, 30.0, pytest.fail, preflight) is None
+        both = reads.waiting("ns/a")
+        assert both is not None and both <= 30.0, "the nearest deadline of the object's reads"
+        deadline = time.monotonic() + 10
+        while len(woken) < 2 and time.monotonic() < deadline:
+            ready.wait(0.1)
+        assert sorted(woken) == ["ns/a", "ns/a#preflight"]
+        assert reads.waiting("ns/a") is None
+        result = reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched)
+        assert result is not None and result.unavailable == "read a"
+    finally:
+        reads.close()
+
+
+def test_a_batch_reads_only_the_members_still_waited_for() -> None:
+    calls: list[list[str]] = []
+    run = _recording_run(calls)
+    given_up: Future[rollout.Observation] = Future()
+    waited: Future[rollout.Observation] = Future()
+    assert given_up.cancel()
+    _run_batch(_Batch(run, ["late", "live"], [given_up, waited]))
+    assert calls == [["live"]]
+    assert waited.result(0).unavailable == "read live"
+    nobody: Future[rollout.Observation] = Future()
+    nobody.cancel()
+    _run_batch(_Batch(run, ["gone"], [nobody]))
+    assert calls == [["live"]], "a batch nobody waits for is not read"
+
+
+def test_a_read_past_its_deadline_is_given_up_so_a_queued_batch_skips_it() -> None:
+    now = [0.0]
+    reads = MetricsReads(quick_wait=0.0, gather=30.0, batching=True, clock=lambda: now[0])
+    try:
+        batched = Batched("g", "a", _recording_run([]))
+        assert reads.observe("ns/a", "h", START, END, 15.0, pytest.fail, batched) is None
+        now[0] = 16.0
+        late = reads.observe("ns/a", "h", START, END, 15.0, pytest.fail, batched)
+        assert late is not None and late.unavailable and "did not answer within 15s" in late.unavailable
+        (batch,) = reads._batches.values()
+        assert all(f.cancelled() for f in batch.futures)
+    finally:
+        reads.close()
