@@ -284,7 +284,10 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
         latest.wrote(uid, result.superseded, result.written)
     latest.keep_unwritten(uid, result.resource_version, result.unwritten)
     latest.failure_is_new(uid, None)
-    health.succeeded(key, interval)
+    if memo.reads.waiting(key) is None:
+        # A reconcile that only started or joined a metrics read decided nothing yet: the one after
+        # the read ends counts for the liveness probe (a status write refused there must show).
+        health.succeeded(key, interval)
     telemetry.RECONCILES.labels("success").inc()
     return result
 
@@ -328,7 +331,8 @@ def _run_in_context(memo: kopf.Memo, key: str) -> float | None:
         # batch whose end wakes this object; until then, only its deadline (the read is then
         # reported late) needs a run.
         wake = now + timedelta(seconds=waiting)
-    health.succeeded(key, interval, (wake - now).total_seconds())
+    if waiting is None:
+        health.succeeded(key, interval, (wake - now).total_seconds())
     return wake.timestamp()
 
 

@@ -240,11 +240,14 @@ class MetricsReads:
 
     def waiting(self, key: str) -> float | None:
         """Seconds until the deadline of the read of `key` (or of one of its suffixed keys, such as
-        `key#preflight`) that is still running, the nearest if several; None when none runs."""
+        `key#preflight`) that is still running, the nearest if several; None when none runs (or
+        only one already reported late)."""
         with self._lock:
             flights = [f for k, f in self._in_flight.items() if k == key or k.startswith(key + "#")]
         now = self._clock()
-        left = [max(0.0, f.submitted + f.deadline - now) for f in flights if not f.future.done()]
+        # A read reported late was said; nothing waits for it any more.
+        running = [f for f in flights if not f.future.done() and f.late is None]
+        left = [max(0.0, f.submitted + f.deadline - now) for f in running]
         return min(left, default=None)
 
     def forget(self, key: str) -> None:

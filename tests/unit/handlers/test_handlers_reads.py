@@ -225,6 +225,18 @@ def test_a_late_read_is_said_again_until_it_ends_and_then_prometheus_is_asked_ag
     assert runs.started == [at(0)[0], at(2)[0]]
 
 
+def test_a_read_reported_late_is_no_longer_waited_for(clocked: tuple[MetricsReads, Clock, Reads]) -> None:
+    # What the liveness probe relies on: a reconcile waiting on a read is no success yet, but one
+    # whose read was reported late (a hung Prometheus, said in a condition) did its work.
+    reads, clock, runs = clocked
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is None
+    clock.now = 10.0
+    assert reads.waiting("a") == 20.0
+    clock.now = 30.0
+    assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is not None
+    assert reads.waiting("a") is None
+
+
 @pytest.mark.parametrize(
     ("answer", "fails", "expected"),
     [
