@@ -463,8 +463,9 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             f"- healthy: warm-up spike, rolled back by tests: {where}. The warm-up is defined by window"
             " start times, but an exact read starts at the last scrape at or before the window's start:"
             " what the candidate served in the warm-up's last scrape interval counts in the first window"
-            " after it (the slower the scrapes, the more of it). The warm-up should end one scrape"
-            " interval later."
+            " after it (the slower the scrapes, the more of it). The operator's warm-up already lasts"
+            " one scrape interval longer for this; what still spills at slow scrapes is not explained"
+            " yet."
         )
     for rps in sorted({r["rps"] for r in rows}):
         oracle = [
@@ -525,8 +526,10 @@ def _notes(rows: Sequence[Row]) -> list[str]:
         lines.append(
             "- Requests against the oracle on TTFT and cost: the oracle reads every TTFT bucket (the"
             " likelihood of the whole histogram) and the gamma likelihood of output tokens with their"
-            " true shape, while ours counts TTFT requests above one bucket edge, compares token"
-            " histograms with stable's (not a known distribution) bucket by bucket, and bounds the mean"
+            " true shape, each against no change at all, while ours compares the TTFT and token"
+            " histograms with stable's (not a known distribution) bucket by bucket against H0s of a"
+            " quarter of each bound (so that small changes pass), proves the TTFT bound by the share"
+            " above one bucket edge, and bounds the mean"
             " cost against maxUSD with no variance information; ours also splits falseRollbackRate over"
             " its tests (the oracle"
             " tests one metric at a = 1%) and counts nothing during its 120 s warm-up, which alone serves"
