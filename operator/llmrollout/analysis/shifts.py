@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from llmrollout.analysis.batch import HistogramBatch
-from llmrollout.analysis.hypotheses import FloatArray, LookInput
+from llmrollout.analysis.hypotheses import BoolArray, FloatArray, LookInput
 
 # A bucket's H1 ratio is kept within these: one sparse bucket of stable's must not dominate the test.
 RATIO_LIMITS = (0.2, 5.0)
@@ -84,3 +84,18 @@ def moved_share(shares: FloatArray, nulls: FloatArray, ratios: FloatArray) -> Fl
     H0. Below MIN_MOVED_SHARE the buckets are too coarse to tell the two apart."""
     moved: FloatArray = 0.5 * np.sum(shares * np.abs(ratios - nulls), axis=1)
     return moved
+
+
+def chosen_shift(
+    look: LookInput, key: str, shape: tuple[int, ...]
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
+    """The H1 ratios, H0 ratios and stable's shares chosen for `key` (by choose_rows), for counts of
+    `shape`, and per replicate whether they are all set. A histogram whose buckets changed since
+    stable's distribution was chosen cannot be compared: then none is set."""
+    ratios = look.params.get(f"{key}.ratios", np.full(shape, np.nan))
+    nulls = look.params.get(f"{key}.nulls", np.full(shape, np.nan))
+    shares = look.params.get(f"{key}.shares", np.full(shape, np.nan))
+    if not ratios.shape == shape == nulls.shape == shares.shape:
+        return np.ones(shape), np.ones(shape), np.full(shape, np.nan), np.zeros(shape[0], bool)
+    chosen: BoolArray = np.all(np.isfinite(ratios), axis=1) & np.all(np.isfinite(nulls), axis=1)
+    return ratios, nulls, shares, chosen

@@ -42,6 +42,7 @@ from llmrollout.analysis.results import COST_PER_REQUEST, SLOResult
 from llmrollout.analysis.shifts import (
     MIN_MOVED_SHARE,
     choose_rows,
+    chosen_shift,
     common_buckets,
     moved_share,
     shifted_ratios,
@@ -196,16 +197,8 @@ def _versus_stable(
         choose_rows(look, f"{key}.nulls", nulls)
         choose_rows(look, f"{key}.shares", shares)
     scale = look.param(f"{key}.scale")
-    ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
-    nulls = look.params.get(f"{key}.nulls", np.full(c_counts.shape, np.nan))
-    shares = look.params.get(f"{key}.shares", np.full(c_counts.shape, np.nan))
-    # A histogram whose buckets changed since stable's distribution was chosen cannot be compared.
-    fits = ratios.shape == c_counts.shape == nulls.shape
-    ready = (
-        np.isfinite(scale) & np.all(np.isfinite(ratios), axis=1) & np.all(np.isfinite(nulls), axis=1)
-        if fits
-        else np.zeros(n, bool)
-    )
+    ratios, nulls, shares, shift_set = chosen_shift(look, key, c_counts.shape)
+    ready = np.isfinite(scale) & shift_set
     return CountTest(
         key=key,
         slo=COST_PER_REQUEST,
@@ -220,9 +213,9 @@ def _versus_stable(
         relative=True,
         candidate_buckets=c_counts,
         stable_buckets=s_counts,
-        bucket_nulls=nulls if fits else np.ones(c_counts.shape),
-        bucket_ratios=ratios if fits else np.ones(c_counts.shape),
-        bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
+        bucket_nulls=nulls,
+        bucket_ratios=ratios,
+        bucket_shares=shares,
     )
 
 

@@ -39,6 +39,7 @@ from llmrollout.analysis.results import LATENCY_P95, TTFT_P95, SLOResult
 from llmrollout.analysis.shifts import (
     MIN_MOVED_SHARE,
     choose_rows,
+    chosen_shift,
     common_buckets,
     moved_share,
     shifted_ratios,
@@ -241,16 +242,8 @@ def _shift_watch(
         choose_rows(look, f"{key}.nulls", np.where(enough[:, None], nulls, np.nan))
         choose_rows(look, f"{key}.shares", np.where(enough[:, None], shares, np.nan))
     chosen_value = look.param(f"{key}.chosen")
-    ratios = look.params.get(f"{key}.ratios", np.full(c_counts.shape, np.nan))
-    nulls = look.params.get(f"{key}.nulls", np.full(c_counts.shape, np.nan))
-    shares = look.params.get(f"{key}.shares", np.full(c_counts.shape, np.nan))
-    # A histogram whose buckets changed since stable's distribution was chosen cannot be compared.
-    fits = ratios.shape == c_counts.shape == nulls.shape
-    ready = (
-        (chosen_value == 1.0) & np.all(np.isfinite(ratios), axis=1) & np.all(np.isfinite(nulls), axis=1)
-        if fits
-        else np.zeros(n, bool)
-    )
+    ratios, nulls, shares, shift_set = chosen_shift(look, key, c_counts.shape)
+    ready = (chosen_value == 1.0) & shift_set
     return CountTest(
         key=key,
         slo=slo_name,
@@ -267,9 +260,9 @@ def _shift_watch(
         left_out="buckets too coarse to show a shift",
         candidate_buckets=c_counts,
         stable_buckets=s_counts,
-        bucket_nulls=nulls if fits else np.ones(c_counts.shape),
-        bucket_ratios=ratios if fits else np.ones(c_counts.shape),
-        bucket_shares=shares if fits else np.full(c_counts.shape, np.nan),
+        bucket_nulls=nulls,
+        bucket_ratios=ratios,
+        bucket_shares=shares,
         relative=True,
         clears=never,
     )
