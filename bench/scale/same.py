@@ -111,6 +111,14 @@ def window_difference(batched: rollout.Observation, alone: rollout.Observation) 
     return "; ".join(parts) or "the windows differ"
 
 
+def _empty(observation: rollout.Observation) -> str:
+    """Why an equal window proves nothing ("" when it does): a variant without requests in it (its
+    series missing, or no traffic) reads alike whichever deployment's series a batch gave it."""
+    window = observation.window
+    empty = sorted(name for name, v in window.variants.items() if not v.requests) if window else []
+    return f"equal, but no requests for {', '.join(empty)}: nothing to tell apart" if empty else ""
+
+
 def _read_of(observation: rollout.Observation) -> str:
     return "a window" if observation.window is not None else f"unavailable ({observation.unavailable})"
 
@@ -127,7 +135,7 @@ def compare(
     decide: Callable[[rollout.Observation], rollout.Outcome],
 ) -> Compared:
     """`decide` is the state machine from one prior state at one instant: called once per observation."""
-    window = window_difference(batched, alone)
+    window = window_difference(batched, alone) or _empty(alone)
     by_batch, by_own = decision(decide(batched)), decision(decide(alone))
     why = [f"window: {window}"] if window else []
     if by_batch != by_own:

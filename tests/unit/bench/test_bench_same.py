@@ -75,6 +75,13 @@ CASES: dict[str, tuple[Change, Change, bool, bool]] = {
     # Another deployment's errors leaked in: a breach where its own read has none.
     "leaked errors": (lambda o: _with(o, errors=40), lambda o: o, False, False),
     "batched read unavailable": (_unavailable, lambda o: o, False, False),
+    # Equal, but without requests a batch that gave it another's series (or none) could not show.
+    "equal but empty windows": (
+        lambda o: _with(o, requests=0, errors=0),
+        lambda o: _with(o, requests=0, errors=0),
+        False,
+        True,
+    ),
     # Nothing was compared: never counted as the same window, though the decisions are alike.
     "both unavailable": (_unavailable, _unavailable, False, True),
 }
@@ -97,6 +104,10 @@ def test_a_differing_window_names_the_variant_and_field() -> None:
     assert compared.why == (
         "window: v2.errors 40 != 4; decision: batched Fail (RolledBack, step 0, SLOBreached,RolledBack),"
         " alone Pass (Progressing, step 1, StepAdvanced)"
+    )
+    empty = _with(observation, requests=0, errors=0)
+    assert compare("d0007", empty, empty, decide).why == (
+        "window: equal, but no requests for v2: nothing to tell apart"
     )
     assert window_difference(_unavailable(observation), observation) == (
         "batched: unavailable (Prometheus did not answer); alone: a window"
