@@ -40,6 +40,7 @@ ALONE_CONCURRENCY = 4
 # Deployments whose difference is spelled out in the notes (all are named).
 DETAILED = 3
 _VALUE_CHARS = 80
+_WHY_CHARS = 400  # of each detailed deployment's differences, in the notes
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,11 @@ def _read_of(observation: rollout.Observation) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 3] + "..."
+    return _cut(repr(value), _VALUE_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def compare(
@@ -167,7 +171,7 @@ def differences_note(sameness: Sameness) -> str:
     if not sameness.differed:
         return ""
     names = ", ".join(r.name for r in sameness.differed)
-    details = "; ".join(f"{r.name}: {r.why}" for r in sameness.differed[:DETAILED])
+    details = "; ".join(f"{r.name}: {_cut(r.why, _WHY_CHARS)}" for r in sameness.differed[:DETAILED])
     return f"differ from unbatched reads: {names} ({details})"
 
 
