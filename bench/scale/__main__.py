@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from kubernetes import client, watch
 
 from bench.scale.fleet import DEPLOYMENT_LABEL, VARIANT_LABEL, FleetExporter
 from bench.scale.measure import Point, cpu_seconds, markdown, percentile, status_kib
+from bench.scale.same import differences_note, read_both, summary, tally
 from llmrollout.api.crd import render as render_crd
 from tests.e2e.cluster import REPO, Kube, built_kubectl, cache_dir, wait_for
 from tests.e2e.harness.prometheus import PrometheusServer, free_port
@@ -343,7 +345,8 @@ def run_point(
         )
         settled = _wait_all(objects, n, "Progressing", 900)
         time.sleep(INTERVAL)
-        points.append(measure(n, "rolling", reads, seconds, operator, prometheus, api, settled))
+        rolling = measure(n, "rolling", reads, seconds, operator, prometheus, api, settled)
+        points.append(same_as_unbatched(rolling, api))
     finally:
         # Deleted while the operator runs: it removes its finalizer from each object.
         objects.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
@@ -363,6 +366,34 @@ def run_point(
             prometheus.remove_targets("fleet")
             exporter.stop()
     return points
+
+
+def same_as_unbatched(point: Point, api: client.ApiClient) -> Point:
+    """The point with its comparison of batched and unbatched reads (see same.py); after the
+    measurement, so that its reads are not counted in the point's Prometheus queries."""
+    try:
+        compared, timings = read_both(
+            api, GROUP, VERSION, PLURAL, NAMESPACE, datetime.now(UTC), INTERVAL, SCRAPE
+        )
+    except Exception as error:  # a comparison that could not run proves nothing: said, and failed
+        note = f"batched and unbatched reads not compared: {type(error).__name__}: {error}"
+        print(f"bench.scale: n={point.n} {point.reads}: {note}", file=sys.stderr, flush=True)
+        return dataclasses.replace(point, notes=f"{point.notes}; {note}".lstrip("; "))
+    sameness = tally(compared)
+    print(
+        f"bench.scale: n={point.n} {point.state} ({point.reads} operator): "
+        f"{summary(sameness.compared, sameness.windows, sameness.decisions)} "
+        f"(read in {timings.batched_s:g} s batched, {timings.alone_s:g} s one by one)",
+        flush=True,
+    )
+    notes = "; ".join(note for note in (point.notes, differences_note(sameness)) if note)
+    return dataclasses.replace(
+        point,
+        same_compared=sameness.compared,
+        same_windows=sameness.windows,
+        same_decisions=sameness.decisions,
+        notes=notes,
+    )
 
 
 def _patch_quietly(objects: client.CustomObjectsApi, name: str, patch: dict[str, Any]) -> None:
@@ -443,7 +474,16 @@ def main(argv: list[str] | None = None) -> int:
                 points += run_point(kube, prom, args.operator_src.resolve(), n, seconds, batched, logs)
                 _write(out, points, facts)  # after every point: a run cut short keeps what it measured
     print(markdown(points, facts))
-    return 0
+    rolling = [p for p in points if p.state == "rolling"]
+    for p in rolling:
+        compared = (
+            "not compared (see its notes)"
+            if p.same_compared is None
+            else summary(p.same_compared, p.same_windows or 0, p.same_decisions or 0)
+        )
+        print(f"n={p.n} rolling ({p.reads} operator): {compared}")
+    # After the report is written: a rolling point whose reads differed (or were not compared) fails the run.
+    return 0 if all(p.same_as_unbatched for p in rolling) else 1
 
 
 if __name__ == "__main__":

@@ -54,6 +54,16 @@ class Point:
     # After a window closed, when its analysis was written (None: not measured, in older runs).
     delay_p50_s: float | None = None
     delay_p95_s: float | None = None
+    # Rolling points: of `same_compared` LLMDeployments, how many read an equal window batched and
+    # alone, and made the same decision from each (None: not compared, e.g. idle; see same.py).
+    same_compared: int | None = None
+    same_windows: int | None = None
+    same_decisions: int | None = None
+
+    @property
+    def same_as_unbatched(self) -> bool:
+        compared = self.same_compared
+        return bool(compared) and self.same_windows == self.same_decisions == compared
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,21 +73,28 @@ def _num(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def same_cell(point: Point) -> str:
+    n = point.same_compared
+    return "-" if n is None else f"{point.same_windows}/{n}, {point.same_decisions}/{n}"
+
+
 def markdown(points: Sequence[Point], facts: Mapping[str, str]) -> str:
     lines = ["# bench/scale", ""]
     lines += [f"- {k}: {v}" for k, v in facts.items()]
     lines += [
         "",
         "| LLMDeployments | state | reads | operator CPU | peak RSS | Prometheus queries/s | API writes/s "
-        "| analysis lag p50 / p95 | written after window end p50 / p95 | decisions | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| analysis lag p50 / p95 | written after window end p50 / p95 | decisions "
+        "| same as unbatched: windows, decisions | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         lag = f"{_num(p.lag_p50_s, ' s', 1)} / {_num(p.lag_p95_s, ' s', 1)}"
         delay = f"{_num(p.delay_p50_s, ' s', 1)} / {_num(p.delay_p95_s, ' s', 1)}"
         lines.append(
             f"| {p.n} | {p.state} | {p.reads} | {p.cpu_cores:.3f} cores | {p.rss_mb:.0f} MB "
-            f"| {p.queries_per_s:.1f} | {p.writes_per_s:.2f} | {lag} | {delay} | {p.decisions} | {p.notes} |"
+            f"| {p.queries_per_s:.1f} | {p.writes_per_s:.2f} | {lag} | {delay} | {p.decisions} "
+            f"| {same_cell(p)} | {p.notes} |"
         )
     lines += [
         "",
@@ -88,6 +105,10 @@ def markdown(points: Sequence[Point], facts: Mapping[str, str]) -> str:
         "Written after window end: when a new status.lastAnalysisAt (the end of the window analysed)"
         " arrived on a watch, less that time; a perfectly prompt operator's lag then ranges over one"
         " interval plus this.",
+        "Same as unbatched: after the rolling measurement, one closed window read for every"
+        " LLMDeployment through the operator's batched path and by its own provider alone: how many"
+        " Windows were equal, and how many decisions the state machine made alike from each (from the"
+        " deployment's spec and status at that moment); any that differed are named in the notes.",
         "API writes: MODIFIED watch events of the LLMDeployments plus Events written in the namespace.",
         "Prometheus queries: the increase of Prometheus's own prometheus_http_requests_total for "
         "/api/v1/query over the measurement.",

@@ -457,13 +457,13 @@ def _observe(
     variants = rollout.watched(spec, status)
 
     def read() -> rollout.Observation:
-        return _read_window(clients, spec, namespace, variants, start, end)
+        return read_window(clients, spec, namespace, variants, start, end)
 
     if clients.reads is None:
         return read()
     # A window must be decided on within its interval, however slow Prometheus is (and 5s at least).
     deadline = max(5.0, min(spec.strategy.interval.total_seconds(), 60.0))
-    batched = _batched(clients.http, spec, namespace, variants, start, end)
+    batched = batched_read(clients.http, spec, namespace, variants, start, end)
     return clients.reads.observe(key or namespace, _server_of(address), start, end, deadline, read, batched)
 
 
@@ -526,7 +526,7 @@ def _preflight(
         return check_series(clients, spec, namespace, [stable, candidate], now)
     start, end = _check_window(spec, now)
     variants = [stable, candidate]
-    batched = _batched(clients.http, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
+    batched = batched_read(clients.http, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
     observation = clients.reads.observe(
         f"{key}#preflight",
         _server_of(address),
@@ -535,7 +535,7 @@ def _preflight(
         _aligned(spec, now),
         end,
         preflight_deadline(spec),
-        lambda: _read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET),
+        lambda: read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET),
         batched,
     )
     if observation is None:
@@ -558,7 +558,7 @@ def check_series(
     provider's look-back counts as present): what MetricsReady and `llmrollout check` report."""
     start, end = _check_window(spec, now)
     return _as_preflight(
-        spec, _read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
+        spec, read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET)
     )
 
 
@@ -596,7 +596,7 @@ def _as_preflight(spec: LLMDeploymentSpec, observation: rollout.Observation) -> 
     )
 
 
-def _read_window(
+def read_window(
     clients: Clients,
     spec: LLMDeploymentSpec,
     namespace: str,
@@ -605,6 +605,8 @@ def _read_window(
     end: datetime,
     query_offset: float = INGESTION_DELAY_SECONDS,
 ) -> rollout.Observation:
+    """One window read alone, by the LLMDeployment's own provider (every read with
+    LLMROLLOUT_BATCH_READS=0; bench/scale compares it with batched_read's)."""
     auth = spec.metrics.prometheus.auth if spec.metrics.prometheus is not None else None
     try:
         credentials = prometheus_credentials(
@@ -645,7 +647,7 @@ class _WindowRead:
     end: datetime
 
 
-def _batched(
+def batched_read(
     http: httpx.Client,
     spec: LLMDeploymentSpec,
     namespace: str,
@@ -655,7 +657,8 @@ def _batched(
     query_offset: float = INGESTION_DELAY_SECONDS,
 ) -> Batched | None:
     """How this window read joins others on the same Prometheus, preset and label keys; None when it
-    reads alone (a provider that does not batch, or a spec the read itself will report on)."""
+    reads alone (a provider that does not batch, or a spec the read itself will report on).
+    Members of one `group` are read by `run([member, ...])`, one observation per member."""
     if end <= start or spec.metrics.prometheus is None or spec.metrics.prometheus.auth is not None:
         # With credentials, a read needs its Secret first (read in the read's own thread): such a
         # window is read alone, so that no query ever mixes two tenants' credentials.

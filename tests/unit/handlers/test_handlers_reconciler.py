@@ -233,7 +233,7 @@ def test_reads_of_one_group_share_a_batch_and_credentials_or_resource_variants_r
     with httpx.Client() as http:
 
         def batched(metrics: dict[str, Any], ns: str = "team-a") -> Any:
-            return reconciler._batched(http, _spec(metrics), ns, ["v1", "v2"], NOW, end)
+            return reconciler.batched_read(http, _spec(metrics), ns, ["v1", "v2"], NOW, end)
 
         first, second, third = batched(plain), batched(other_team, "team-b"), batched(other_keys)
         assert first is not None and second is not None and third is not None
@@ -241,7 +241,7 @@ def test_reads_of_one_group_share_a_batch_and_credentials_or_resource_variants_r
         assert first.member.member.variants == ("v1", "v2") and first.member.end == end
         assert batched(auth) is None
         assert batched(resource) is None
-        assert reconciler._batched(http, _spec(plain), "team-a", ["v1"], end, NOW) is None
+        assert reconciler.batched_read(http, _spec(plain), "team-a", ["v1"], end, NOW) is None
 
 
 @pytest.mark.parametrize(
