@@ -13,6 +13,11 @@ on one Prometheus that is asked for within `gather` seconds joins one batch, whi
 the host's pool and hands each reconcile its own observation. LLMROLLOUT_BATCH_READS=0 reads every
 window alone (for comparing both, in tests and bench/scale).
 
+While a group's batch runs, reads of that group wait for it to end and then run together as the
+next batch (group commit): a fleet whose reconciles trickle in over several seconds is read in a few
+large batches, not in one small batch per `gather`, so the queries a boundary costs stay bounded by
+the groups and the time a batch takes, not by how fast the reconciles run.
+
 With a scheduler (`on_ready` set), a reconcile that joins a batch does not wait for it at all: a
 reconcile waiting on its batch holds a worker, so a fleet woken at one window boundary would join in
 batches of only as many members as there are workers (and wait for them in turn). It returns at once
@@ -95,6 +100,8 @@ class MetricsReads:
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._in_flight: dict[str, _InFlight] = {}
         self._batches: dict[tuple[str, Hashable], _Batch] = {}
+        # (host, group) whose batch is running: that group's next batch is dispatched when it ends.
+        self._running: set[tuple[str, Hashable]] = set()
         self._timers: set[threading.Timer] = set()
         # Called with the key of a batched read once its observation is ready (the scheduler's wake).
         self.on_ready: Callable[[str], None] | None = None
@@ -219,24 +226,41 @@ class MetricsReads:
             batch = self._batches.get((host, batched.group))
             if batch is None:
                 batch = self._batches[(host, batched.group)] = _Batch(batched.run)
-                timer = threading.Timer(self._gather, self._dispatch, (host, batched.group))
-                timer.daemon = True
-                self._timers.add(timer)
-                timer.start()
+                if (host, batched.group) not in self._running:
+                    timer = threading.Timer(self._gather, self._dispatch, (host, batched.group))
+                    timer.daemon = True
+                    self._timers.add(timer)
+                    timer.start()
             batch.members.append(batched.member)
             batch.futures.append(future)
         return future
 
     def _dispatch(self, host: str, group: Hashable) -> None:
+        """Starts the group's gathered batch, unless one of the group is running (its end does)."""
         with self._lock:
-            batch = self._batches.pop((host, group), None)
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        if batch is not None:
-            try:
-                self._pool(host).submit(_run_batch, batch)
-            except RuntimeError as error:  # the pool was shut down: the operator is stopping
-                for future in batch.futures:
+            if (host, group) in self._running:
+                return
+            batch = self._batches.pop((host, group), None)
+            if batch is None:
+                return
+            self._running.add((host, group))
+        try:
+            self._pool(host).submit(self._run_then_next, host, group, batch)
+        except RuntimeError as error:  # the pool was shut down: the operator is stopping
+            with self._lock:
+                self._running.discard((host, group))
+            for future in batch.futures:
+                if not future.done():
                     future.set_exception(error)
+
+    def _run_then_next(self, host: str, group: Hashable, batch: _Batch) -> None:
+        try:
+            _run_batch(batch)
+        finally:
+            with self._lock:
+                self._running.discard((host, group))
+            self._dispatch(host, group)
 
     def waiting(self, key: str) -> float | None:
         """Seconds until the deadline of the read of `key` (or of one of its suffixed keys, such as

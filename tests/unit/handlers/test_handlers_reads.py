@@ -420,3 +420,34 @@ def test_a_read_past_its_deadline_is_given_up_so_a_queued_batch_skips_it() -> No
         assert all(f.cancelled() for f in batch.futures)
     finally:
         reads.close()
+
+
+def test_reads_joining_while_their_group_runs_are_read_together_right_after_it() -> None:
+    calls: list[list[str]] = []
+    release = threading.Event()
+    first_started = threading.Event()
+
+    def run(members: Any) -> list[rollout.Observation]:
+        calls.append(list(members))
+        if len(calls) == 1:
+            first_started.set()
+            assert release.wait(10), "the test never released the first batch"
+        return [rollout.Observation(START, END, unavailable=f"read {m}") for m in members]
+
+    reads = MetricsReads(quick_wait=0.0, gather=0.05, batching=True)
+    try:
+        assert reads.observe("a", "h", START, END, 60.0, pytest.fail, Batched("g", "a", run)) is None
+        assert first_started.wait(10)
+        # Far longer than `gather` passes while the first batch runs: the later reads still wait for it.
+        later = [f"b{i}" for i in range(4)]
+        for key in later:
+            assert reads.observe(key, "h", START, END, 60.0, pytest.fail, Batched("g", key, run)) is None
+            time.sleep(0.1)
+        assert calls == [["a"]], "a second batch of the group started while the first ran"
+        release.set()
+        results = {key: _wait(reads, key, Batched("g", key, run)) for key in later}
+    finally:
+        release.set()
+        reads.close()
+    assert calls == [["a"], later]
+    assert {key: r.unavailable for key, r in results.items()} == {key: f"read {key}" for key in later}
