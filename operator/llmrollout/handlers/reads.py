@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from llmrollout import rollout
 from llmrollout.api.status import truncate
+from llmrollout.metrics.batch import MAX_MEMBERS_PER_QUERY
 
 WORKERS_PER_HOST: Final = 2
 MAX_HOSTS: Final = 32  # beyond this, hosts share one pool: a spec cannot make us start threads at will
@@ -90,12 +91,14 @@ class MetricsReads:
         clock: Callable[[], float] = time.monotonic,
         batching: bool | None = None,
         gather: float = GATHER_SECONDS,
+        slice_members: int = MAX_MEMBERS_PER_QUERY,
     ) -> None:
         self._workers = workers_per_host
         self._quick_wait = quick_wait
         self._clock = clock
         self.batching = batching_from_env() if batching is None else batching
         self._gather = gather
+        self._slice_members = slice_members
         self._lock = threading.Lock()
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._in_flight: dict[str, _InFlight] = {}
@@ -256,7 +259,7 @@ class MetricsReads:
 
     def _run_then_next(self, host: str, group: Hashable, batch: _Batch) -> None:
         try:
-            _run_batch(batch)
+            _run_batch(batch, self._slice_members)
         finally:
             with self._lock:
                 self._running.discard((host, group))
@@ -289,18 +292,30 @@ class MetricsReads:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_batch(batch: _Batch) -> None:
-    """Runs one batch and hands each member its observation (or the batch's failure). Members whose
-    reads were given up (past their deadline, or their window moved on) are not read."""
-    live = [
-        (m, f) for m, f in zip(batch.members, batch.futures, strict=True) if f.set_running_or_notify_cancel()
-    ]
+def _run_batch(batch: _Batch, slice_members: int = 0) -> None:
+    """Runs one batch in slices of `slice_members` (all at once with 0), handing each slice's members
+    their observations (or the slice's failure) as soon as it is read. Members whose reads were given
+    up (past their deadline, or their window moved on) before their slice's turn are not read.
+
+    Slices keep a large batch live: members of the first slices are answered within their deadline
+    even when the whole batch would outlast it (a fleet's series checks all at once, on a slow host)."""
+    pairs = list(zip(batch.members, batch.futures, strict=True))
+    size = slice_members if slice_members > 0 else max(1, len(pairs))
+    for first in range(0, len(pairs), size):
+        _run_slice(batch.run, pairs[first : first + size])
+
+
+def _run_slice(
+    run: Callable[[Sequence[Any]], Sequence[rollout.Observation]],
+    pairs: Sequence[tuple[Any, Future[rollout.Observation]]],
+) -> None:
+    live = [(m, f) for m, f in pairs if f.set_running_or_notify_cancel()]
     if not live:
         return
     members = [m for m, _ in live]
     futures = [f for _, f in live]
     try:
-        observations = list(batch.run(members))
+        observations = list(run(members))
         if len(observations) != len(members):
             raise RuntimeError(f"a batch of {len(members)} reads gave {len(observations)} observations")
     except Exception as error:  # a provider's bug: each reconcile reports it, none crashes
