@@ -4,7 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 case "$CLUSTER" in
   kwok)
-    if command -v kwokctl >/dev/null && kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+    if command -v kwokctl >/dev/null && kwokctl get clusters 2>/dev/null | grep -x "$CLUSTER_NAME" >/dev/null; then
       kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1 || kwokctl delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE"
     fi ;;
   kind) kind delete cluster --name "$CLUSTER_NAME" ;;

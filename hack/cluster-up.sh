@@ -22,7 +22,7 @@ quiet_kwokctl() {
 
 up_kwok() {
   "$HACK_DIR/build-binaries.sh"
-  if kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+  if kwokctl get clusters 2>/dev/null | grep -x "$CLUSTER_NAME" >/dev/null; then
     if healthy; then
       log "cluster $CLUSTER_NAME is already running"
       return
@@ -60,7 +60,7 @@ up_kwok() {
 up_kind() {
   command -v kind >/dev/null || { echo "CLUSTER=kind needs 'kind' on PATH and a running Docker engine" >&2; exit 1; }
   mkdir -p "$CLUSTER_DIR"
-  if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+  if ! kind get clusters 2>/dev/null | grep -x "$CLUSTER_NAME" >/dev/null; then
     kind create cluster --name "$CLUSTER_NAME" --image "kindest/node:$KUBE_VERSION" --wait 3m
   fi
   kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_FILE"

@@ -304,7 +304,13 @@ def cluster(name: str) -> Iterator[Kube]:
         "apply", "--server-side", "--force-conflicts", "-f", "-", input=render_crd(min_interval="1s")
     )
     kube.wait_established()
-    yield kube
+    try:
+        yield kube
+    finally:
+        # A fleet's kube-apiserver keeps working (garbage collection, watches) after the bench:
+        # left running it would load every later measurement on this machine.
+        if os.environ.get("LLMROLLOUT_KEEP_CLUSTER") != "1":
+            subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], env=env, check=False, timeout=300)
 
 
 def run_point(

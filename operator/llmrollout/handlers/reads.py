@@ -13,6 +13,11 @@ on one Prometheus that is asked for within `gather` seconds joins one batch, whi
 the host's pool and hands each reconcile its own observation. LLMROLLOUT_BATCH_READS=0 reads every
 window alone (for comparing both, in tests and bench/scale).
 
+While a group's batch runs, reads of that group wait for it to end and then run together as the
+next batch (group commit): a fleet whose reconciles trickle in over several seconds is read in a few
+large batches, not in one small batch per `gather`, so the queries a boundary costs stay bounded by
+the groups and the time a batch takes, not by how fast the reconciles run.
+
 With a scheduler (`on_ready` set), a reconcile that joins a batch does not wait for it at all: a
 reconcile waiting on its batch holds a worker, so a fleet woken at one window boundary would join in
 batches of only as many members as there are workers (and wait for them in turn). It returns at once
@@ -34,6 +39,7 @@ from typing import Any, Final
 
 from llmrollout import rollout
 from llmrollout.api.status import truncate
+from llmrollout.metrics.batch import MAX_MEMBERS_PER_QUERY
 
 WORKERS_PER_HOST: Final = 2
 MAX_HOSTS: Final = 32  # beyond this, hosts share one pool: a spec cannot make us start threads at will
@@ -85,16 +91,20 @@ class MetricsReads:
         clock: Callable[[], float] = time.monotonic,
         batching: bool | None = None,
         gather: float = GATHER_SECONDS,
+        slice_members: int = MAX_MEMBERS_PER_QUERY,
     ) -> None:
         self._workers = workers_per_host
         self._quick_wait = quick_wait
         self._clock = clock
         self.batching = batching_from_env() if batching is None else batching
         self._gather = gather
+        self._slice_members = slice_members
         self._lock = threading.Lock()
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._in_flight: dict[str, _InFlight] = {}
         self._batches: dict[tuple[str, Hashable], _Batch] = {}
+        # (host, group) whose batch is running: that group's next batch is dispatched when it ends.
+        self._running: set[tuple[str, Hashable]] = set()
         self._timers: set[threading.Timer] = set()
         # Called with the key of a batched read once its observation is ready (the scheduler's wake).
         self.on_ready: Callable[[str], None] | None = None
@@ -219,24 +229,41 @@ class MetricsReads:
             batch = self._batches.get((host, batched.group))
             if batch is None:
                 batch = self._batches[(host, batched.group)] = _Batch(batched.run)
-                timer = threading.Timer(self._gather, self._dispatch, (host, batched.group))
-                timer.daemon = True
-                self._timers.add(timer)
-                timer.start()
+                if (host, batched.group) not in self._running:
+                    timer = threading.Timer(self._gather, self._dispatch, (host, batched.group))
+                    timer.daemon = True
+                    self._timers.add(timer)
+                    timer.start()
             batch.members.append(batched.member)
             batch.futures.append(future)
         return future
 
     def _dispatch(self, host: str, group: Hashable) -> None:
+        """Starts the group's gathered batch, unless one of the group is running (its end does)."""
         with self._lock:
-            batch = self._batches.pop((host, group), None)
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        if batch is not None:
-            try:
-                self._pool(host).submit(_run_batch, batch)
-            except RuntimeError as error:  # the pool was shut down: the operator is stopping
-                for future in batch.futures:
+            if (host, group) in self._running:
+                return
+            batch = self._batches.pop((host, group), None)
+            if batch is None:
+                return
+            self._running.add((host, group))
+        try:
+            self._pool(host).submit(self._run_then_next, host, group, batch)
+        except RuntimeError as error:  # the pool was shut down: the operator is stopping
+            with self._lock:
+                self._running.discard((host, group))
+            for future in batch.futures:
+                if not future.done():
                     future.set_exception(error)
+
+    def _run_then_next(self, host: str, group: Hashable, batch: _Batch) -> None:
+        try:
+            _run_batch(batch, self._slice_members)
+        finally:
+            with self._lock:
+                self._running.discard((host, group))
+            self._dispatch(host, group)
 
     def waiting(self, key: str) -> float | None:
         """Seconds until the deadline of the read of `key` (or of one of its suffixed keys, such as
@@ -265,18 +292,30 @@ class MetricsReads:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_batch(batch: _Batch) -> None:
-    """Runs one batch and hands each member its observation (or the batch's failure). Members whose
-    reads were given up (past their deadline, or their window moved on) are not read."""
-    live = [
-        (m, f) for m, f in zip(batch.members, batch.futures, strict=True) if f.set_running_or_notify_cancel()
-    ]
+def _run_batch(batch: _Batch, slice_members: int = 0) -> None:
+    """Runs one batch in slices of `slice_members` (all at once with 0), handing each slice's members
+    their observations (or the slice's failure) as soon as it is read. Members whose reads were given
+    up (past their deadline, or their window moved on) before their slice's turn are not read.
+
+    Slices keep a large batch live: members of the first slices are answered within their deadline
+    even when the whole batch would outlast it (a fleet's series checks all at once, on a slow host)."""
+    pairs = list(zip(batch.members, batch.futures, strict=True))
+    size = slice_members if slice_members > 0 else max(1, len(pairs))
+    for first in range(0, len(pairs), size):
+        _run_slice(batch.run, pairs[first : first + size])
+
+
+def _run_slice(
+    run: Callable[[Sequence[Any]], Sequence[rollout.Observation]],
+    pairs: Sequence[tuple[Any, Future[rollout.Observation]]],
+) -> None:
+    live = [(m, f) for m, f in pairs if f.set_running_or_notify_cancel()]
     if not live:
         return
     members = [m for m, _ in live]
     futures = [f for _, f in live]
     try:
-        observations = list(batch.run(members))
+        observations = list(run(members))
         if len(observations) != len(members):
             raise RuntimeError(f"a batch of {len(members)} reads gave {len(observations)} observations")
     except Exception as error:  # a provider's bug: each reconcile reports it, none crashes

@@ -21,10 +21,13 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 END = START + timedelta(seconds=30)
 
 
-def server(delay: float) -> ThreadingHTTPServer:
+def server(gate: threading.Event | None) -> ThreadingHTTPServer:
+    """An HTTP server that answers at once, or (with `gate`) only once the gate is set."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            time.sleep(delay)
+            if gate is not None:
+                gate.wait(30)
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -40,12 +43,30 @@ def server(delay: float) -> ThreadingHTTPServer:
 
 
 @pytest.fixture
-def hosts() -> Iterator[tuple[str, str]]:
-    fast, slow = server(0.0), server(3.0)
+def slow_gate() -> threading.Event:
+    """Set it to let the slow host answer (it is set at the end of each test)."""
+    return threading.Event()
+
+
+@pytest.fixture
+def hosts(slow_gate: threading.Event) -> Iterator[tuple[str, str]]:
+    fast, slow = server(None), server(slow_gate)
     yield (f"http://127.0.0.1:{fast.server_address[1]}", f"http://127.0.0.1:{slow.server_address[1]}")
+    slow_gate.set()
     for httpd in (fast, slow):
         httpd.shutdown()
         httpd.server_close()
+
+
+def _answer(reads: MetricsReads, key: str, host: str, url: str) -> rollout.Observation:
+    """Asks for `key`'s window until it is answered (a reconcile's later ticks)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        result = reads.observe(key, host, START, END, 60.0, reader(url))
+        if result is not None:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"{key} was never answered")
 
 
 def reader(url: str) -> Any:
@@ -57,21 +78,20 @@ def reader(url: str) -> Any:
     return read
 
 
-def test_a_slow_host_delays_only_its_own_reads(hosts: tuple[str, str]) -> None:
+def test_a_slow_host_delays_only_its_own_reads(hosts: tuple[str, str], slow_gate: threading.Event) -> None:
     fast, slow = hosts
     reads = MetricsReads(workers_per_host=2, quick_wait=0.2)
     try:
         # Three objects on the slow host: its two workers are busy, the third read queues.
         for key in ("a", "b", "c"):
             assert reads.observe(key, "slow", START, END, 60.0, reader(slow)) is None
-        began = time.monotonic()
-        done = reads.observe("d", "fast", START, END, 60.0, reader(fast))
-        assert done is not None and done.unavailable == f"read {fast}"
-        assert time.monotonic() - began < 1.0
+        # The fast host's read is answered while the slow host still holds all three of its own.
+        assert _answer(reads, "d", "fast", fast).unavailable == f"read {fast}"
+        assert reads.waiting("a") is not None and reads.waiting("c") is not None
         # The slow reads finish later and are picked up by a later reconcile.
-        time.sleep(3.2)
-        later = reads.observe("a", "slow", START, END, 60.0, reader(slow))
-        assert later is not None and later.unavailable == f"read {slow}"
+        slow_gate.set()
+        assert _answer(reads, "a", "slow", slow).unavailable == f"read {slow}"
+        assert _answer(reads, "c", "slow", slow).unavailable == f"read {slow}"
     finally:
         reads.close()
 
@@ -420,3 +440,57 @@ def test_a_read_past_its_deadline_is_given_up_so_a_queued_batch_skips_it() -> No
         assert all(f.cancelled() for f in batch.futures)
     finally:
         reads.close()
+
+
+def test_reads_joining_while_their_group_runs_are_read_together_right_after_it() -> None:
+    calls: list[list[str]] = []
+    release = threading.Event()
+    first_started = threading.Event()
+
+    def run(members: Any) -> list[rollout.Observation]:
+        calls.append(list(members))
+        if len(calls) == 1:
+            first_started.set()
+            assert release.wait(10), "the test never released the first batch"
+        return [rollout.Observation(START, END, unavailable=f"read {m}") for m in members]
+
+    reads = MetricsReads(quick_wait=0.0, gather=0.05, batching=True)
+    try:
+        assert reads.observe("a", "h", START, END, 60.0, pytest.fail, Batched("g", "a", run)) is None
+        assert first_started.wait(10)
+        # Far longer than `gather` passes while the first batch runs: the later reads still wait for it.
+        later = [f"b{i}" for i in range(4)]
+        for key in later:
+            assert reads.observe(key, "h", START, END, 60.0, pytest.fail, Batched("g", key, run)) is None
+            time.sleep(0.1)
+        assert calls == [["a"]], "a second batch of the group started while the first ran"
+        release.set()
+        results = {key: _wait(reads, key, Batched("g", key, run)) for key in later}
+    finally:
+        release.set()
+        reads.close()
+    assert calls == [["a"], later]
+    assert {key: r.unavailable for key, r in results.items()} == {key: f"read {key}" for key in later}
+
+
+def test_a_large_batch_answers_slice_by_slice_and_skips_members_given_up_meanwhile() -> None:
+    calls: list[list[str]] = []
+    futures: list[Future[rollout.Observation]] = [Future() for _ in range(5)]
+    members = ["a", "b", "c", "d", "e"]
+
+    def run(chunk: Any) -> list[rollout.Observation]:
+        calls.append(list(chunk))
+        if len(calls) == 1:
+            # The first slice is answered before the next is read; "d" gives up meanwhile.
+            assert [f.done() for f in futures[:2]] == [False, False]
+            assert futures[3].cancel() is True
+        return [rollout.Observation(START, END, unavailable=f"read {m}") for m in chunk]
+
+    _run_batch(_Batch(run, members, futures), slice_members=2)
+    assert calls == [["a", "b"], ["c"], ["e"]]
+    assert [f.result(0).unavailable for i, f in enumerate(futures) if i != 3] == [
+        "read a",
+        "read b",
+        "read c",
+        "read e",
+    ]
