@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,9 @@ class WriteCounter:
 
 
 class Operator:
-    def __init__(self, kubeconfig: str, source: Path, log: Path, batched: bool) -> None:
+    def __init__(
+        self, kubeconfig: str, source: Path, log: Path, batched: bool, extra_args: Sequence[str] = ()
+    ) -> None:
         self.metrics_port = free_port()
         env = {
             **os.environ,
@@ -174,6 +176,7 @@ class Operator:
             [
                 *(sys.executable, "-m", "llmrollout.cli", "run", "-n", NAMESPACE),
                 *("--metrics-address", f"127.0.0.1:{self.metrics_port}"),
+                *extra_args,
             ],
             cwd=source,
             env=env,
@@ -314,7 +317,14 @@ def cluster(name: str) -> Iterator[Kube]:
 
 
 def run_point(
-    kube: Kube, prometheus: PrometheusServer, source: Path, n: int, seconds: float, batched: bool, logs: Path
+    kube: Kube,
+    prometheus: PrometheusServer,
+    source: Path,
+    n: int,
+    seconds: float,
+    batched: bool,
+    logs: Path,
+    operator_args: Sequence[str] = (),
 ) -> list[Point]:
     api = kube.api_client()
     objects = client.CustomObjectsApi(api)
@@ -328,7 +338,7 @@ def run_point(
         service = {"metadata": {"name": f"bench-{v}"}, "spec": {"ports": [{"port": 8000}]}}
         with contextlib.suppress(client.ApiException):
             core.create_namespaced_service(NAMESPACE, service)
-    operator = Operator(kube.kubeconfig, source, logs / f"operator-{n}-{reads}.log", batched)
+    operator = Operator(kube.kubeconfig, source, logs / f"operator-{n}-{reads}.log", batched, operator_args)
     points = []
     try:
         _each(
@@ -458,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write scale.md/json (default: bench/results; a temporary folder with --quick)",
     )
     parser.add_argument("--label", default="", help="a word on this run for the report (e.g. before)")
+    parser.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="an extra `llmrollout run` argument, e.g. --operator-arg=--workers=16 (repeatable)",
+    )
     args = parser.parse_args(argv)
     sizes = [20, 50] if args.quick else [int(x) for x in args.n.split(",")]
     seconds = 30.0 if args.quick else args.seconds
@@ -473,11 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         "look interval / scrape interval": f"{INTERVAL:g} s / {SCRAPE:g} s",
         "measurement per point": f"{seconds:g} s",
         "logs": str(logs),
+        "operator arguments": " ".join(args.operator_arg) or "-",
     }
     with cluster(args.cluster) as kube, PrometheusServer(logs / "prometheus", scrape_interval=SCRAPE) as prom:
         for n in sizes:
             for batched in modes:
-                points += run_point(kube, prom, args.operator_src.resolve(), n, seconds, batched, logs)
+                points += run_point(
+                    kube, prom, args.operator_src.resolve(), n, seconds, batched, logs, args.operator_arg
+                )
                 _write(out, points, facts)  # after every point: a run cut short keeps what it measured
     print(markdown(points, facts))
     rolling = [p for p in points if p.state == "rolling"]

@@ -84,3 +84,27 @@ def test_spec_the_schema_cannot_refuse_is_reported_not_crashed(
     assert kube.apply(manifest, namespace).returncode == 0
     wait_for(lambda: status_of(kube, namespace).get("phase") == "Idle", 30, "phase Idle after the fix")
     assert operator.process is not None and operator.process.poll() is None, operator.tail()
+
+
+def test_a_service_that_appears_or_goes_is_noticed(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    """Existence comes from the Services watch: a Service that appears is used, and one deleted after
+    the watch saw it is reported missing again (never a stale "it exists")."""
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/basic.yaml"))
+
+    def traffic_reason() -> str | None:
+        conditions = status_of(kube, namespace).get("conditions", [])
+        return next((c["reason"] for c in conditions if c["type"] == "TrafficRouted"), None)
+
+    wait_for(lambda: traffic_reason() == "ServiceNotFound", 30, "ServiceNotFound")
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "bot-v1"},
+        "spec": {"selector": {"app": "bot-v1"}, "ports": [{"port": 8000}]},
+    }
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(service))
+    wait_for(lambda: traffic_reason() not in (None, "ServiceNotFound"), 20, "the Service noticed")
+    kube.kubectl("delete", "service", "bot-v1", "-n", namespace)
+    wait_for(lambda: traffic_reason() == "ServiceNotFound", 20, "the deleted Service noticed")

@@ -37,7 +37,7 @@ from llmrollout.handlers.reconciler import (
 )
 from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
 from llmrollout.handlers.shards import Shard
-from llmrollout.k8s import LeaseRef, api_client
+from llmrollout.k8s import LeaseRef, ServiceWatch, api_client
 from llmrollout.rollout.wake import POLL
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -167,6 +167,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.latest = _Latest()
     memo.reads = MetricsReads()
     memo.gates = GoldenSetRuns()
+    memo.services = ServiceWatch()
     # Handlers get a shallow copy of this memo per object: what they set must live in a shared object.
     memo.posting = _Posting()
     memo.scheduler = None
@@ -261,7 +262,12 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
 
     try:
         clients = Clients(
-            memo.api, memo.http, tuple(getattr(memo, "prometheus_allowlist", ())), memo.reads, memo.gates
+            memo.api,
+            memo.http,
+            tuple(getattr(memo, "prometheus_allowlist", ())),
+            memo.reads,
+            memo.gates,
+            memo.services,
         )
         unwritten = latest.unwritten_for(uid, base["metadata"]["resourceVersion"])
         result = reconcile(clients, base, datetime.now(UTC), post, unwritten)
@@ -382,17 +388,49 @@ async def watched(
         memo.reads.forget(key)
         memo.gates.forget(key)
         memo.latest.forget_key(key)
+        memo.services.forget(key)
         if uid is not None:
             memo.latest.forget(uid)
         if scheduler is not None:
             scheduler.forget(key)
         return
+    if namespace is not None:
+        memo.services.refer(key, namespace, backend_names(body.get("spec")))
     if scheduler is None:
         return
     if memo.posting.context is None:
         # Kopf posts Events through a queue its per-object tasks know; runs borrow this context.
         memo.posting.context = contextvars.copy_context()
     if memo.latest.saw(key, body):
+        scheduler.wake(key)
+
+
+def backend_names(spec: Any) -> list[str]:
+    """The Services the variants of a raw (unvalidated) spec point at; what is malformed is skipped."""
+    variants = spec.get("variants") if isinstance(spec, Mapping) else None
+    names = []
+    for variant in variants if isinstance(variants, list) else ():
+        ref = variant.get("backendRef") if isinstance(variant, Mapping) else None
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        if isinstance(name, str):
+            names.append(name)
+    return names
+
+
+@kopf.on.event("v1", "services")
+async def service_seen(
+    type: str | None, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """Keeps which Services exist (so that a look need not GET each one) and wakes the objects whose
+    variants point at a Service that appeared or went away."""
+    if namespace is None or name is None:
+        return
+    woken = memo.services.saw(namespace, name, type != "DELETED")
+    scheduler: Scheduler | None = getattr(memo, "scheduler", None)
+    # The initial listing (type None) only fills the set: every object gets its first look anyway.
+    if scheduler is None or type is None:
+        return
+    for key in woken:
         scheduler.wake(key)
 
 

@@ -102,6 +102,9 @@ class MetricsReads:
         self._lock = threading.Lock()
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._in_flight: dict[str, _InFlight] = {}
+        # The keys in _in_flight per object (a key and its suffixed ones, `key#preflight`): `waiting`
+        # is asked on every reconcile, and a scan of every read in flight under the lock cost O(N).
+        self._keys_of: dict[str, set[str]] = {}
         self._batches: dict[tuple[str, Hashable], _Batch] = {}
         # (host, group) whose batch is running: that group's next batch is dispatched when it ends.
         self._running: set[tuple[str, Hashable]] = set()
@@ -179,7 +182,7 @@ class MetricsReads:
                 # Still queued for a window gone: its place goes to this window's read, and the
                 # deadline still counts from the first ask.
                 submitted = flight.submitted
-                del self._in_flight[key]
+                self._remove(key)
                 flight = None
             elif flight is not None and flight.future.done():
                 answered = (
@@ -190,7 +193,7 @@ class MetricsReads:
                 # Ended after being reported late (its failure was said), or answered a window that
                 # has moved on: neither is this window's.
                 if flight.late is not None or (flight.start != start and answered):
-                    del self._in_flight[key]
+                    self._remove(key)
                     flight = None
         if flight is not None:
             return flight
@@ -198,6 +201,7 @@ class MetricsReads:
         flight = _InFlight(start, future, submitted, deadline)
         with self._lock:
             self._in_flight[key] = flight
+            self._keys_of.setdefault(_object_of(key), set()).add(key)
         ready = self.on_ready
         if batched is not None and ready is not None:
             future.add_done_callback(lambda _: ready(key))
@@ -206,7 +210,16 @@ class MetricsReads:
     def _drop(self, key: str, flight: _InFlight) -> None:
         with self._lock:
             if self._in_flight.get(key) is flight:
-                del self._in_flight[key]
+                self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        """Drops the read of `key`; the caller holds the lock."""
+        self._in_flight.pop(key, None)
+        keys = self._keys_of.get(_object_of(key))
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._keys_of[_object_of(key)]
 
     def _late(
         self, host: str, flight: _InFlight, start: datetime, end: datetime, deadline: float
@@ -270,7 +283,8 @@ class MetricsReads:
         `key#preflight`) that is still running, the nearest if several; None when none runs (or
         only one already reported late)."""
         with self._lock:
-            flights = [f for k, f in self._in_flight.items() if k == key or k.startswith(key + "#")]
+            keys = self._keys_of.get(_object_of(key), ())
+            flights = [self._in_flight[k] for k in keys if k == key or k.startswith(key + "#")]
         now = self._clock()
         # A read reported late was said; nothing waits for it any more.
         running = [f for f in flights if not f.future.done() and f.late is None]
@@ -279,7 +293,7 @@ class MetricsReads:
 
     def forget(self, key: str) -> None:
         with self._lock:
-            self._in_flight.pop(key, None)
+            self._remove(key)
 
     def close(self) -> None:
         with self._lock:
@@ -290,6 +304,11 @@ class MetricsReads:
             self._timers.clear()
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _object_of(key: str) -> str:
+    """The object a read's key belongs to (`ns/name#preflight` is ns/name's)."""
+    return key.split("#", 1)[0]
 
 
 def _run_batch(batch: _Batch, slice_members: int = 0) -> None:

@@ -45,6 +45,7 @@ from llmrollout.k8s import (
     ACTION_ANNOTATION,
     ACTIONS,
     LLMDeploymentNotFoundError,
+    ServiceWatch,
     StaleObjectError,
     clear_action,
     config_map_value,
@@ -121,6 +122,8 @@ class Clients:
     reads: MetricsReads | None = None
     # Where golden-set gates run; None runs them in the caller's thread.
     gates: GoldenSetRuns | None = None
+    # The Services a watch has seen; None asks the API on every look.
+    services: ServiceWatch | None = None
 
 
 def _host_of(address: str) -> str:
@@ -706,7 +709,7 @@ def _prepare_route(
     applied (a Service or the route missing, the route not ours to change)."""
     serving = [v.backend_ref.name for v in spec.variants if wanted.get(v.name)]
     try:
-        missing = missing_services(clients.api, namespace, serving)
+        missing = missing_services(clients.api, namespace, serving, watch=clients.services)
         if missing:
             raise _NotRoutedError(
                 "ServiceNotFound", f"Service {', '.join(missing)} not found in namespace {namespace}"

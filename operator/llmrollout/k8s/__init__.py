@@ -16,7 +16,7 @@ from llmrollout.k8s.llmdeployments import (
     set_paused,
     write_status,
 )
-from llmrollout.k8s.services import missing_services
+from llmrollout.k8s.services import ServiceWatch, missing_services
 
 __all__ = [
     "ACTIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "ConfigDataError",
     "LLMDeploymentNotFoundError",
     "LeaseRef",
+    "ServiceWatch",
     "StaleObjectError",
     "api_client",
     "clear_action",

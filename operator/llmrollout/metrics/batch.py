@@ -145,20 +145,25 @@ def split_answer(
     if not isinstance(result, list):
         raise BadResultError(f"malformed {kind} {result!r}")
     parse = parse_samples if kind == "matrix" else parse_baselines
-    parsed: dict[Owner, Any] = {}
-    errors: dict[Owner, BadResultError] = {}
+    # Each owner's series, in the answer's order, parsed together: what one answer of its own holds.
+    items: dict[Owner, list[Any]] = {}
     for item in result:
         metric = item.get("metric") if isinstance(item, dict) else None
         if not isinstance(metric, dict):
             raise BadResultError(f"malformed series {item!r}")
-        owner = owner_of({str(k): str(v) for k, v in metric.items()}, variant_label, keys)
-        if owner not in wanted or owner in errors:
-            continue
+        owner = owner_of(metric, variant_label, keys)
+        if not all(isinstance(v, str) for v in owner[1]) or not isinstance(owner[0], str):
+            # Prometheus's label values are strings; anything else is compared as parsing sees it.
+            owner = owner_of({str(k): str(v) for k, v in metric.items()}, variant_label, keys)
+        if owner in wanted:
+            items.setdefault(owner, []).append(item)
+    parsed: dict[Owner, Any] = {}
+    errors: dict[Owner, BadResultError] = {}
+    for owner, series in items.items():
         try:
-            parsed.setdefault(owner, {}).update(parse({"resultType": kind, "result": [item]}))
+            parsed[owner] = parse({"resultType": kind, "result": series})
         except BadResultError as err:
             errors[owner] = err
-            parsed.pop(owner, None)
     return parsed, errors
 
 

@@ -10,6 +10,7 @@ interval, and nothing is invented at the edges.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,12 +59,13 @@ def _number(text: Any) -> float:
 
 def series_key(labels: Mapping[str, str]) -> SeriesKey:
     """Identity of a series across its names: labels without __name__, numeric labels normalised."""
-    return tuple(sorted((k, _normal(k, v)) for k, v in labels.items() if k != "__name__"))
+    pairs = ((k, _normal_number(v) if k in _NUMERIC_LABELS else v) for k, v in labels.items())
+    return tuple(sorted(pair for pair in pairs if pair[0] != "__name__"))
 
 
-def _normal(name: str, value: str) -> str:
-    if name not in _NUMERIC_LABELS:
-        return value
+# A histogram's few bucket bounds recur in every series of every answer: each is parsed once.
+@functools.lru_cache(maxsize=1024)
+def _normal_number(value: str) -> str:
     try:
         return repr(float(value))
     except ValueError:

@@ -251,10 +251,14 @@ def test_a_read_reported_late_is_no_longer_waited_for(clocked: tuple[MetricsRead
     reads, clock, runs = clocked
     assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is None
     clock.now = 10.0
-    assert reads.waiting("a") == 20.0
+    assert reads.observe("ab", "h", *at(0), 40.0, runs.read(at(0)[0])) is None
+    assert reads.waiting("a") == 20.0  # "ab" is another object, whatever its name starts with
     clock.now = 30.0
     assert reads.observe("a", "h", *at(0), 30.0, runs.read(at(0)[0])) is not None
     assert reads.waiting("a") is None
+    assert reads.waiting("ab") == 20.0
+    reads.forget("ab")
+    assert reads.waiting("ab") is None
 
 
 @pytest.mark.parametrize(
@@ -397,6 +401,7 @@ def test_with_a_scheduler_a_batched_read_never_holds_the_reconcile_and_its_end_w
         remaining = reads.waiting("ns/a")
         assert remaining is not None and 0 < remaining <= 60.0
         assert reads.waiting("ns") is None and reads.waiting("ns/b") is None
+        assert reads.waiting("ns/a#preflight") is None, "the object's read is not its preflight's"
         preflight = Batched("g", "a#preflight", _recording_run(calls))
         assert reads.observe("ns/a#preflight", "h", START, END, 30.0, pytest.fail, preflight) is None
         both = reads.waiting("ns/a")
@@ -406,6 +411,7 @@ def test_with_a_scheduler_a_batched_read_never_holds_the_reconcile_and_its_end_w
             ready.wait(0.1)
         assert sorted(woken) == ["ns/a", "ns/a#preflight"]
         assert reads.waiting("ns/a") is None
+        assert reads.waiting("ns/a#preflight") is None
         result = reads.observe("ns/a", "h", START, END, 60.0, pytest.fail, batched)
         assert result is not None and result.unavailable == "read a"
     finally:
