@@ -50,6 +50,12 @@ GATHER_SECONDS: Final = 0.5
 BATCH_READS_ENV: Final = "LLMROLLOUT_BATCH_READS"
 
 Read = Callable[[], rollout.Observation]
+# Whether an answer for the window that started at the given time also answers the current one.
+Reuse = Callable[[datetime, rollout.Observation], bool]
+
+
+def _reusable(started: datetime, result: rollout.Observation, reuse: Reuse | None) -> bool:
+    return reuse is not None and result.unavailable is None and reuse(started, result)
 
 
 def batching_from_env() -> bool:
@@ -131,10 +137,13 @@ class MetricsReads:
         deadline: float,
         read: Read,
         batched: Batched | None = None,
+        reuse: Reuse | None = None,
     ) -> rollout.Observation | None:
         """The observation of the window starting at `start` for object `key`, or None while its
         read is still running (within `deadline` seconds of being started). With `batched` (and
-        batching on), the read joins its group's next batch instead of running alone.
+        batching on), the read joins its group's next batch instead of running alone. `reuse` says
+        whether an answer for an earlier window (started when given) also answers this one: without
+        it, a window whose answer always arrives after the next window began would never be answered.
 
         An object has at most one read at a time. A read still running when its window moves on is
         kept, not restarted: its deadline runs from when it was started, so a hung Prometheus is named
@@ -145,7 +154,7 @@ class MetricsReads:
         only then is Prometheus asked again, so a hung server does not collect one stuck read per
         window."""
         joined = batched is not None and self.batching
-        flight = self._flight(key, host, start, deadline, read, batched if joined else None)
+        flight = self._flight(key, host, start, deadline, read, batched if joined else None, reuse)
         if flight.late is not None:
             return rollout.Observation(start, end, unavailable=flight.late)
         # With a scheduler, the batch's end wakes this object: no worker waits for it.
@@ -160,14 +169,21 @@ class MetricsReads:
             message = truncate(f"metrics read failed: {type(error).__name__}: {error}")
             return rollout.Observation(start, end, unavailable=message)
         self._drop(key, flight)
-        if flight.start == start:
+        if flight.start == start or _reusable(flight.start, result, reuse):
             return result
         if result.unavailable is not None:
             return rollout.Observation(start, end, unavailable=result.unavailable)
         return None  # an answer for a window that has moved on (it ended meanwhile): read the new one
 
     def _flight(
-        self, key: str, host: str, start: datetime, deadline: float, read: Read, batched: Batched | None
+        self,
+        key: str,
+        host: str,
+        start: datetime,
+        deadline: float,
+        read: Read,
+        batched: Batched | None,
+        reuse: Reuse | None = None,
     ) -> _InFlight:
         """The object's read: the one running (whichever window it was started for), else a new one."""
         submitted = self._clock()
@@ -192,7 +208,11 @@ class MetricsReads:
                 )
                 # Ended after being reported late (its failure was said), or answered a window that
                 # has moved on: neither is this window's.
-                if flight.late is not None or (flight.start != start and answered):
+                if flight.late is not None or (
+                    flight.start != start
+                    and answered
+                    and not _reusable(flight.start, flight.future.result(), reuse)
+                ):
                     self._remove(key)
                     flight = None
         if flight is not None:

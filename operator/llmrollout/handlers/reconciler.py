@@ -63,7 +63,7 @@ from llmrollout.metrics import (
 )
 from llmrollout.metrics.batch import BatchMember, batch_key, read_batch
 from llmrollout.metrics.factory import INGESTION_DELAY_SECONDS
-from llmrollout.metrics.prometheus import PrometheusProvider
+from llmrollout.metrics.prometheus import PrometheusProvider, lookback_seconds
 from llmrollout.routers import (
     RouteNotFoundError,
     RouteNotOptedInError,
@@ -540,10 +540,32 @@ def _preflight(
         preflight_deadline(spec),
         lambda: read_window(clients, spec, namespace, variants, start, end, CHECK_QUERY_OFFSET),
         batched,
+        reuse=lambda started, answer: _still_found(spec, now, stable, candidate, started, answer),
     )
     if observation is None:
         return rollout.Preflight({}, checking=True)
     return _as_preflight(spec, observation)
+
+
+def _still_found(
+    spec: LLMDeploymentSpec,
+    now: datetime,
+    stable: str,
+    candidate: str,
+    started: datetime,
+    answer: rollout.Observation,
+) -> bool:
+    """Whether a check asked in an earlier scrape interval still answers this one: only when it lets
+    the rollout start (a series then missing may have arrived since: ask again) and was asked within
+    the look-back (a series seen that recently counts as present anyway). Without this a check whose
+    answers take longer than a scrape interval (a loaded Prometheus, a fleet checked at once) would
+    be asked again forever and the rollout would never start."""
+    report = rollout.metrics_report(spec, _as_preflight(spec, answer), stable, candidate)
+    if report.blocking is not None:
+        return False
+    assert spec.metrics.prometheus is not None
+    lookback = lookback_seconds(spec.metrics.prometheus.scrape_interval.total_seconds())
+    return (_aligned(spec, now) - started).total_seconds() <= lookback
 
 
 def preflight_deadline(spec: LLMDeploymentSpec) -> float:

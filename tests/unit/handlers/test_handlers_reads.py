@@ -500,3 +500,34 @@ def test_a_large_batch_answers_slice_by_slice_and_skips_members_given_up_meanwhi
         "read c",
         "read e",
     ]
+
+
+@pytest.mark.parametrize(("reusable", "answered"), [(True, True), (False, False)])
+def test_an_answer_for_an_earlier_window_is_used_only_where_reuse_allows(
+    reusable: bool, answered: bool
+) -> None:
+    reads = MetricsReads(quick_wait=0.0)
+    asked: list[datetime] = []
+
+    def reuse(started: datetime, result: rollout.Observation) -> bool:
+        asked.append(started)
+        return reusable
+
+    try:
+        first = rollout.Observation(START, END)  # a window answered without trouble
+        # Its answer arrives after the object's next window began.
+        slow = threading.Event()
+        assert reads.observe("b", "h", START, END, 60.0, lambda: (slow.wait(10), first)[1]) is None
+        later = START + timedelta(seconds=15)
+        slow.set()
+        deadline = time.monotonic() + 10
+        while not reads._in_flight["b"].future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fresh = rollout.Observation(later, END + timedelta(seconds=15), unavailable="asked again")
+        result = reads.observe("b", "h", later, END, 60.0, lambda: fresh, reuse=reuse)
+    finally:
+        reads.close()
+    assert asked and asked[0] == START
+    assert (result == first) is answered
+    if not answered:
+        assert result is None or result == fresh
