@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.e2e.cluster import Kube, wait_for
 from tests.e2e.harness.fixtures import ModelServers, ServerSpec, Traffic
@@ -158,6 +159,7 @@ class Rollout:
     _watching: threading.Event = field(default_factory=threading.Event)
     _watched: str = "v2"
     _watcher: threading.Thread | None = None
+    _objects: Any = None  # a CustomObjectsApi for status(), made on first use
 
     @property
     def candidate_server(self) -> ModelServer:
@@ -170,7 +172,15 @@ class Rollout:
         return round(100 * weights.get(f"bot-{variant}", 0) / total) if total else 0
 
     def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = self.kube.get("llmd", NAME, self.namespace).get("status", {})
+        # Through the API client, not a kubectl process: wait_step polls for a step that lasts one
+        # interval (4 s), and on a loaded machine (two xdist workers, each with its own cluster) a
+        # kubectl start-up per poll took long enough to miss it.
+        if self._objects is None:
+            self._objects = client.CustomObjectsApi(self.kube.api_client())
+        found = self._objects.get_namespaced_custom_object(
+            "llmrollout.io", "v1alpha1", self.namespace, "llmdeployments", NAME
+        )
+        status: dict[str, Any] = found.get("status", {})
         return status
 
     def route_weights(self) -> dict[str, int]:

@@ -128,7 +128,8 @@ def test_refused_status_writes_hold_the_rollout_then_it_is_promoted(
     process.start()
     rollout = start_rollout(**rollout_env)
     rollout.watch_route()
-    rollout.wait_step(20, DECISION_TIMEOUT)
+    # The first step waits for every series to exist first: generous, as a loaded machine is slow.
+    rollout.wait_step(20, 3 * DECISION_TIMEOUT)
     assert wait_for(lambda: probe(url) == 200, 30, "a healthy probe before the refusal")
 
     policy = refuse_status_writes(kube, namespace)
