@@ -134,6 +134,9 @@ def test_operator_restart_continues_from_status(env: dict[str, Any], operator: O
     rollout = start_rollout(**env, steps=[10, 20, 30, 40, 50, 100])
     rollout.watch_route()
     rollout.wait_step(30, 3 * DECISION_TIMEOUT)
+    # Killed once the route carries the step too: status is written just before the route, and a
+    # kill between the two writes is what test_reliability's route-write tests cover.
+    wait_for(lambda: rollout.candidate_share() >= 30, 10, "the route at 30% before the kill")
     operator.stop(kill=True)
     time.sleep(INTERVAL_SECONDS * 1.5)
     operator.start()
