@@ -29,6 +29,7 @@ from llmrollout.api.spec import (
 )
 from llmrollout.api.status import (
     MAX_HISTORY,
+    TRAFFIC_ROUTED,
     Condition,
     FallbackStatus,
     HistoryEntry,
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_HISTORY",
     "PLURAL",
     "SHORT_NAME",
+    "TRAFFIC_ROUTED",
     "VERSION",
     "Analysis",
     "BackendRef",

@@ -17,6 +17,7 @@ MAX_MESSAGE: Final = 1024
 MAX_REASON: Final = 128
 MAX_CONDITIONS: Final = 16
 MAX_VARIANT_KEYS: Final = 16  # spec.variants has at most 16 entries
+TRAFFIC_ROUTED: Final = "TrafficRouted"
 
 
 def truncate(text: str, limit: int = MAX_EXTERNAL_TEXT) -> str:
@@ -161,6 +162,14 @@ class LLMDeploymentStatus(StatusModel):
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)
+
+    def weights_on_route(self) -> dict[str, int]:
+        """The weights confirmed on the route; a status from before appliedWeights existed counts its
+        weights as applied when TrafficRouted says so."""
+        if self.applied_weights:
+            return dict(self.applied_weights)
+        routed = (c := self.condition(TRAFFIC_ROUTED)) is not None and c.status == "True"
+        return dict(self.weights) if routed else {}
 
 
 def with_condition(

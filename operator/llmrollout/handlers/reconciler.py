@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from llmrollout import rollout
 from llmrollout.analysis.observations import Window
 from llmrollout.api import (
+    TRAFFIC_ROUTED,
     InvalidSpecError,
     LLMDeploymentSpec,
     LLMDeploymentStatus,
@@ -75,7 +76,6 @@ from llmrollout.routers import (
     router_for,
 )
 
-TRAFFIC: Final = "TrafficRouted"
 DEFAULT_INTERVAL_SECONDS: Final = 60.0
 # A 409 means our copy was stale: the next attempt reads the newer one, so it can come soon.
 CONFLICT_DELAY_SECONDS: Final = 1.0
@@ -228,8 +228,8 @@ def reconcile(
     preflight = _preflight(clients, spec, current, namespace, now, key=f"{namespace}/{name}")
     gate = _gate(clients, spec, current, namespace, key=f"{namespace}/{name}")
     outcome = rollout.reconcile(spec, current, generation, now, observation, action, preflight, gate)
-    applied = applied_weights(current)
-    routed = (c := current.condition(TRAFFIC)) is not None and c.status == "True"
+    applied = current.weights_on_route()
+    routed = (c := current.condition(TRAFFIC_ROUTED)) is not None and c.status == "True"
     # The routing object is read when the decided weights are not yet confirmed on it, after a
     # failure, and once per analysis (to catch drift), not on every tick.
     if outcome.status.weights == applied and routed and observation is None:
@@ -286,20 +286,15 @@ def _apply_route(
             post(rollout.Event("Warning", "WeightsDrifted", message))
     summary = ", ".join(f"{v} {w}%" for v, w in intended.items() if w)
     conditions = with_condition(
-        writer.status.conditions, TRAFFIC, "True", "WeightsSet", summary, now, generation
+        writer.status.conditions, TRAFFIC_ROUTED, "True", "WeightsSet", summary, now, generation
     )
-    writer.write(
-        writer.status.model_copy(update={"applied_weights": dict(intended), "conditions": conditions})
-    )
-
-
-def applied_weights(status: LLMDeploymentStatus) -> dict[str, int]:
-    """The weights confirmed on the route; a status from before appliedWeights existed counts its
-    weights as applied when TrafficRouted says so."""
-    if status.applied_weights:
-        return dict(status.applied_weights)
-    routed = (c := status.condition(TRAFFIC)) is not None and c.status == "True"
-    return dict(status.weights) if routed else {}
+    update: dict[str, Any] = {"applied_weights": dict(intended), "conditions": conditions}
+    started = writer.status.step_started_at
+    if intended not in (actual, applied) and started is not None and started < now:
+        # A step decided by an earlier reconcile (one that died before the route write) begins now,
+        # when its traffic does: its interval and its requests are counted at its own weights.
+        update |= {"step_started_at": now, "step_requests": {}}
+    writer.write(writer.status.model_copy(update=update))
 
 
 def status_body(status: LLMDeploymentStatus) -> dict[str, Any]:
@@ -761,13 +756,13 @@ def _not_routed(
     decision stands. A decision that moves traffic is held back until it can be applied, so status
     never decides on traffic the route does not carry; any other decision stands."""
     message = str(failure)
-    said = (c := previous.condition(TRAFFIC)) is not None and c.message == message
+    said = (c := previous.condition(TRAFFIC_ROUTED)) is not None and c.message == message
     events = [] if said else [rollout.Event("Warning", "TrafficNotRouted", message)]
     held = hold and previous.phase not in (None, Phase.FAILED) and outcome.status.weights != previous.weights
     base = previous if held else outcome.status
     generation_seen = outcome.status.observed_generation
     conditions = with_condition(
-        base.conditions, TRAFFIC, "False", failure.reason, message, now, generation_seen
+        base.conditions, TRAFFIC_ROUTED, "False", failure.reason, message, now, generation_seen
     )
     status = base.model_copy(update={"conditions": conditions, "observed_generation": generation_seen})
     return rollout.Outcome(status, events if held else [*outcome.events, *events]), not held

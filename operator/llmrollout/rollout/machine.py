@@ -668,6 +668,10 @@ def _maybe_advance(
     results: Sequence[SLOResult],
     window_end: datetime,
 ) -> None:
+    if b.status.applied_weights and b.status.applied_weights != b.status.weights:
+        # The step's weights are not on the route yet (the reconcile that decided them died before
+        # the route write, or the route refuses them): the step has not begun, so it cannot end.
+        return
     needed = spec.strategy.min_requests
     short = {v: n for v, n in b.status.step_requests.items() if n < needed}
     started = b.status.step_started_at or b.now

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final
 
-from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
+from llmrollout.api import TRAFFIC_ROUTED, LLMDeploymentSpec, LLMDeploymentStatus, Phase
 from llmrollout.rollout.builder import PROGRESSING
 from llmrollout.rollout.machine import (
     METRICS_READY,
@@ -30,7 +30,6 @@ POLL: Final = timedelta(seconds=1)
 # often the longer it lasts (a quarter of its age), up to one interval: a route created just after
 # the LLMDeployment is picked up quickly, and one missing for good costs one reconcile an interval.
 ROUTE_RETRY: Final = timedelta(seconds=2)
-TRAFFIC_ROUTED: Final = "TrafficRouted"
 
 
 def next_wake(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime) -> datetime | None:
@@ -64,9 +63,7 @@ def _route_retry(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: date
 def _route_settled(status: LLMDeploymentStatus) -> bool:
     """The decided weights are confirmed on the route."""
     routed = status.condition(TRAFFIC_ROUTED)
-    if routed is None or routed.status != "True":
-        return False
-    return dict(status.applied_weights or status.weights) == dict(status.weights)
+    return routed is not None and routed.status == "True" and status.weights_on_route() == status.weights
 
 
 def _start_pending(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetime) -> datetime | None:

@@ -149,3 +149,25 @@ def test_a_step_decided_late_still_lasts_its_interval() -> None:
     assert due is not None
     advanced = reconcile(s, held, 2, T0 + 240 * S, observe(*due, candidate=Traffic())).status
     assert advanced.step == 3
+
+
+@pytest.mark.parametrize(
+    ("applied", "advances"),
+    [
+        ({"v1": 90, "v2": 10, "hosted": 0}, True),  # the step's weights are on the route
+        # Decided, but the reconcile that decided it died before the route write:
+        ({"v1": 100, "v2": 0, "hosted": 0}, False),
+        ({}, True),  # written by an operator from before appliedWeights: nothing says otherwise
+    ],
+)
+def test_a_step_whose_weights_never_reached_the_route_does_not_end(
+    applied: dict[str, int], advances: bool
+) -> None:
+    """A step starts when its traffic does: a look an interval after the decision cannot end a step
+    whose weights are not yet on the route (the route went 10, 20, 40 in e2e before this)."""
+    s = spec(candidate="v2", strategy__steps=[10, 20, 30, 40, 50])
+    status = rolling(s, T0).model_copy(update={"applied_weights": applied})
+    due = due_window(s, status, T0 + 60 * S)
+    assert due is not None
+    after = reconcile(s, status, 2, T0 + 60 * S, observe(*due, candidate=Traffic())).status
+    assert (after.step, after.weights == status.weights) == ((1, False) if advances else (0, True))
