@@ -70,20 +70,29 @@ def llmdeployment(name: str, prometheus: str, candidate: bool) -> dict[str, Any]
     }
 
 
+@dataclasses.dataclass
+class _Seen:
+    phase: str | None
+    window_end: str | None  # status.lastAnalysisAt as written
+    analysed: datetime | None  # when a write carrying it arrived; None: before the watch opened
+
+
 class WriteCounter:
     """Counts writes the API server accepted in the namespace: LLMDeployment MODIFIED watch events
     (status and annotation writes) and Events created or updated (kube-apiserver audit is off).
-    Also times each new status.lastAnalysisAt seen (a window's end) against when its write arrived:
-    how long after a window closed its analysis was written."""
+    It also keeps each LLMDeployment's phase and status.lastAnalysisAt from the watch, so the lags are
+    sampled without listing the fleet every few seconds: how old the window analysed last is, how long
+    ago its analysis was written, and how long after its window closed each analysis was written."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.count = 0
         self.delays: list[float] = []
         self.failures = 0
-        self._analysed: dict[str, str] = {}
+        self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._listed = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch_llmd, daemon=True),
             threading.Thread(target=self._watch_events, daemon=True),
@@ -92,6 +101,8 @@ class WriteCounter:
     def start(self) -> WriteCounter:
         for thread in self._threads:
             thread.start()
+        if not self._listed.wait(120):
+            raise RuntimeError("bench.scale: the LLMDeployments could not be listed in 120 s")
         return self
 
     def stop(self) -> None:
@@ -103,12 +114,18 @@ class WriteCounter:
 
     def _watch_llmd(self) -> None:
         objects = client.CustomObjectsApi(self.api)
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                # From the list's resourceVersion: only changes made from now on.
-                listed = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, limit=1)
-                version = listed["metadata"]["resourceVersion"]
-                for event in watch.Watch().stream(
+                if version is None:
+                    listed = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+                    for item in listed["items"]:
+                        self._note(item, arrived=False)
+                    version = listed["metadata"]["resourceVersion"]
+                    self._listed.set()
+                # From the last version seen: every change, none twice, across the watch's restarts.
+                stream = watch.Watch()
+                for event in stream.stream(
                     objects.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -119,25 +136,46 @@ class WriteCounter:
                 ):
                     if event["type"] == "MODIFIED":
                         self._add()
-                        self._timed(event["object"])
+                        self._note(event["object"], arrived=True)
                     if self._stop.is_set():
                         return
+                version = stream.resource_version or version
             except Exception as error:  # a broken watch is said, never counted as zero
                 print(f"bench.scale: LLMDeployment watch failed: {error!r}", file=sys.stderr, flush=True)
                 self.failures += 1
+                version = None
                 time.sleep(1.0)
 
-    def _timed(self, obj: dict[str, Any]) -> None:
+    def _note(self, obj: dict[str, Any], arrived: bool) -> None:
         name = (obj.get("metadata") or {}).get("name", "")
-        at = (obj.get("status") or {}).get("lastAnalysisAt")
-        if not at or self._analysed.get(name) == at:
-            return
-        first = name not in self._analysed
-        self._analysed[name] = at
-        if not first:  # the first seen may have been written before the watch opened
-            ended = datetime.fromisoformat(at.replace("Z", "+00:00"))
-            with self._lock:
-                self.delays.append((datetime.now(UTC) - ended).total_seconds())
+        status = obj.get("status") or {}
+        at = status.get("lastAnalysisAt")
+        now = datetime.now(UTC)
+        with self._lock:
+            seen = self._seen.setdefault(name, _Seen(None, None, None))
+            seen.phase = status.get("phase")
+            if not at or seen.window_end == at:
+                return
+            known = seen.window_end is not None
+            seen.window_end = at
+            # A window end first seen in a list was written at some unknown time before it.
+            seen.analysed = now if arrived else None
+            if arrived and known:
+                self.delays.append((now - parse_time(at)).total_seconds())
+
+    def sample(self, now: datetime) -> tuple[list[float], list[float]]:
+        """Over the rolling LLMDeployments: how old the window analysed last is, and how long ago its
+        analysis was written (for a write from before the watch opened: since its window closed, an
+        overstatement that lasts only until the next look)."""
+        ages, since = [], []
+        with self._lock:
+            for seen in self._seen.values():
+                if seen.phase != "Progressing" or seen.window_end is None:
+                    continue
+                end = parse_time(seen.window_end)
+                ages.append((now - end).total_seconds())
+                since.append((now - (seen.analysed or end)).total_seconds())
+        return ages, since
 
     def _watch_events(self) -> None:
         core = client.CoreV1Api(self.api)
@@ -228,13 +266,8 @@ def list_status(objects: client.CustomObjectsApi) -> list[dict[str, Any]]:
     return [item.get("status") or {} for item in listed["items"]]
 
 
-def lags(statuses: list[dict[str, Any]], now: datetime) -> list[float]:
-    out = []
-    for status in statuses:
-        at = status.get("lastAnalysisAt")
-        if status.get("phase") == "Progressing" and at:
-            out.append((now - datetime.fromisoformat(at.replace("Z", "+00:00"))).total_seconds())
-    return out
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def measure(
@@ -247,15 +280,17 @@ def measure(
     api: client.ApiClient,
     notes: str,
 ) -> Point:
-    objects = client.CustomObjectsApi(api)
     writes = WriteCounter(api).start()
     time.sleep(2)  # the watches are open before the counting starts
     counted_before = writes.count
     cpu0, queries0, decisions0 = operator.cpu(), prometheus_queries(prometheus), operator.decisions()
     started = time.monotonic()
-    samples: list[float] = []
+    ages: list[float] = []
+    since: list[float] = []
     while time.monotonic() - started < seconds:
-        samples += lags(list_status(objects), datetime.now(UTC))
+        sampled = writes.sample(datetime.now(UTC))
+        ages += sampled[0]
+        since += sampled[1]
         time.sleep(3.0)
     elapsed = time.monotonic() - started
     cpu = (operator.cpu() - cpu0) / elapsed
@@ -273,8 +308,10 @@ def measure(
         rss_mb=round(operator.peak_rss_mb(), 1),
         queries_per_s=round(queries, 2),
         writes_per_s=round(write_rate, 3),
-        lag_p50_s=_round(percentile(samples, 50)),
-        lag_p95_s=_round(percentile(samples, 95)),
+        lag_p50_s=_round(percentile(ages, 50)),
+        lag_p95_s=_round(percentile(ages, 95)),
+        since_p50_s=_round(percentile(since, 50)),
+        since_p95_s=_round(percentile(since, 95)),
         delay_p50_s=_round(percentile(writes.delays, 50)),
         delay_p95_s=_round(percentile(writes.delays, 95)),
         decisions=operator.decisions() - decisions0,

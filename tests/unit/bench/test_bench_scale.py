@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.scale.__main__ import WriteCounter
 from bench.scale.combine import combined
 from bench.scale.fleet import exposition
 from bench.scale.measure import Point, cpu_seconds, markdown, percentile, status_kib
@@ -45,11 +49,33 @@ def test_the_fleet_exports_every_deployments_series_apart() -> None:
 def test_markdown_has_a_row_per_point() -> None:
     point = Point(100, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0)
     timed = Point(300, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0, "", 1.2, 2.5)
+    timed = dataclasses.replace(timed, since_p50_s=6.0, since_p95_s=13.5)
     report = markdown([point, timed], {"operator commit measured": "abc1234"})
-    row = "| rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 | 8.0 s / 16.0 s |"
-    assert f"| 100 {row} - / - | 40 |" in report
-    assert f"| 300 {row} 1.2 s / 2.5 s | 40 |" in report
+    row = "| rolling | batched | 0.200 cores | 150 MB | 12.0 | 7.00 |"
+    assert f"| 100 {row} - / - | 8.0 s / 16.0 s | - / - | 40 |" in report
+    assert f"| 300 {row} 6.0 s / 13.5 s | 8.0 s / 16.0 s | 1.2 s / 2.5 s | 40 |" in report
     assert "abc1234" in report
+
+
+def _status(name: str, phase: str, at: str) -> dict[str, object]:
+    return {"metadata": {"name": name}, "status": {"phase": phase, "lastAnalysisAt": at}}
+
+
+def test_lags_come_from_the_watch_and_a_listed_write_counts_from_its_window_end() -> None:
+    counter = WriteCounter(None)  # never started: no API calls
+    counter._note(_status("a", "Progressing", "2026-01-01T00:00:00Z"), arrived=False)
+    counter._note(_status("b", "Progressing", "2026-01-01T00:00:00Z"), arrived=False)
+    counter._note(_status("c", "Promoted", "2026-01-01T00:00:00Z"), arrived=False)
+    counter._note(_status("b", "Progressing", "2026-01-01T00:00:15Z"), arrived=True)
+    arrived = counter._seen["b"].analysed
+    assert arrived is not None and counter.delays and counter.delays[0] > 0
+    now = datetime(2026, 1, 1, 0, 0, 20, tzinfo=UTC)
+    ages, since = counter.sample(now)
+    # a: listed only, so counted since its window ended (20 s); b: since its write arrived; c: not rolling.
+    assert sorted(ages) == [5.0, 20.0]
+    assert sorted(since) == sorted([20.0, (now - arrived).total_seconds()])
+    counter._note(_status("b", "Progressing", "2026-01-01T00:00:15Z"), arrived=True)  # no new look
+    assert counter._seen["b"].analysed == arrived and len(counter.delays) == 1
 
 
 def test_combined_runs_keep_each_runs_commit() -> None:
