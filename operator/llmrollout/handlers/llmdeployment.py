@@ -85,17 +85,18 @@ class _Latest:
     def saw(self, key: str, body: Mapping[str, Any]) -> bool:
         """Records the latest body of `key`; True when the change is not one our own writes made
         (a spec, annotation or status change by someone else, or an object seen for the first time)."""
-        snapshot = copy.deepcopy(dict(body))
-        meta = snapshot.get("metadata") or {}
+        meta = body.get("metadata") or {}
         version = meta.get("resourceVersion")
         with self.lock:
-            first = key not in self.bodies
-            self.bodies[key] = snapshot
             superseded, written = self.objects.get(meta.get("uid", ""), (frozenset(), None))
-        ours = version in superseded or (
-            written is not None and written["metadata"].get("resourceVersion") == version
-        )
-        return first or not ours
+        latest_write = written is not None and written["metadata"].get("resourceVersion") == version
+        # Most events are our own writes coming back: the object our write returned is that very
+        # version, so it serves as the copy (Kopf's body is a live view that later events change).
+        snapshot = written if latest_write and written is not None else copy.deepcopy(dict(body))
+        with self.lock:
+            first = key not in self.bodies
+            self.bodies[key] = dict(snapshot)
+        return first or not (latest_write or version in superseded)
 
     def body(self, key: str) -> dict[str, Any] | None:
         with self.lock:
@@ -146,13 +147,20 @@ class _Posting:
     context: contextvars.Context | None = None
 
 
+class UnusedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf builds each object's essence on every watch event, a deep copy of the whole object, for
+    handlers that react to changes (on.create, on.update, on.field). This operator has none: the
+    scheduler tells changes apart by resourceVersion. So the essence is empty, and never stored."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf's bookkeeping goes to annotations under our prefix, so status holds only our state.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = UnusedDiffBase(prefix=GROUP, key="last-handled-configuration")
     # Events come from decisions (kopf.event below), not from Kopf's log lines: a retried failure
     # would otherwise post one per attempt. Failures get one ReconcileFailed Event per new cause.
     settings.posting.level = logging.CRITICAL
@@ -162,7 +170,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.shard = Shard()
     settings.watching.server_timeout = 300
     memo.http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
-    memo.api = api_client()
+    workers = int(getattr(memo, "workers", DEFAULT_WORKERS))
+    # Every reconcile worker may write at once, beside the leader election, watches' GETs and reads.
+    memo.api = api_client(connections=workers + 8)
     memo.health = Health()
     memo.latest = _Latest()
     memo.reads = MetricsReads()
@@ -183,7 +193,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if getattr(memo, "scheduler_kind", "heap") == "heap":
         memo.scheduler = Scheduler(
             lambda key: _scheduled_run(memo, key),
-            workers=int(getattr(memo, "workers", DEFAULT_WORKERS)),
+            workers=workers,
             active=lambda: _leading(memo),
             min_delay=REPOLL_SECONDS,
         )
@@ -248,8 +258,10 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
     uid: str = body["metadata"]["uid"]
     health: Health = memo.health
     latest: _Latest = memo.latest
-    # A snapshot: Kopf's body is a live view that a watch event may change mid-reconcile.
-    base = copy.deepcopy(dict(latest.base(uid, body)))
+    # Decide from a snapshot: Kopf's body (the timer scheduler's) is a live view that a watch event
+    # may change mid-reconcile. The heap scheduler's bodies are copies already, never changed.
+    chosen = latest.base(uid, body)
+    base = copy.deepcopy(dict(chosen)) if isinstance(chosen, kopf.Body) else chosen
     interval = interval_seconds(base.get("spec") or {})
     health.attempted(key, interval)
     target = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(body)))

@@ -290,11 +290,27 @@ def _apply_route(
     )
     update: dict[str, Any] = {"applied_weights": dict(intended), "conditions": conditions}
     started = writer.status.step_started_at
-    if intended not in (actual, applied) and started is not None and started < now:
+    restarted = intended not in (actual, applied) and started is not None and started < now
+    if restarted:
         # A step decided by an earlier reconcile (one that died before the route write) begins now,
         # when its traffic does: its interval and its requests are counted at its own weights.
         update |= {"step_started_at": now, "step_requests": {}}
-    writer.write(writer.status.model_copy(update=update))
+    confirmed = writer.status.model_copy(update=update)
+    writer.write(confirmed, defer=not restarted and _confirmed_by_next_look(writer.status, confirmed))
+
+
+def _confirmed_by_next_look(before: LLMDeploymentStatus, confirmed: LLMDeploymentStatus) -> bool:
+    """Whether recording the applied weights can wait for the next look's status write (within an
+    interval): only while a rollout runs, and when the route was already working (a route that
+    recovers is said at once). If the process dies first, the next reconcile finds the route
+    carrying the weights and records them then; the step waits that one look (rollout.machine)."""
+    was = before.condition(TRAFFIC_ROUTED)
+    return (
+        confirmed.phase == Phase.PROGRESSING
+        and confirmed.fallback is None
+        and was is not None
+        and (was.status, was.reason) == ("True", "WeightsSet")
+    )
 
 
 def status_body(status: LLMDeploymentStatus) -> dict[str, Any]:
@@ -374,10 +390,11 @@ class _StatusWriter:
             return status.last_analysis_at == persisted.last_analysis_at
         return status.last_analysis_at - persisted.last_analysis_at < self._interval
 
-    def write(self, status: LLMDeploymentStatus, force: bool = False) -> None:
+    def write(self, status: LLMDeploymentStatus, force: bool = False, defer: bool = False) -> None:
         """Persists `status`, unless it equals what is written, or (without `force`: no Event says
-        a decision) differs from it only in evidence gathered within the last interval."""
-        if status == self._persisted or (not force and self._deferrable(status)):
+        a decision) differs from it only in evidence gathered within the last interval, or the caller
+        knows the next look's write will carry it (`defer`)."""
+        if status == self._persisted or (not force and (defer or self._deferrable(status))):
             self.status = status
             return
         where = f"LLMDeployment {self._namespace}/{self._name}"
@@ -641,6 +658,7 @@ def read_window(
             namespace=namespace,
             credentials=credentials,
             query_offset=query_offset,
+            fields=rollout.window_fields(spec),
         )
         with telemetry.METRICS_READ_SECONDS.time():
             window = provider.read(variants, start.timestamp(), end.timestamp(), spec.slos.custom)
@@ -684,7 +702,13 @@ def batched_read(
         # window is read alone, so that no query ever mixes two tenants' credentials.
         return None
     try:
-        provider = provider_for(spec.metrics, http, namespace=namespace, query_offset=query_offset)
+        provider = provider_for(
+            spec.metrics,
+            http,
+            namespace=namespace,
+            query_offset=query_offset,
+            fields=rollout.window_fields(spec),
+        )
     except (MetricsError, ValueError):
         return None
     if not isinstance(provider, PrometheusProvider) or (group := batch_key(provider)) is None:

@@ -212,10 +212,11 @@ def shared_baselines(
     return out, ambiguous
 
 
-def first_names(preset: Preset) -> list[str]:
-    """Every metric name a read of this preset asks first (later sources only where these are empty)."""
+def first_names(preset: Preset, fields: Iterable[str] = FIELDS) -> list[str]:
+    """Every metric name a read of these fields of this preset asks first (later sources only where
+    these are empty)."""
     names: list[str] = []
-    for name in FIELDS:
+    for name in fields:
         spec = getattr(preset, name)
         sources: list[Source] = []
         if isinstance(spec, (Term, Buckets)):
@@ -479,7 +480,8 @@ def _read_chunk(members: Sequence[BatchMember], pool: ThreadPoolExecutor) -> lis
     chunk = _Chunk(members, pool)
     results: list[Result] = []
     try:
-        chunk.fetch(first_names(members[0].provider.preset))
+        wanted = {name for member in members for name in member.provider.fields}
+        chunk.fetch(first_names(members[0].provider.preset, [f for f in FIELDS if f in wanted]))
         for position, member in enumerate(members):
             results.append(_read_member(chunk, position, member))
     except ResponseTooLargeError as err:

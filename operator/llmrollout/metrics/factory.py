@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import httpx
 
 from llmrollout.api.spec import Metrics
@@ -32,9 +34,11 @@ def provider_for(
     namespace: str,
     credentials: Credentials | None = None,
     query_offset: float = INGESTION_DELAY_SECONDS,
+    fields: Iterable[str] | None = None,
 ) -> MetricProvider:
     """The provider for `spec.metrics`; `namespace` (the LLMDeployment's) fills {{namespace}}.
     `query_offset`: how far in the past windows are read (0 for a check of which series exist now).
+    `fields`: the VariantWindow fields its windows hold (None: every field; see window_fields).
 
     The caller owns `client` (timeouts, TLS) and closes it, and reads `credentials` from the Secret
     that spec.metrics.prometheus.auth names (this layer does no Kubernetes I/O).
@@ -51,6 +55,7 @@ def provider_for(
             scrape_interval=metrics.prometheus.scrape_interval.total_seconds(),
             query_offset=query_offset,
             credentials=credentials,
+            fields=fields,
         )
     raise UnknownMetricsProviderError(
         "spec.metrics names no provider this operator knows (known: prometheus)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -113,7 +113,9 @@ class PrometheusProvider:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         deadline_seconds: float = DEADLINE_SECONDS,
         credentials: Credentials | None = None,
+        fields: Iterable[str] | None = None,
     ) -> None:
+        """`fields`: the VariantWindow fields to read (None: all); a window leaves the rest unread."""
         self.api = PrometheusAPI(
             client,
             address,
@@ -131,6 +133,10 @@ class PrometheusProvider:
         # time but are stored when it ends, so the newest instant of the window may not be complete
         # yet. Both edges move, so consecutive windows still telescope.
         self.query_offset = query_offset
+        wanted = FIELDS if fields is None else frozenset(fields)
+        if unknown := sorted(set(wanted) - set(FIELDS)):
+            raise ValueError(f"no such window fields: {', '.join(unknown)}")
+        self.fields = tuple(name for name in FIELDS if name in wanted)
         if not math.isfinite(scrape_interval) or scrape_interval <= 0:
             raise ValueError(f"the scrape interval must be positive, not {scrape_interval!r}")
         # Fail at construction, not at the first read, when the spec's labels cannot form a selector.
@@ -265,7 +271,7 @@ class VariantReader:
         values: dict[str, Any] = {}
         missing: dict[str, str] = {}
         found: dict[str, str] = {}
-        for name in FIELDS:
+        for name in self.p.fields:
             spec = getattr(self.p.preset, name)
             if spec is None:
                 # Named, so that an SLO needing it says why it can never be judged.

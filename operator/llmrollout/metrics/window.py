@@ -59,8 +59,16 @@ def _number(text: Any) -> float:
 
 def series_key(labels: Mapping[str, str]) -> SeriesKey:
     """Identity of a series across its names: labels without __name__, numeric labels normalised."""
-    pairs = ((k, _normal_number(v) if k in _NUMERIC_LABELS else v) for k, v in labels.items())
-    return tuple(sorted(pair for pair in pairs if pair[0] != "__name__"))
+    # One list comprehension: this runs for every series of every answer, a batch's hottest line.
+    return tuple(
+        sorted(
+            [
+                (k, _normal_number(v) if k in _NUMERIC_LABELS else v)
+                for k, v in labels.items()
+                if k != "__name__"
+            ]
+        )
+    )
 
 
 # A histogram's few bucket bounds recur in every series of every answer: each is parsed once.

@@ -13,6 +13,7 @@ from llmrollout.rollout.machine import (
     reconcile,
     reject,
     serving_stable,
+    window_fields,
 )
 from llmrollout.rollout.outcome import Event, Outcome
 from llmrollout.rollout.preflight import MetricsReport, Preflight, metrics_report
@@ -37,4 +38,5 @@ __all__ = [
     "reject",
     "serving_stable",
     "watched",
+    "window_fields",
 ]

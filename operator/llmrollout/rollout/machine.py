@@ -78,6 +78,12 @@ def missing_series(spec: LLMDeploymentSpec, window: Window) -> str:
     return "series missing: " + "; ".join(parts) if parts else ""
 
 
+def window_fields(spec: LLMDeploymentSpec) -> tuple[str, ...]:
+    """The VariantWindow fields a look reads: the requests (a step counts them) and what the
+    configured SLOs need. A look reads nothing else, so a fleet with few SLOs costs Prometheus little."""
+    return tuple(dict.fromkeys(("requests", *needed_fields(spec.slos))))
+
+
 def serving_stable(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str:
     """The version serving now: status.stable after a promotion, until the user changes spec.stable."""
     promoted = status.stable is not None and any(v.name == status.stable for v in spec.variants)

@@ -423,3 +423,42 @@ def test_two_sets_of_credentials_are_never_one_batch() -> None:
     keys = [batch_key(_provider(client, "a", credentials=c)) for c in (None, alice, bob, alice)]
     assert len({keys[0], keys[1], keys[2]}) == 3 and keys[1] == keys[3]
     assert "alice-token" not in repr(keys)
+
+
+def _names_asked(queries: list[str]) -> set[str]:
+    return {name for name in re.findall(r"[a-z_]+(?=\{)", " ".join(queries)) if name != "up"}
+
+
+def test_a_read_of_some_fields_asks_only_their_metrics_batched_or_alone() -> None:
+    """A look reads the fields its SLOs need; members needing different fields still share a batch,
+    and each gets the window its own read of those fields gives."""
+    db = fleet(APPS)
+    requests_only = ("requests",)
+    every: list[str] = []
+    _provider(mock_prometheus(lambda q, at: (every.append(q), db.answer(q, at))[1]), "a").read(
+        ("v1", "v2"), 1000.0, 1060.0
+    )
+    few: list[str] = []
+    narrow = _provider(
+        mock_prometheus(lambda q, at: (few.append(q), db.answer(q, at))[1]), "a", fields=requests_only
+    )
+    window = narrow.read(("v1", "v2"), 1000.0, 1060.0)
+    assert _names_asked(few) == {f"{DURATION}_count"} < _names_asked(every)
+    assert window.variants["v1"].requests is not None and window.variants["v1"].ttft is None
+    assert "ttft" not in window.variants["v1"].missing  # unread is not missing
+    mixed = [(app, ("v1", "v2"), 1000.0, 1060.0) for app in APPS]
+    seen: list[str] = []
+    client = mock_prometheus(lambda q, at: (seen.append(q), db.answer(q, at))[1])
+    members = [
+        BatchMember(_provider(client, app, fields=requests_only if i % 2 else ("requests", "ttft")), v, s, e)
+        for i, (app, v, s, e) in enumerate(mixed)
+    ]
+    for member, got in zip(members, read_batch(members), strict=True):
+        assert not isinstance(got, Exception), got
+        assert got.variants == member.provider.read(member.variants, member.start, member.end).variants
+    assert f"{DURATION}_bucket" not in _names_asked(seen)  # latency: no member needs it
+
+
+def test_an_unknown_field_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="no such window fields: tokens"):
+        _provider(mock_prometheus(fleet(["a"]).answer), "a", fields=("requests", "tokens"))

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
-from llmrollout.rollout import due_window, reconcile
+from llmrollout.rollout import due_window, reconcile, window_fields
 from llmrollout.rollout.machine import boundary
 from tests.unit.rollout.windows import MINUTE, T0, Traffic, observe, spec
 
@@ -171,3 +171,21 @@ def test_a_step_whose_weights_never_reached_the_route_does_not_end(
     assert due is not None
     after = reconcile(s, status, 2, T0 + 60 * S, observe(*due, candidate=Traffic())).status
     assert (after.step, after.weights == status.weights) == ((1, False) if advances else (0, True))
+
+
+@pytest.mark.parametrize(
+    ("slos", "fields"),
+    [
+        ({}, ("requests",)),
+        ({"errorRate": {"max": 0.02}, "ttft": {"p95": "800ms"}}, ("requests", "ttft", "errors")),
+        ({"latency": {"p95": "2s"}}, ("requests", "latency")),
+        (
+            {"quality": {"maxDropVsStable": 0.05}},
+            ("requests", "eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"),
+        ),
+    ],
+)
+def test_a_look_reads_the_requests_and_the_fields_its_slos_need(
+    slos: dict[str, object], fields: tuple[str, ...]
+) -> None:
+    assert window_fields(spec(slos=slos)) == fields
