@@ -290,27 +290,11 @@ def _apply_route(
     )
     update: dict[str, Any] = {"applied_weights": dict(intended), "conditions": conditions}
     started = writer.status.step_started_at
-    restarted = intended not in (actual, applied) and started is not None and started < now
-    if restarted:
+    if intended not in (actual, applied) and started is not None and started < now:
         # A step decided by an earlier reconcile (one that died before the route write) begins now,
         # when its traffic does: its interval and its requests are counted at its own weights.
         update |= {"step_started_at": now, "step_requests": {}}
-    confirmed = writer.status.model_copy(update=update)
-    writer.write(confirmed, defer=not restarted and _confirmed_by_next_look(writer.status, confirmed))
-
-
-def _confirmed_by_next_look(before: LLMDeploymentStatus, confirmed: LLMDeploymentStatus) -> bool:
-    """Whether recording the applied weights can wait for the next look's status write (within an
-    interval): only while a rollout runs, and when the route was already working (a route that
-    recovers is said at once). If the process dies first, the next reconcile finds the route
-    carrying the weights and records them then; the step waits that one look (rollout.machine)."""
-    was = before.condition(TRAFFIC_ROUTED)
-    return (
-        confirmed.phase == Phase.PROGRESSING
-        and confirmed.fallback is None
-        and was is not None
-        and (was.status, was.reason) == ("True", "WeightsSet")
-    )
+    writer.write(writer.status.model_copy(update=update))
 
 
 def status_body(status: LLMDeploymentStatus) -> dict[str, Any]:
@@ -357,6 +341,21 @@ def decision_state(status: LLMDeploymentStatus) -> dict[str, Any]:
 _EVIDENCE: Final = {"last_analysis_at", "analysis", "plan", "step_requests", "conditions"}
 
 
+def confirmed_by_next_look(persisted: LLMDeploymentStatus, status: LLMDeploymentStatus) -> bool:
+    """Whether recording the weights confirmed on the route (appliedWeights) can wait for the next
+    look's write, within an interval, like evidence: only while a rollout runs, and on a route that
+    was already working (a route that recovers is said at once). If the process dies first, the
+    next reconcile reads the route, finds the weights on it and records them then; until then the
+    step does not end (rollout.machine), so that costs one look and skips nothing."""
+    was = persisted.condition(TRAFFIC_ROUTED)
+    return (
+        status.phase == Phase.PROGRESSING
+        and status.fallback is None
+        and was is not None
+        and (was.status, was.reason) == ("True", "WeightsSet")
+    )
+
+
 class _StatusWriter:
     """Writes status fenced by the resourceVersion the decision was made from, skipping no-ops, and
     deferring writes that change only evidence until an interval's worth has gathered."""
@@ -384,17 +383,18 @@ class _StatusWriter:
 
     def _deferrable(self, status: LLMDeploymentStatus) -> bool:
         persisted = self._persisted
+        if confirmed_by_next_look(persisted, status):
+            status = status.model_copy(update={"applied_weights": persisted.applied_weights})
         if decision_state(status) != decision_state(persisted):
             return False
         if status.last_analysis_at is None or persisted.last_analysis_at is None:
             return status.last_analysis_at == persisted.last_analysis_at
         return status.last_analysis_at - persisted.last_analysis_at < self._interval
 
-    def write(self, status: LLMDeploymentStatus, force: bool = False, defer: bool = False) -> None:
+    def write(self, status: LLMDeploymentStatus, force: bool = False) -> None:
         """Persists `status`, unless it equals what is written, or (without `force`: no Event says
-        a decision) differs from it only in evidence gathered within the last interval, or the caller
-        knows the next look's write will carry it (`defer`)."""
-        if status == self._persisted or (not force and (defer or self._deferrable(status))):
+        a decision) differs from it only in evidence gathered within the last interval."""
+        if status == self._persisted or (not force and self._deferrable(status)):
             self.status = status
             return
         where = f"LLMDeployment {self._namespace}/{self._name}"
