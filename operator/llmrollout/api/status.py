@@ -120,8 +120,7 @@ class LLMDeploymentStatus(StatusModel):
         max_length=MAX_VARIANT_KEYS,
         description="The weights last confirmed on the routing object. `weights` is written first"
         " (the decision), then the route, then this: a difference means the decision is still being"
-        " applied, not that someone else changed the route. While a rollout runs on a working route it is"
-        " written with the next look.",
+        " applied, not that someone else changed the route.",
     )
     step: int = Field(0, description="Index of the current step in spec.strategy.steps.")
     spec_stable: str | None = Field(

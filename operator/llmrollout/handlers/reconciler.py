@@ -231,8 +231,10 @@ def reconcile(
     applied = current.weights_on_route()
     routed = (c := current.condition(TRAFFIC_ROUTED)) is not None and c.status == "True"
     # The routing object is read when the decided weights are not yet confirmed on it, after a
-    # failure, and once per analysis (to catch drift), not on every tick.
-    if outcome.status.weights == applied and routed and observation is None:
+    # failure, and once per analysis (to catch drift), not on every tick. A decision found
+    # unconfirmed (the process died between its writes) also reads it: the route may carry it.
+    settled = current.weights == applied
+    if outcome.status.weights == applied and settled and routed and observation is None:
         writer.write(outcome.status, force=bool(outcome.events))
         _post_all(post, outcome.events)
         _clear(clients, namespace, name, action)
@@ -341,21 +343,6 @@ def decision_state(status: LLMDeploymentStatus) -> dict[str, Any]:
 _EVIDENCE: Final = {"last_analysis_at", "analysis", "plan", "step_requests", "conditions"}
 
 
-def confirmed_by_next_look(persisted: LLMDeploymentStatus, status: LLMDeploymentStatus) -> bool:
-    """Whether recording the weights confirmed on the route (appliedWeights) can wait for the next
-    look's write, within an interval, like evidence: only while a rollout runs, and on a route that
-    was already working (a route that recovers is said at once). If the process dies first, the
-    next reconcile reads the route, finds the weights on it and records them then; until then the
-    step does not end (rollout.machine), so that costs one look and skips nothing."""
-    was = persisted.condition(TRAFFIC_ROUTED)
-    return (
-        status.phase == Phase.PROGRESSING
-        and status.fallback is None
-        and was is not None
-        and (was.status, was.reason) == ("True", "WeightsSet")
-    )
-
-
 class _StatusWriter:
     """Writes status fenced by the resourceVersion the decision was made from, skipping no-ops, and
     deferring writes that change only evidence until an interval's worth has gathered."""
@@ -383,8 +370,6 @@ class _StatusWriter:
 
     def _deferrable(self, status: LLMDeploymentStatus) -> bool:
         persisted = self._persisted
-        if confirmed_by_next_look(persisted, status):
-            status = status.model_copy(update={"applied_weights": persisted.applied_weights})
         if decision_state(status) != decision_state(persisted):
             return False
         if status.last_analysis_at is None or persisted.last_analysis_at is None:

@@ -122,31 +122,3 @@ def test_nothing_to_write_leaves_nothing_unwritten() -> None:
 def test_the_decision_state_ignores_wording_and_evidence_only() -> None:
     assert decision_state(look(30 * S)) == decision_state(persisted())
     assert decision_state(reason(persisted(), "Inconclusive")) != decision_state(persisted())
-
-
-def on_working_route(status: LLMDeploymentStatus) -> LLMDeploymentStatus:
-    routed = with_condition(status.conditions, "TrafficRouted", "True", "WeightsSet", "v1 95%, v2 5%", T0, 2)
-    return status.model_copy(update={"conditions": routed})
-
-
-@pytest.mark.parametrize(
-    ("name", "decided", "deferred"),
-    [
-        ("confirmed weights while rolling", {"applied_weights": {"v1": 90, "v2": 10}}, True),
-        (
-            "confirmed weights once rolled back",
-            {"applied_weights": {"v1": 100}, "phase": Phase.ROLLED_BACK},
-            False,
-        ),
-        ("confirmed weights with a new step", {"applied_weights": {"v1": 90, "v2": 10}, "step": 1}, False),
-    ],
-)
-def test_the_confirmed_weights_wait_for_the_next_look_only_while_rolling_on_a_working_route(
-    name: str, decided: dict[str, object], deferred: bool
-) -> None:
-    w = _StatusWriter(None, "ns", "name", "7", on_working_route(persisted()), INTERVAL)  # type: ignore[arg-type]
-    status = on_working_route(persisted()).model_copy(update=decided)
-    assert w._deferrable(status) == deferred, name
-    # An interval later the look is written, confirmed weights and all.
-    later = status.model_copy(update={"last_analysis_at": T0 + 60 * S})
-    assert not w._deferrable(later), name

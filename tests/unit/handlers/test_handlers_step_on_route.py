@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmrollout import rollout
-from llmrollout.api import LLMDeploymentStatus, Phase, with_condition
+from llmrollout.api import LLMDeploymentStatus, Phase
 from llmrollout.handlers import reconciler
 from llmrollout.handlers.reconciler import _apply_route, _StatusWriter
 
@@ -81,54 +81,3 @@ def test_a_step_begins_when_its_weights_reach_the_route(
     assert writer.status.step_started_at == started, name
     assert writer.status.step_requests == (status.step_requests if requests_kept else {}), name
     assert written and written[-1]["appliedWeights"] == STEP, name
-
-
-def routed(status: LLMDeploymentStatus, condition_status: str, reason: str) -> LLMDeploymentStatus:
-    conditions = with_condition([], "TrafficRouted", condition_status, reason, "v1 90%, v2 10%", DECIDED, 2)  # type: ignore[arg-type]
-    return status.model_copy(update={"conditions": conditions})
-
-
-@pytest.mark.parametrize(
-    ("name", "before", "deferred"),
-    [
-        ("rolling on a working route", routed(decided_step(BEFORE), "True", "WeightsSet"), True),
-        (
-            "the route had failed: its recovery is said at once",
-            routed(decided_step(BEFORE), "False", "RouteNotFound"),
-            False,
-        ),
-        ("never routed before", decided_step(BEFORE), False),
-        (
-            "rolled back: no next look will carry it",
-            routed(decided_step(BEFORE), "True", "WeightsSet").model_copy(
-                update={"phase": Phase.ROLLED_BACK}
-            ),
-            False,
-        ),
-    ],
-)
-def test_the_applied_weights_wait_for_the_next_look_only_while_rolling_on_a_working_route(
-    monkeypatch: pytest.MonkeyPatch, name: str, before: LLMDeploymentStatus, deferred: bool
-) -> None:
-    written: list[dict[str, Any]] = []
-
-    def write_status(api: object, namespace: str, name: str, version: str, body: dict[str, Any]) -> object:
-        written.append(body)
-        return {"metadata": {"resourceVersion": "8"}, "status": body}
-
-    monkeypatch.setattr(reconciler, "write_status", write_status)
-    writer = _StatusWriter(None, "ns", "d", "7", before, 60.0)  # type: ignore[arg-type]
-    _apply_route(
-        writer,
-        RecordingRouter(),
-        dict(BEFORE),
-        BEFORE,
-        rollout.Outcome(before),
-        DECIDED,
-        lambda _: None,
-        None,
-    )
-    assert writer.status.applied_weights == STEP, name
-    assert (written == []) == deferred, name
-    unwritten = writer.result().unwritten
-    assert (unwritten is not None and unwritten.applied_weights == STEP) == deferred, name
