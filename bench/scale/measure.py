@@ -107,9 +107,9 @@ def markdown(points: Sequence[Point], facts: Mapping[str, str]) -> str:
         f" interval ({points[0].look_interval_s:g} s); an operator that keeps up stays within one interval."
         if points
         else "",
-        "Window age: now - status.lastAnalysisAt, the end of the window analysed last. A window can only"
-        " be read once a scrape after its end is stored (scrape interval + 1 s), so a prompt operator's"
-        " window age ranges over that delay plus one interval.",
+        "Window age: now - status.lastAnalysisAt, the end of the window analysed last; it is read a"
+        " moment after it closes, so a prompt operator's window age ranges over one interval plus the"
+        " time its analysis takes to be written (the next column).",
         "Written after window end: when a new status.lastAnalysisAt arrived on the watch, less that time.",
         "Same as unbatched: after the rolling measurement, one closed window read for every"
         " LLMDeployment through the operator's batched path and by its own provider alone: how many"
