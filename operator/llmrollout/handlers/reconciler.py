@@ -250,16 +250,12 @@ def reconcile(
             _clear(clients, namespace, name, action)
         return writer.result()
 
-    # The decision (weights and any user action) is durable before the route moves.
-    writer.write(outcome.status, force=bool(outcome.events) or action is not None)
-    _post_all(post, outcome.events)
-    _observe_rollout_end(outcome, now)
-    _apply_route(writer, router, actual, applied, outcome, now, post, action)
+    _decide_and_route(writer, router, actual, applied, outcome, now, post, action)
     _clear(clients, namespace, name, action)
     return writer.result()
 
 
-def _apply_route(
+def _decide_and_route(
     writer: _StatusWriter,
     router: TrafficRouter,
     actual: dict[str, int],
@@ -269,9 +265,16 @@ def _apply_route(
     post: Post,
     action: str | None,
 ) -> None:
-    """Puts the decided weights on the route, then records them as applied."""
+    """Writes the decision, puts its weights on the route, then records them as applied.
+
+    The decision (weights and any user action) is durable before the route moves. A route that
+    carries the decided weights already (router none, or a decision that moves no weight) is recorded
+    in the same write: there is nothing to move, so no second write."""
     intended = outcome.status.weights
-    generation = outcome.status.observed_generation
+    decided = _on_route(outcome.status, now) if actual == intended else outcome.status
+    writer.write(decided, force=bool(outcome.events) or action is not None)
+    _post_all(post, outcome.events)
+    _observe_rollout_end(outcome, now)
     if actual != intended:
         try:
             router.set_weights(intended)
@@ -286,17 +289,22 @@ def _apply_route(
         if applied == intended and (changed := drift(applied, actual)):
             message = f"weights changed outside llmrollout ({describe_drift(changed)}); restored them"
             post(rollout.Event("Warning", "WeightsDrifted", message))
-    summary = ", ".join(f"{v} {w}%" for v, w in intended.items() if w)
-    conditions = with_condition(
-        writer.status.conditions, TRAFFIC_ROUTED, "True", "WeightsSet", summary, now, generation
-    )
-    update: dict[str, Any] = {"applied_weights": dict(intended), "conditions": conditions}
-    started = writer.status.step_started_at
+    routed = _on_route(writer.status, now)
+    started = routed.step_started_at
     if intended not in (actual, applied) and started is not None and started < now:
         # A step decided by an earlier reconcile (one that died before the route write) begins now,
         # when its traffic does: its interval and its requests are counted at its own weights.
-        update |= {"step_started_at": now, "step_requests": {}}
-    writer.write(writer.status.model_copy(update=update))
+        routed = routed.model_copy(update={"step_started_at": now, "step_requests": {}})
+    writer.write(routed)
+
+
+def _on_route(status: LLMDeploymentStatus, now: datetime) -> LLMDeploymentStatus:
+    """`status` with its weights recorded as the route's (appliedWeights, TrafficRouted=True)."""
+    summary = ", ".join(f"{v} {w}%" for v, w in status.weights.items() if w)
+    conditions = with_condition(
+        status.conditions, TRAFFIC_ROUTED, "True", "WeightsSet", summary, now, status.observed_generation
+    )
+    return status.model_copy(update={"applied_weights": dict(status.weights), "conditions": conditions})
 
 
 def status_body(status: LLMDeploymentStatus) -> dict[str, Any]:
