@@ -163,6 +163,18 @@ class WriteCounter:
             if arrived and known:
                 self.delays.append((now - parse_time(at)).total_seconds())
 
+    def wait_written(self, timeout: float) -> bool:
+        """Waits until a write of its analysis has arrived on the watch for every rolling LLMDeployment
+        (True), or `timeout` seconds (False): until then, how long ago an object's analysis was
+        written is not known, only how long ago its window closed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(s.analysed is not None for s in self._seen.values() if s.phase == "Progressing"):
+                    return True
+            time.sleep(0.5)
+        return False
+
     def sample(self, now: datetime) -> tuple[list[float], list[float]]:
         """Over the rolling LLMDeployments: how old the window analysed last is, and how long ago its
         analysis was written (for a write from before the watch opened: since its window closed, an
@@ -282,6 +294,11 @@ def measure(
 ) -> Point:
     writes = WriteCounter(api).start()
     time.sleep(2)  # the watches are open before the counting starts
+    # Every rolling object's next analysis is seen written before the lags are sampled (a prompt
+    # operator writes them all within an interval and a bit).
+    if not writes.wait_written(2 * INTERVAL + 15):
+        notes = f"{notes}; not every rolling LLMDeployment wrote an analysis within {2 * INTERVAL + 15:g} s"
+        notes = notes.lstrip("; ")
     counted_before = writes.count
     cpu0, queries0, decisions0 = operator.cpu(), prometheus_queries(prometheus), operator.decisions()
     started = time.monotonic()

@@ -78,6 +78,15 @@ def test_lags_come_from_the_watch_and_a_listed_write_counts_from_its_window_end(
     assert counter._seen["b"].analysed == arrived and len(counter.delays) == 1
 
 
+def test_sampling_waits_until_every_rolling_object_was_seen_written() -> None:
+    counter = WriteCounter(None)  # never started: no API calls
+    counter._note(_status("a", "Progressing", "2026-01-01T00:00:00Z"), arrived=False)
+    counter._note(_status("b", "Promoted", "2026-01-01T00:00:00Z"), arrived=False)
+    assert not counter.wait_written(0.6)  # a's analysis was only listed
+    counter._note(_status("a", "Progressing", "2026-01-01T00:00:15Z"), arrived=True)
+    assert counter.wait_written(0.6)  # b is not rolling: it writes no analysis
+
+
 def test_combined_runs_keep_each_runs_commit() -> None:
     point = Point(100, "rolling", "batched", 90.0, 0.2, 150.0, 12.0, 7.0, 8.0, 16.0, 40, 15.0).to_json()
     runs = [
