@@ -1,0 +1,117 @@
+"""Status writes over the lean path (llmrollout.k8s.status_put) on the real apiserver: the same PUT as
+the kubernetes client's, fenced by resourceVersion, under the same field manager, and a kept-alive
+connection the server dropped is replaced."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from llmrollout.api import GROUP, PLURAL, VERSION
+from llmrollout.k8s.clients import api_client
+from llmrollout.k8s.llmdeployments import (
+    LLMDeploymentNotFoundError,
+    StaleObjectError,
+    get_llmdeployment,
+    write_status,
+)
+from llmrollout.k8s.status_put import status_put_for
+from tests.e2e.cluster import REPO, Kube
+
+# Far from anything the operator writes, so that a write of its own is told apart.
+MARK = {"phase": "Progressing", "candidate": "lean-path-mark", "history": [], "conditions": []}
+
+
+@pytest.fixture
+def api(kube: Kube) -> client.ApiClient:
+    return api_client(kube.kubeconfig)
+
+
+@pytest.fixture
+def llmd(kube: Kube, namespace: str) -> str:
+    manifest: dict[str, Any] = yaml.safe_load((REPO / "examples/basic.yaml").read_text())
+    manifest["metadata"] = {"name": "lean-put", "namespace": namespace}
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    return "lean-put"
+
+
+def _write(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """Writes `status` at the object's current version; the operator (when this session runs one)
+    may write in between, which only means reading again."""
+    for _ in range(20):
+        current = get_llmdeployment(api, namespace, name)
+        try:
+            return write_status(api, namespace, name, current["metadata"]["resourceVersion"], status)
+        except StaleObjectError:
+            continue
+    raise AssertionError("20 status writes in a row were stale")
+
+
+def test_the_kubeconfig_of_the_local_cluster_takes_the_lean_path(api: client.ApiClient) -> None:
+    assert status_put_for(api) is not None
+
+
+def test_a_write_at_the_current_version_replaces_status_and_a_stale_one_is_refused(
+    api: client.ApiClient, namespace: str, llmd: str
+) -> None:
+    before = get_llmdeployment(api, namespace, llmd)
+    written = _write(api, namespace, llmd, MARK)
+    assert written["status"]["candidate"] == "lean-path-mark"
+    assert written["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
+    with pytest.raises(StaleObjectError):
+        write_status(api, namespace, llmd, before["metadata"]["resourceVersion"], MARK)
+    with pytest.raises(LLMDeploymentNotFoundError):
+        write_status(api, namespace, "no-such-llmd", "1", MARK)
+
+
+def test_a_refused_status_is_an_api_exception_naming_the_field(
+    api: client.ApiClient, namespace: str, llmd: str
+) -> None:
+    current = get_llmdeployment(api, namespace, llmd)
+    with pytest.raises(client.ApiException) as refused:
+        write_status(api, namespace, llmd, current["metadata"]["resourceVersion"], {"phase": "NoSuchPhase"})
+    assert refused.value.status == 422
+    assert "phase" in str(refused.value.body)
+
+
+def test_both_paths_write_as_one_field_manager(api: client.ApiClient, namespace: str, llmd: str) -> None:
+    _write(api, namespace, llmd, MARK)
+    current = get_llmdeployment(api, namespace, llmd)
+    objects = client.CustomObjectsApi(api)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LLMDeployment",
+        "metadata": {
+            "name": llmd,
+            "namespace": namespace,
+            "resourceVersion": current["metadata"]["resourceVersion"],
+        },
+        "status": {**MARK, "candidate": "kubernetes-client-mark"},
+    }
+    objects.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, llmd, body)
+    _write(api, namespace, llmd, MARK)
+    managers = {
+        entry["manager"]
+        for entry in get_llmdeployment(api, namespace, llmd)["metadata"]["managedFields"]
+        if entry.get("subresource") == "status"
+    }
+    assert len(managers) == 1, managers
+
+
+def test_a_connection_the_server_dropped_is_replaced(
+    api: client.ApiClient, namespace: str, llmd: str
+) -> None:
+    put = status_put_for(api)
+    assert put is not None
+    _write(api, namespace, llmd, MARK)  # this thread now keeps a connection
+    kept = put._local.connection
+    assert kept.sock is not None
+    kept.sock.shutdown(socket.SHUT_RDWR)  # as an apiserver closing an idle connection does
+    written = _write(api, namespace, llmd, {**MARK, "candidate": "after-the-drop"})
+    assert written["status"]["candidate"] == "after-the-drop"
+    assert put._local.connection is not kept
