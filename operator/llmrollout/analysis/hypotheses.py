@@ -51,10 +51,12 @@ class SequentialConfig:
     cost_null_share: float = 0.25
     # ... and the percentile bounds' shift watch's: durations longer by this share of maxIncrease.
     shift_null_share: float = 0.25
-    # Stable's data chosen from (its p95's bucket edge, its eval failure share) must rest on this many.
-    stable_min_observations: float = 20.0
-    # ... and a distribution to shift (tokens per request, bucket by bucket) on this many.
+    # Stable's histogram chosen from (its p95, a distribution to shift bucket by bucket) must rest on
+    # this many observations: a p95 from 20 put (1 + maxIncrease) x it anywhere between stable's p90
+    # and p99, and where it fell low a candidate like stable exceeded it more often than H0 allows
+    # (2.6% of identical candidates rolled back at 60 s scrapes, whose first window is often short).
     stable_min_histogram: float = 200.0
+    # ... and its eval failure share on this many verdicts.
     stable_min_judged: float = 50.0
     # A percentile SLO needs a bucket edge within this factor of its bound (either side).
     histogram_resolution: float = 2.0

@@ -704,3 +704,36 @@ def test_feedback_error_rates_by_simulation(
     rolled, cleared = _simulate_feedback(candidate_share, replicates=3000, looks=150, seed=5)
     assert least_rolled <= rolled <= most_rolled
     assert least_cleared <= cleared <= most_cleared
+
+
+def test_stables_p95_for_the_relative_bound_rests_on_enough_observations() -> None:
+    """A p95 from a few dozen requests puts 1.2 x it anywhere between stable's p90 and p99, and where
+    it falls low a candidate like stable exceeds it more often than H0 allows: the threshold is chosen
+    once stable's pooled histogram holds stable_min_histogram (200) observations."""
+    spec = slos(ttft={"p95": "800ms", "maxIncreaseVsStable": 0.2})
+    key = "param.ttft.p95/vsStableP95@0.2.threshold"
+    state: SequentialState | None = None
+    chosen = []
+    for look in range(6):
+        window = Window(
+            start=60.0 * look,
+            end=60.0 * (look + 1),
+            variants={"v2": variant("v2", 5.0), "v1": variant("v1", 50.0)},
+        )
+        evaluation = evaluate_sequential(
+            spec,
+            window,
+            candidate="v2",
+            stable="v1",
+            state=state,
+            false_rollback_rate=0.01,
+            pricing=PRICING,
+            candidate_weight=10,
+            final_step=False,
+            horizon="1h",
+            config=NO_WARMUP,
+        )
+        state = evaluation.state
+        chosen.append(bool(np.isfinite(state.values.get(key, np.array([math.nan]))[0])))
+    # 50 of stable's requests per look: 200 once the fourth look is pooled.
+    assert chosen == [False, False, False, True, True, True]

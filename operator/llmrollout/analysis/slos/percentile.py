@@ -162,7 +162,7 @@ def _versus_stable(
     n = look.replicates
     if np.isnan(look.param(f"{key}.threshold")).any():
         pooled = look.pool(f"{key}.pool", stable.cumulative, f"{key}.threshold")
-        enough = pooled[:, -1] >= config.stable_min_observations
+        enough = pooled[:, -1] >= config.stable_min_histogram
         p95 = HistogramBatch(stable.edges, pooled).quantile(P95)
         threshold = np.where(enough, (1.0 + max_increase) * p95, np.nan)
         # Judgeable only with a bucket edge near the threshold and the threshold inside the buckets.
