@@ -81,19 +81,28 @@ def test_a_refused_status_is_an_api_exception_naming_the_field(
 
 def test_both_paths_write_as_one_field_manager(api: client.ApiClient, namespace: str, llmd: str) -> None:
     _write(api, namespace, llmd, MARK)
-    current = get_llmdeployment(api, namespace, llmd)
     objects = client.CustomObjectsApi(api)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LLMDeployment",
-        "metadata": {
+    for _ in range(20):  # the operator (when this session runs one) may write in between
+        current = get_llmdeployment(api, namespace, llmd)
+        meta = {
             "name": llmd,
             "namespace": namespace,
             "resourceVersion": current["metadata"]["resourceVersion"],
-        },
-        "status": {**MARK, "candidate": "kubernetes-client-mark"},
-    }
-    objects.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, llmd, body)
+        }
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LLMDeployment",
+            "metadata": meta,
+            "status": {**MARK, "candidate": "kubernetes-client-mark"},
+        }
+        try:
+            objects.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, llmd, body)
+            break
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+    else:
+        raise AssertionError("20 status writes in a row through the kubernetes client were stale")
     _write(api, namespace, llmd, MARK)
     managers = {
         entry["manager"]
