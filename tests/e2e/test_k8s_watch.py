@@ -15,6 +15,7 @@ from kubernetes import client
 
 from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.k8s.clients import api_client
+from llmrollout.k8s.llmdeployments import StaleObjectError, get_llmdeployment, write_status
 from llmrollout.k8s.watch import ObjectWatch, Resource
 from tests.e2e.cluster import REPO, Kube
 
@@ -25,11 +26,13 @@ class Seen:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.events: list[tuple[str | None, str, str]] = []  # (type, name, the label "mark")
+        self.versions: list[str] = []
 
     def __call__(self, kind: str | None, obj: dict[str, Any]) -> None:
         mark = (obj["metadata"].get("labels") or {}).get("mark", "")
         with self.lock:
             self.events.append((kind, obj["metadata"]["name"], mark))
+            self.versions.append(obj["metadata"].get("resourceVersion", ""))
 
     def of(self, name: str) -> list[tuple[str | None, str]]:
         """(type, mark) per event of `name`, less MODIFIED events that kept the mark: the session's
@@ -124,3 +127,35 @@ def test_a_cut_stream_resumes_where_it_was_without_listing_again(
     assert seen.of("chat") == [(None, "v1"), ("MODIFIED", "v2")]
     assert (watch.listings, watch.streams) == (1, 2)
     assert watch.alive()
+
+
+def test_our_own_writes_are_passed_over_and_the_stream_goes_on(
+    api: client.ApiClient, kube: Kube, namespace: str
+) -> None:
+    _apply(kube, namespace, "chat")
+    mine: set[tuple[str, str]] = set()
+    seen = Seen()
+    watch = ObjectWatch(api, RESOURCE, namespace, seen, ours=lambda v, u: (v, u) in mine)
+    watch.start()
+    try:
+        assert watch.listed.wait(20)
+        for _ in range(20):  # the session's operator, if one runs, may write in between
+            current = get_llmdeployment(api, namespace, "chat")
+            try:
+                status = {**(current.get("status") or {}), "candidate": "own-write-mark"}
+                written = write_status(api, namespace, "chat", current["metadata"]["resourceVersion"], status)
+                break
+            except StaleObjectError:
+                continue
+        else:
+            raise AssertionError("20 status writes in a row were stale")
+        meta = written["metadata"]
+        mine.add((meta["resourceVersion"], meta["uid"]))
+        _apply(kube, namespace, "chat", mark="v2")  # someone else's change, after ours
+        _wait(lambda: seen.of("chat")[-1:] == [("MODIFIED", "v2")], "the change after our write")
+        with seen.lock:
+            delivered = list(seen.versions)
+        assert meta["resourceVersion"] not in delivered
+        assert int(delivered[-1]) > int(meta["resourceVersion"])
+    finally:
+        watch.stop()

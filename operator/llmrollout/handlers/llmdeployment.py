@@ -48,6 +48,8 @@ COMPONENT: Final = "llmrollout"
 TICK_SECONDS = float(os.environ.get("LLMROLLOUT_TICK_SECONDS", "1"))
 SCHEDULERS: Final = ("heap", "timer")
 MAX_BACKOFF_SECONDS: Final = 60.0
+# Bounds the versions kept for `_Latest.came_back` (two looks of a thousand objects and then some).
+MAX_OWN_VERSIONS: Final = 4096
 # A run that found its window due but its read still running asks again this soon.
 REPOLL_SECONDS: Final = 0.5
 logger = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ class _Latest:
     retries: dict[str, int] = field(default_factory=dict)
     # Per uid: a status decided but not written (evidence only) and the resourceVersion it builds on.
     unwritten: dict[str, tuple[str, LLMDeploymentStatus]] = field(default_factory=dict)
+    # The resourceVersions our writes produced, not yet seen coming back on the watch: version ->
+    # (key, uid).
+    own: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def unwritten_for(self, uid: str, resource_version: str) -> LLMDeploymentStatus | None:
         """What was decided from this very version and not written; None once the object moved on
@@ -132,6 +137,28 @@ class _Latest:
             before, _ = self.objects.get(uid, (frozenset(), written))
             # A few versions back suffice: the watch lags by an event or two, not by many.
             self.objects[uid] = (frozenset([*sorted(before)[-8:], *superseded]), written)
+            meta = written["metadata"]
+            self.own[str(meta.get("resourceVersion"))] = (_key(meta.get("namespace"), meta.get("name")), uid)
+            while len(self.own) > MAX_OWN_VERSIONS:  # events the watch never delivered (a re-list)
+                del self.own[next(iter(self.own))]
+
+    def came_back(self, version: str, uid: str) -> bool:
+        """Whether `version` is one our writes produced (its watch event is then not even parsed):
+        the written object becomes the object's copy, as `saw` would make it."""
+        with self.lock:
+            mine = self.own.pop(version, None)
+            if mine is None or mine[1] != uid:
+                return False
+            key = mine[0]
+            _, written = self.objects.get(uid, (frozenset(), None))
+            if (
+                key not in self.bodies
+                or written is None
+                or written["metadata"].get("resourceVersion") != version
+            ):
+                return False  # a later write (or none known): let the event go the usual way
+            self.bodies[key] = dict(written)
+            return True
 
     def forget(self, uid: str) -> None:
         with self.lock:
@@ -202,7 +229,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # `llmrollout run` puts the namespaces to watch in memo (None in each: every namespace) unless
     # Kopf watches LLMDeployments (use_kopf_watch).
     memo.watches = [
-        ObjectWatch(memo.api, Resource(*RESOURCE), namespace, lambda kind, body: seen(memo, kind, body))
+        ObjectWatch(
+            memo.api,
+            Resource(*RESOURCE),
+            namespace,
+            lambda kind, body: seen(memo, kind, body),
+            ours=memo.latest.came_back,
+        )
         for namespace in getattr(memo, "watch_namespaces", ())
     ]
     for watch in memo.watches:

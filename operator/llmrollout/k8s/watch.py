@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 # (event type, object): "ADDED", "MODIFIED", "DELETED", or None for an object a listing found.
 OnEvent = Callable[[str | None, dict[str, Any]], None]
+# Whether (resourceVersion, uid) is one of our own writes, whose event need not be parsed or handed over.
+Ours = Callable[[str, str], bool]
+_MODIFIED: Final = b'{"type":"MODIFIED",'
+# metadata's keys are sorted, and uid follows resourceVersion.
+_VERSION_AND_UID: Final = re.compile(rb'"resourceVersion":"(\d+)","uid":"([^"\\]+)"')
 
 
 class WatchGoneError(Exception):
@@ -78,11 +84,13 @@ class ObjectWatch:
         namespace: str | None,
         on_event: OnEvent,
         watch_seconds: int = WATCH_SECONDS,
+        ours: Ours | None = None,
     ) -> None:
         self._api = api
         self._resource = resource
         self._namespace = namespace
         self._on_event = on_event
+        self._ours = ours
         self._watch_seconds = watch_seconds
         self._known: dict[str, str] = {}  # key -> uid of every object the stream holds
         # Where the stream resumes: the last version seen (None: list first). A broken stream resumes
@@ -189,6 +197,9 @@ class ObjectWatch:
             for line in _lines(response):
                 if self._stopped.is_set():
                     break
+                if self._ours is not None and (version := _own_version(line, self._ours)) is not None:
+                    self._version = version
+                    continue
                 event = json.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
@@ -245,6 +256,21 @@ class ObjectWatch:
             response.release_conn()
             raise ConnectionError(f"HTTP {response.status} {response.reason}: {body}")
         return response
+
+
+def _own_version(line: bytes, ours: Ours) -> str | None:
+    """The resourceVersion of a MODIFIED event that `ours` says is our own write, found without
+    parsing the event (most events at scale are our status writes coming back: parsing each was a
+    tenth of the operator's CPU). The apiserver writes compact JSON with sorted keys, so the object's
+    metadata holds `"resourceVersion":"N","uid":"U"`; a version is one object's one write, so only a
+    (version, uid) that `ours` knows is skipped, and anything else is parsed as usual."""
+    if not line.startswith(_MODIFIED):
+        return None
+    found = _VERSION_AND_UID.search(line)
+    if found is None:
+        return None
+    version, uid = found.group(1).decode(), found.group(2).decode(errors="replace")
+    return version if ours(version, uid) else None
 
 
 def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
