@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from llmrollout.handlers import telemetry
-    from llmrollout.handlers.llmdeployment import LeaseConfig, use_timer
+    from llmrollout.handlers.llmdeployment import LeaseConfig, use_kopf_watch, use_timer, uses_own_watch
     from llmrollout.handlers.shards import Shard, parse_selector, parse_shard
     from llmrollout.k8s import LeaseRef
 
@@ -65,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.scheduler == "timer":
         use_timer()
+    elif uses_own_watch(args.namespace or ()):
+        memo.watch_namespaces = [None] if args.all_namespaces else list(dict.fromkeys(args.namespace))
+    else:
+        use_kopf_watch()
     if args.leader_election:
         memo.election = LeaseConfig(
             lease=LeaseRef(args.lease_namespace, shard.lease_name(args.lease_name)),

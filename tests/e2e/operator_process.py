@@ -21,12 +21,14 @@ class OperatorProcess:
         extra_args: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
         verbose: bool = True,
+        all_namespaces: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.extra_env = dict(extra_env or {})
         self.verbose = verbose
+        self.all_namespaces = all_namespaces  # False: extra_args name the namespaces
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -41,7 +43,8 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "llmrollout.cli", "run", "--all-namespaces", "--standalone"),
+                *(sys.executable, "-m", "llmrollout.cli", "run", "--standalone"),
+                *(["--all-namespaces"] if self.all_namespaces else []),
                 *(["--verbose"] if self.verbose else []),
                 *self.extra_args,
             ],

@@ -5,16 +5,14 @@ reconcile steps (reconciler)."""
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import logging
 import os
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import httpx
 import kopf
@@ -38,14 +36,20 @@ from llmrollout.handlers.reconciler import (
 from llmrollout.handlers.scheduler import DEFAULT_WORKERS, Scheduler
 from llmrollout.handlers.shards import Shard
 from llmrollout.k8s import LeaseRef, ServiceWatch, api_client
+from llmrollout.k8s.events import EventPoster, involved_object
+from llmrollout.k8s.watch import ObjectWatch, Resource
 from llmrollout.rollout.wake import POLL
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+# Who posts the Events (their "From" in `kubectl describe`).
+COMPONENT: Final = "llmrollout"
 # The timer scheduler only (`llmrollout run --scheduler timer`, the benchmarks' baseline): how often
 # each LLMDeployment is looked at. The default scheduler wakes each object when it is due instead.
 TICK_SECONDS = float(os.environ.get("LLMROLLOUT_TICK_SECONDS", "1"))
 SCHEDULERS: Final = ("heap", "timer")
 MAX_BACKOFF_SECONDS: Final = 60.0
+# Bounds the versions kept for `_Latest.came_back` (two looks of a thousand objects and then some).
+MAX_OWN_VERSIONS: Final = 4096
 # A run that found its window due but its read still running asks again this soon.
 REPOLL_SECONDS: Final = 0.5
 logger = logging.getLogger(__name__)
@@ -65,6 +69,9 @@ class _Latest:
     retries: dict[str, int] = field(default_factory=dict)
     # Per uid: a status decided but not written (evidence only) and the resourceVersion it builds on.
     unwritten: dict[str, tuple[str, LLMDeploymentStatus]] = field(default_factory=dict)
+    # The resourceVersions our writes produced, not yet seen coming back on the watch: version ->
+    # (key, uid).
+    own: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def unwritten_for(self, uid: str, resource_version: str) -> LLMDeploymentStatus | None:
         """What was decided from this very version and not written; None once the object moved on
@@ -91,11 +98,17 @@ class _Latest:
             superseded, written = self.objects.get(meta.get("uid", ""), (frozenset(), None))
         latest_write = written is not None and written["metadata"].get("resourceVersion") == version
         # Most events are our own writes coming back: the object our write returned is that very
-        # version, so it serves as the copy (Kopf's body is a live view that later events change).
-        snapshot = written if latest_write and written is not None else copy.deepcopy(dict(body))
+        # version, so it serves as the copy. Kopf's body is a live view that later events change, so
+        # it is copied; our watch's is parsed for this event alone.
+        if latest_write and written is not None:
+            snapshot = dict(written)
+        elif isinstance(body, kopf.Body):
+            snapshot = copy.deepcopy(dict(body))
+        else:
+            snapshot = dict(body)
         with self.lock:
             first = key not in self.bodies
-            self.bodies[key] = dict(snapshot)
+            self.bodies[key] = snapshot
         return first or not (latest_write or version in superseded)
 
     def body(self, key: str) -> dict[str, Any] | None:
@@ -124,6 +137,28 @@ class _Latest:
             before, _ = self.objects.get(uid, (frozenset(), written))
             # A few versions back suffice: the watch lags by an event or two, not by many.
             self.objects[uid] = (frozenset([*sorted(before)[-8:], *superseded]), written)
+            meta = written["metadata"]
+            self.own[str(meta.get("resourceVersion"))] = (_key(meta.get("namespace"), meta.get("name")), uid)
+            while len(self.own) > MAX_OWN_VERSIONS:  # events the watch never delivered (a re-list)
+                del self.own[next(iter(self.own))]
+
+    def came_back(self, version: str, uid: str) -> bool:
+        """Whether `version` is one our writes produced (its watch event is then not even parsed):
+        the written object becomes the object's copy, as `saw` would make it."""
+        with self.lock:
+            mine = self.own.pop(version, None)
+            if mine is None or mine[1] != uid:
+                return False
+            key = mine[0]
+            _, written = self.objects.get(uid, (frozenset(), None))
+            if (
+                key not in self.bodies
+                or written is None
+                or written["metadata"].get("resourceVersion") != version
+            ):
+                return False  # a later write (or none known): let the event go the usual way
+            self.bodies[key] = dict(written)
+            return True
 
     def forget(self, uid: str) -> None:
         with self.lock:
@@ -140,13 +175,6 @@ class _Latest:
             return message is not None and message != previous
 
 
-@dataclass
-class _Posting:
-    """The context of Kopf's watch handlers, which knows the queue kopf.event posts to."""
-
-    context: contextvars.Context | None = None
-
-
 class UnusedDiffBase(kopf.AnnotationsDiffBaseStorage):
     """Kopf builds each object's essence on every watch event, a deep copy of the whole object, for
     handlers that react to changes (on.create, on.update, on.field). This operator has none: the
@@ -161,11 +189,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Kopf's bookkeeping goes to annotations under our prefix, so status holds only our state.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = UnusedDiffBase(prefix=GROUP, key="last-handled-configuration")
-    # Events come from decisions (kopf.event below), not from Kopf's log lines: a retried failure
+    # Events come from decisions (memo.events below), not from Kopf's log lines: a retried failure
     # would otherwise post one per attempt. Failures get one ReconcileFailed Event per new cause.
-    settings.posting.level = logging.CRITICAL
-    settings.posting.reporting_component = "llmrollout"
-    settings.posting.reporting_instance = str(getattr(memo, "instance", "llmrollout"))
+    settings.posting.enabled = False
     if not hasattr(memo, "shard"):
         memo.shard = Shard()
     settings.watching.server_timeout = 300
@@ -173,13 +199,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     workers = int(getattr(memo, "workers", DEFAULT_WORKERS))
     # Every reconcile worker may write at once, beside the leader election, watches' GETs and reads.
     memo.api = api_client(connections=workers + 8)
+    memo.events = EventPoster(memo.api, COMPONENT, str(getattr(memo, "instance", COMPONENT)))
     memo.health = Health()
     memo.latest = _Latest()
     memo.reads = MetricsReads()
     memo.gates = GoldenSetRuns()
     memo.services = ServiceWatch()
-    # Handlers get a shallow copy of this memo per object: what they set must live in a shared object.
-    memo.posting = _Posting()
     memo.scheduler = None
     # `llmrollout run --leader-election` puts the Lease to hold in memo; without it, this
     # process acts alone (a single replica, a test).
@@ -201,10 +226,26 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         # A batched read's end wakes its object (a preflight's key is the object's, with a suffix).
         memo.reads.on_ready = lambda key: scheduler.wake(key.split("#", 1)[0])
         memo.scheduler.start()
+    # `llmrollout run` puts the namespaces to watch in memo (None in each: every namespace) unless
+    # Kopf watches LLMDeployments (use_kopf_watch).
+    memo.watches = [
+        ObjectWatch(
+            memo.api,
+            Resource(*RESOURCE),
+            namespace,
+            lambda kind, body: seen(memo, kind, body),
+            ours=memo.latest.came_back,
+        )
+        for namespace in getattr(memo, "watch_namespaces", ())
+    ]
+    for watch in memo.watches:
+        watch.start()
 
 
 @kopf.on.cleanup()
 def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    for watch in getattr(memo, "watches", ()):
+        watch.stop()
     if memo.scheduler is not None:
         memo.scheduler.stop()
     if memo.elector is not None:
@@ -225,21 +266,6 @@ class LeaseConfig:
 def _leading(memo: kopf.Memo) -> bool:
     elector: LeaderElector | None = getattr(memo, "elector", None)
     return elector is None or elector.is_leader()
-
-
-# The apiserver refuses an Event message over 1024 bytes (not characters), and Kopf's own cut counts
-# characters: a message with a multi-byte character ("…" from truncate) would be lost whole.
-EVENT_MESSAGE_BYTES = 1000
-
-
-def event_message(message: str) -> str:
-    """`message` in at most EVENT_MESSAGE_BYTES of UTF-8, its start and its end kept."""
-    encoded = message.encode()
-    if len(encoded) <= EVENT_MESSAGE_BYTES:
-        return message
-    head = encoded[: EVENT_MESSAGE_BYTES * 2 // 3].decode(errors="ignore")
-    tail = encoded[-(EVENT_MESSAGE_BYTES // 3 - 8) :].decode(errors="ignore")
-    return f"{head} [...] {tail}"
 
 
 def _key(namespace: str | None, name: str | None) -> str:
@@ -264,13 +290,14 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
     base = copy.deepcopy(dict(chosen)) if isinstance(chosen, kopf.Body) else chosen
     interval = interval_seconds(base.get("spec") or {})
     health.attempted(key, interval)
-    target = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(body)))
+    events: EventPoster = memo.events
+    involved = involved_object(base)
 
     def post(event: rollout.Event) -> None:
         telemetry.DECISIONS.labels(event.reason).inc()
         level = logging.INFO if event.type == "Normal" else logging.WARNING
         logger.log(level, "%s %s: %s", key, event.reason, event.message)
-        kopf.event(target, type=event.type, reason=event.reason, message=event_message(event.message))
+        events.post(involved, event.type, event.reason, event.message)
 
     try:
         clients = Clients(
@@ -311,17 +338,8 @@ def _attempt(memo: kopf.Memo, key: str, body: Mapping[str, Any], retry: int) -> 
 
 
 def _scheduled_run(memo: kopf.Memo, key: str) -> float | None:
-    """The scheduler's run of `key`, in Kopf's context (so that kopf.event can post); returns when
-    the object next needs a reconcile (epoch seconds), None when idle."""
-    context = memo.posting.context
-    if context is None:
-        logger.warning("%s: no watch event handled yet, so Events could not be posted; retrying", key)
-        return time.time() + 1.0
-    following: float | None = context.copy().run(_run_in_context, memo, key)
-    return following
-
-
-def _run_in_context(memo: kopf.Memo, key: str) -> float | None:
+    """The scheduler's run of `key`; returns when the object next needs a reconcile (epoch seconds),
+    None when idle."""
     latest: _Latest = memo.latest
     health: Health = memo.health
     body = latest.body(key)
@@ -378,23 +396,18 @@ def tick(
 def use_timer() -> None:
     """Registers the per-object timer (`--scheduler timer`): the baseline the benchmarks compare to."""
     kopf.timer(*RESOURCE, interval=TICK_SECONDS, sharp=True)(tick)
+    use_kopf_watch()
 
 
-@kopf.on.event(*RESOURCE)
-async def watched(
-    type: str | None,
-    body: kopf.Body,
-    namespace: str | None,
-    name: str | None,
-    uid: str | None,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    """Keeps the latest body of every object and wakes it when someone else changed it."""
+def seen(memo: kopf.Memo, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """Keeps the latest body of every object and wakes it when someone else changed it. Fed by our
+    own watch (`watch_llmdeployments`) or, where Kopf watches LLMDeployments, by `watched`."""
+    meta = body.get("metadata") or {}
+    namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
     key = _key(namespace, name)
     scheduler: Scheduler | None = getattr(memo, "scheduler", None)
     shard: Shard = memo.shard
-    if type == "DELETED" or not shard.owns(namespace, name, (body.get("metadata") or {}).get("labels")):
+    if event_type == "DELETED" or not shard.owns(namespace, name, meta.get("labels")):
         # Gone, or another shard's (its labels may have moved it): nothing of it is kept here.
         memo.health.forget(key)
         memo.reads.forget(key)
@@ -410,11 +423,24 @@ async def watched(
         memo.services.refer(key, namespace, backend_names(body.get("spec")))
     if scheduler is None:
         return
-    if memo.posting.context is None:
-        # Kopf posts Events through a queue its per-object tasks know; runs borrow this context.
-        memo.posting.context = contextvars.copy_context()
     if memo.latest.saw(key, body):
         scheduler.wake(key)
+
+
+async def watched(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Kopf's watch of LLMDeployments, where ours is not used (the timer scheduler, namespace globs)."""
+    seen(memo, type, body)
+
+
+def use_kopf_watch() -> None:
+    """Has Kopf watch LLMDeployments and feed `seen`, instead of `watch_llmdeployments`."""
+    kopf.on.event(*RESOURCE)(watched)
+
+
+def uses_own_watch(namespaces: Sequence[str]) -> bool:
+    """Whether our own watch can serve these namespaces: every one named exactly (or every namespace,
+    with none named). Globs and exclusions (`team-*`, `!kube-system`) need Kopf's namespace discovery."""
+    return not any(char in ns for ns in namespaces for char in "*?[]!,")
 
 
 def backend_names(spec: Any) -> list[str]:
@@ -456,6 +482,8 @@ def reconciled(memo: kopf.Memo, **_: Any) -> str:
     scheduler: Scheduler | None = getattr(memo, "scheduler", None)
     if scheduler is not None and not scheduler.alive():
         raise kopf.PermanentError("the scheduler thread has stopped")
+    if not all(watch.alive() for watch in getattr(memo, "watches", ())):
+        raise kopf.PermanentError("a watch of LLMDeployments has stopped")
     stale = health.describe_stale()
     if stale:
         raise kopf.PermanentError(stale)

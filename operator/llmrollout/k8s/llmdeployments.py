@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llmrollout.api import GROUP, KIND, PLURAL, VERSION
-from llmrollout.k8s.status_put import status_put_for
+from llmrollout.k8s.lean import lean_client_for
 
 ACTION_ANNOTATION: Final = f"{GROUP}/action"
 ACTIONS: Final = ("promote", "abort", "failback")
@@ -114,14 +114,14 @@ def write_status(
 def _replace_status(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> Any:
     """The status PUT: lean where the client's configuration allows (the hot path at scale), else
     through the kubernetes client. Refusals are ApiException either way."""
-    put = status_put_for(api)
-    if put is None:
+    lean = lean_client_for(api)
+    if lean is None:
         return _objects(api).replace_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
     where = f"namespaces/{quote(namespace, safe='')}/{PLURAL}/{quote(name, safe='')}"
     path = f"/apis/{GROUP}/{VERSION}/{where}/status"
-    status, reason, data = put.put(path, json.dumps(body).encode(), REQUEST_TIMEOUT_SECONDS)
+    status, reason, data = lean.send("PUT", path, json.dumps(body).encode(), REQUEST_TIMEOUT_SECONDS)
     if status >= 300:
         raise ApiException(status=status, reason=reason, body=data.decode(errors="replace"))
     return json.loads(data)

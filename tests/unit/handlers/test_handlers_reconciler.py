@@ -178,6 +178,27 @@ def test_metrics_labels_naming_the_variant_label_are_an_invalid_spec() -> None:
         reconciler.checked_spec(raw, http, "team-a")
 
 
+def test_a_checked_spec_is_kept_per_content_and_namespace_and_a_refusal_too() -> None:
+    raw: dict[str, Any] = {
+        "variants": [{"name": "v1", "model": "m", "backendRef": {"name": "a", "port": 80}}],
+        "stable": "v1",
+        "traffic": {"router": "none"},
+        "metrics": {"prometheus": {"address": "http://p:9090"}},
+    }
+    cache = reconciler._SpecCache(size=2)
+    with httpx.Client() as http:
+        first = cache.get(raw, http, "team-a")
+        assert cache.get(dict(raw), http, "team-a") is first  # equal content, another dict
+        assert cache.get(raw, http, "team-b") is not first
+        changed = cache.get({**raw, "paused": True}, http, "team-a")
+        assert changed.paused and not first.paused
+        assert cache.get(raw, http, "team-a") is not first  # evicted: only 2 are kept
+        refused = {**raw, "metrics": {**raw["metrics"], "labels": {"variant": "x"}}}
+        for _ in range(2):
+            with pytest.raises(reconciler.InvalidSpecError, match=r"^spec\.metrics: .*variant"):
+                cache.get(refused, http, "team-a")
+
+
 def _spec(metrics: dict[str, Any]) -> LLMDeploymentSpec:
     return LLMDeploymentSpec.model_validate(
         {

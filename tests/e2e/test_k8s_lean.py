@@ -1,4 +1,4 @@
-"""Status writes over the lean path (llmrollout.k8s.status_put) on the real apiserver: the same PUT as
+"""Status writes over the lean path (llmrollout.k8s.lean) on the real apiserver: the same PUT as
 the kubernetes client's, fenced by resourceVersion, under the same field manager, and a kept-alive
 connection the server dropped is replaced."""
 
@@ -14,13 +14,13 @@ from kubernetes import client
 
 from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.k8s.clients import api_client
+from llmrollout.k8s.lean import lean_client_for
 from llmrollout.k8s.llmdeployments import (
     LLMDeploymentNotFoundError,
     StaleObjectError,
     get_llmdeployment,
     write_status,
 )
-from llmrollout.k8s.status_put import status_put_for
 from tests.e2e.cluster import REPO, Kube
 
 # Far from anything the operator writes, so that a write of its own is told apart.
@@ -53,7 +53,7 @@ def _write(api: client.ApiClient, namespace: str, name: str, status: dict[str, A
 
 
 def test_the_kubeconfig_of_the_local_cluster_takes_the_lean_path(api: client.ApiClient) -> None:
-    assert status_put_for(api) is not None
+    assert lean_client_for(api) is not None
 
 
 def test_a_write_at_the_current_version_replaces_status_and_a_stale_one_is_refused(
@@ -115,12 +115,12 @@ def test_both_paths_write_as_one_field_manager(api: client.ApiClient, namespace:
 def test_a_connection_the_server_dropped_is_replaced(
     api: client.ApiClient, namespace: str, llmd: str
 ) -> None:
-    put = status_put_for(api)
-    assert put is not None
+    lean = lean_client_for(api)
+    assert lean is not None
     _write(api, namespace, llmd, MARK)  # this thread now keeps a connection
-    kept = put._local.connection
+    kept = lean._local.connection
     assert kept.sock is not None
     kept.sock.shutdown(socket.SHUT_RDWR)  # as an apiserver closing an idle connection does
     written = _write(api, namespace, llmd, {**MARK, "candidate": "after-the-drop"})
     assert written["status"]["candidate"] == "after-the-drop"
-    assert put._local.connection is not kept
+    assert lean._local.connection is not kept
