@@ -101,6 +101,14 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def no_operator(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator stopped for a module whose tests must see objects it would act on."""
+    operator.stop()
+    yield
+    operator.start()
+
+
 @pytest.fixture
 def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, so tests sharing the cluster never see each other's objects."""

@@ -33,6 +33,8 @@ def test_leader_election_is_on_by_default(kube: Kube, namespace: str) -> None:
     assert "--standalone" not in args
     assert "--leader-election" in args and f"--lease-namespace={namespace}" in args
     assert "--metrics-address=0.0.0.0:8081" in args and "--log-format=json" in args
+    assert "--workers=8" in args
+    assert "--workers=32" in args_of(render(namespace, "--set", "workers=32"))
     lease_role = next(
         d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("leader-election")
     )

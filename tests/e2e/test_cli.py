@@ -6,25 +6,16 @@ the test to see (the operator acting on it is tested in test_rollout and test_re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.cluster import REPO, Kube, llmrollout
-from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.scenario import NAME as SCENARIO_NAME
 from tests.e2e.scenario import llmdeployment
 
 NAME = "support-bot"
 ACTION = "llmrollout.io/action"
-
-
-@pytest.fixture(scope="module")
-def no_operator(operator: OperatorProcess) -> Iterator[None]:
-    operator.stop()
-    yield
-    operator.start()
 
 
 @pytest.fixture

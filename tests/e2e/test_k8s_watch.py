@@ -134,8 +134,16 @@ def test_our_own_writes_are_passed_over_and_the_stream_goes_on(
 ) -> None:
     _apply(kube, namespace, "chat")
     mine: set[tuple[str, str]] = set()
+    registered = threading.Event()
+
+    def ours(version: str, uid: str) -> bool:
+        # The event of our write can arrive before the write's answer: the stream waits until the
+        # answer's version is registered (the operator, in that race, just parses the event).
+        registered.wait(20)
+        return (version, uid) in mine
+
     seen = Seen()
-    watch = ObjectWatch(api, RESOURCE, namespace, seen, ours=lambda v, u: (v, u) in mine)
+    watch = ObjectWatch(api, RESOURCE, namespace, seen, ours=ours)
     watch.start()
     try:
         assert watch.listed.wait(20)
@@ -151,6 +159,7 @@ def test_our_own_writes_are_passed_over_and_the_stream_goes_on(
             raise AssertionError("20 status writes in a row were stale")
         meta = written["metadata"]
         mine.add((meta["resourceVersion"], meta["uid"]))
+        registered.set()
         _apply(kube, namespace, "chat", mark="v2")  # someone else's change, after ours
         _wait(lambda: seen.of("chat")[-1:] == [("MODIFIED", "v2")], "the change after our write")
         with seen.lock:

@@ -9,7 +9,6 @@ The session's operator is stopped for this module, so that only the operator und
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,6 @@ from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.test_sharding import idle_llmdeployment
 
 NAME = "support-bot"
-
-
-@pytest.fixture(scope="module")
-def no_operator(operator: OperatorProcess) -> Iterator[None]:
-    operator.stop()
-    yield
-    operator.start()
 
 
 def _initialized_events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
