@@ -47,10 +47,17 @@ class SequentialConfig:
     ratio_null: float = 1.0
     # ... except the relative cost bound's: this share of the increase it allows. Cost moves with the
     # answers' length, which a new model or prompt changes a little as a rule; an H0 of "exactly
-    # stable's" would put such a candidate halfway to H1.
-    cost_null_share: float = 0.25
+    # stable's" would put such a candidate halfway to H1. At a quarter, answers 5% longer (cost +3.6%
+    # of a 10% bound) were rolled back 0.9% of the time at 100 requests/s; at 0.3, 0.4%.
+    cost_null_share: float = 0.3
     # ... and the percentile bounds' shift watch's: durations longer by this share of maxIncrease.
     shift_null_share: float = 0.25
+    # ... and quality.maxDropVsStable's: a pass rate lower by this share of maxDrop. With an H0 of no
+    # drop at all, a candidate a sixth of the way to the bound (0.5 points of 3) was rolled back 1.5%
+    # of the time even at 100 requests/s (0.05% at 0.15); a larger share costs misses at the bound
+    # where judged answers are few (at 10 requests/s, 0.25 missed 6% of drops of exactly maxDrop,
+    # 0.15 about 5%, no share 3%).
+    quality_null_share: float = 0.15
     # Stable's histogram chosen from (its p95, a distribution to shift bucket by bucket) must rest on
     # this many observations: a p95 from 20 put (1 + maxIncrease) x it anywhere between stable's p90
     # and p99, and where it fell low a candidate like stable exceeded it more often than H0 allows

@@ -434,6 +434,19 @@ def test_the_quality_h1_follows_stables_verdicts_as_they_accumulate() -> None:
     assert 1.44 < alternative(evaluations[-1]) <= 1.5
 
 
+@pytest.mark.parametrize("null_share", [0.0, 0.15, 0.5])
+def test_the_quality_h0_is_a_drop_by_its_share_of_the_bound(null_share: float) -> None:
+    # H1 is a failure ratio of (f + maxDrop) / f, H0 one of (f + share x maxDrop) / f, at the same f.
+    spec = slos(quality={"maxDropVsStable": 0.05})
+    config = replace(NO_WARMUP, quality_null_share=null_share)
+    last = list(rollout(spec, lambda n: variant("v2", n), config=config, looks=6))[-1]
+    test = last.batch.slos[0].tests[0].test
+    rho0, rho1 = float(test.null[0]), float(test.alternative[0])
+    stable_share = 0.05 / (rho1 - 1.0)
+    assert 1.4 < rho1 < 1.5
+    assert rho0 == pytest.approx((stable_share + null_share * 0.05) / stable_share)
+
+
 def test_an_intermediate_step_passes_on_no_evidence_of_harm_where_the_final_step_holds() -> None:
     spec = slos(quality={"maxDropVsStable": 0.05})
     # The second look: the first pools stable's verdicts to choose how the drop is tested.

@@ -244,8 +244,8 @@ def test_tokens_at_the_relative_bound_are_rarely_promoted_by_simulation() -> Non
 
 
 def test_a_third_of_the_way_to_the_bound_is_rarely_rolled_back_by_simulation() -> None:
-    """Cost +3.5% against a +10% bound: H0 allows a quarter of the increase, so a candidate a little
-    past it still clears nearly always."""
+    """Cost +3.5% against a +10% bound: H0 allows 30% of the increase, so a candidate a little
+    short of it clears nearly always."""
     rolled, cleared = _simulate(1.035, replicates=3000, looks=120, seed=13)
     assert rolled <= 0.05
     assert cleared >= 0.9

@@ -5,7 +5,7 @@
 - maxIncreaseVsStable: per priced token type (input, output), the candidate's histogram of tokens per
   request against stable's, bucket by bucket (sprt.bucket_ratio_llr). H1 is stable's distribution
   scaled up by as much as raises the mean cost per request by maxIncreaseVsStable through that token
-  type alone; H0 the same with a quarter of that increase (SequentialConfig.cost_null_share: a
+  type alone; H0 the same with 30% of that increase (SequentialConfig.cost_null_share: a
   comfortably smaller one, as an absolute bound's H0 is half the bound). Stable's distribution and
   mean cost are chosen once, from its data pooled since the start, and kept in the state. A
   bucket-by-bucket test reads the whole distribution, which a mean's worst-case variance bound or a

@@ -4,7 +4,8 @@
 - maxDropVsStable, by one of two routes chosen once from stable's data (so each has all of missRate):
   - where stable fails at least maxDrop of the time, the judged failures, candidate against stable
     (SPRT). A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f at
-    stable's failure share f (one standard error up, from stable's pooled verdicts);
+    stable's failure share f (one standard error up, from stable's pooled verdicts); H0 a drop by
+    SequentialConfig.quality_null_share of it;
   - else the mean scores: confidence sequences on both means bound the drop. Needed when scores
     move without many verdicts turning to "fail" (continuous scores, rare failures).
 """
@@ -152,16 +153,17 @@ def _stable_fail_share(
 
 def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLOLook:
     c, s = look.candidate, look.stable
-    n = look.replicates
     key = f"{QUALITY_MAX_DROP}@{max_drop:g}"
     c_judged = _judged(c.eval_passed, c.eval_failed)
     s_judged = _judged(s.eval_passed, s.eval_failed)
     route, first_share = _route(look, key, max_drop, config)
     share = _stable_fail_share(look, key, s.eval_failed, s_judged, first_share, config)
-    # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f; where stable
-    # (almost) never fails, the failures only watch for a regression, at half the drop's rate as f.
+    # A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f, H0's drop a
+    # share of it; where stable (almost) never fails, the failures only watch for a regression, at
+    # half the drop's rate as f.
     floor = np.maximum(share, max_drop / 2)
     rho1 = (floor + max_drop) / floor
+    rho0 = (floor + config.quality_null_share * max_drop) / floor
     chosen = np.isfinite(route)
     armed = chosen & (np.isfinite(rho1) | (route == SCORES))
     rho1 = np.where(np.isfinite(rho1), rho1, 3.0)
@@ -173,7 +175,7 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         candidate_exposure=c_judged,
         stable_events=s.eval_failed,
         stable_exposure=s_judged,
-        null=np.full(n, config.ratio_null),
+        null=np.where(np.isfinite(rho0), rho0, 1.0),
         alternative=rho1,
         ready=armed,
         # Until a route is chosen neither test is set up, and neither stands aside.
