@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from llmrollout.k8s.llmdeployments import StaleObjectError, get_llmdeployment, write_status
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -110,3 +112,18 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def write_status_retrying(
+    api: client.ApiClient, namespace: str, name: str, status_of: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Writes status_of(the object) at its current version through the operator's own write, reading
+    again when it was stale: the session's operator, when one runs, may write in between."""
+    for _ in range(20):
+        current = get_llmdeployment(api, namespace, name)
+        version = current["metadata"]["resourceVersion"]
+        try:
+            return write_status(api, namespace, name, version, status_of(current))
+        except StaleObjectError:
+            continue
+    raise AssertionError("20 status writes in a row were stale")

@@ -21,7 +21,7 @@ from llmrollout.k8s.llmdeployments import (
     get_llmdeployment,
     write_status,
 )
-from tests.e2e.cluster import REPO, Kube
+from tests.e2e.cluster import REPO, Kube, write_status_retrying
 
 # Far from anything the operator writes, so that a write of its own is told apart.
 MARK = {"phase": "Progressing", "candidate": "lean-path-mark", "history": [], "conditions": []}
@@ -41,15 +41,7 @@ def llmd(kube: Kube, namespace: str) -> str:
 
 
 def _write(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-    """Writes `status` at the object's current version; the operator (when this session runs one)
-    may write in between, which only means reading again."""
-    for _ in range(20):
-        current = get_llmdeployment(api, namespace, name)
-        try:
-            return write_status(api, namespace, name, current["metadata"]["resourceVersion"], status)
-        except StaleObjectError:
-            continue
-    raise AssertionError("20 status writes in a row were stale")
+    return write_status_retrying(api, namespace, name, lambda _: status)
 
 
 def test_the_kubeconfig_of_the_local_cluster_takes_the_lean_path(api: client.ApiClient) -> None:

@@ -15,9 +15,8 @@ from kubernetes import client
 
 from llmrollout.api import GROUP, PLURAL, VERSION
 from llmrollout.k8s.clients import api_client
-from llmrollout.k8s.llmdeployments import StaleObjectError, get_llmdeployment, write_status
 from llmrollout.k8s.watch import ObjectWatch, Resource
-from tests.e2e.cluster import REPO, Kube
+from tests.e2e.cluster import REPO, Kube, write_status_retrying
 
 RESOURCE = Resource(GROUP, VERSION, PLURAL)
 
@@ -147,16 +146,11 @@ def test_our_own_writes_are_passed_over_and_the_stream_goes_on(
     watch.start()
     try:
         assert watch.listed.wait(20)
-        for _ in range(20):  # the session's operator, if one runs, may write in between
-            current = get_llmdeployment(api, namespace, "chat")
-            try:
-                status = {**(current.get("status") or {}), "candidate": "own-write-mark"}
-                written = write_status(api, namespace, "chat", current["metadata"]["resourceVersion"], status)
-                break
-            except StaleObjectError:
-                continue
-        else:
-            raise AssertionError("20 status writes in a row were stale")
+
+        def marked(current: dict[str, Any]) -> dict[str, Any]:
+            return {**(current.get("status") or {}), "candidate": "own-write-mark"}
+
+        written = write_status_retrying(api, namespace, "chat", marked)
         meta = written["metadata"]
         mine.add((meta["resourceVersion"], meta["uid"]))
         registered.set()

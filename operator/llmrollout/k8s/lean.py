@@ -28,6 +28,22 @@ from kubernetes import client
 _STALE_CONNECTION: Final = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
+def request_headers(api: client.ApiClient, **extra: str) -> dict[str, str]:
+    """The headers the kubernetes client would send for a JSON request: its defaults, its User-Agent
+    (which the apiserver records as the field manager) and its credentials, read anew on every call
+    so that a refreshed token is used."""
+    headers = {
+        **api.default_headers,
+        "User-Agent": str(api.user_agent),
+        "Accept": "application/json",
+        **extra,
+    }
+    for auth in api.configuration.auth_settings().values():
+        if auth["in"] == "header" and auth["value"]:
+            headers[auth["key"]] = auth["value"]
+    return headers
+
+
 class LeanClient:
     """Sends JSON bodies to paths on one apiserver; returns (HTTP status, reason, body)."""
 
@@ -38,9 +54,7 @@ class LeanClient:
         self._host = url.hostname or ""
         self._port = url.port
         self._prefix = url.path.rstrip("/")
-        self._configuration = configuration
-        self._user_agent = str(api.user_agent)
-        self._default_headers = dict(api.default_headers)
+        self._api = api
         self._context = _tls_context(configuration) if self._https else None
         self._local = threading.local()
 
@@ -60,15 +74,7 @@ class LeanClient:
 
     def send(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
         """Raises OSError (ConnectionError, TimeoutError) when the apiserver cannot be reached."""
-        headers = {
-            **self._default_headers,
-            "User-Agent": self._user_agent,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        for auth in self._configuration.auth_settings().values():
-            if auth["in"] == "header" and auth["value"]:
-                headers[auth["key"]] = auth["value"]
+        headers = request_headers(self._api, **{"Content-Type": "application/json"})
         for attempt in (1, 2):
             connection, reused = self._connection(timeout)
             try:

@@ -29,6 +29,8 @@ from urllib.parse import quote, urlencode
 import urllib3
 from kubernetes import client
 
+from llmrollout.k8s.lean import request_headers
+
 LIST_PAGE: Final = 500
 # The server ends each watch after this long (it then resumes from the last version): a stream that
 # went quiet because a proxy dropped it is noticed within this, plus the read timeout's margin.
@@ -230,20 +232,11 @@ class ObjectWatch:
     def _get(self, query: Mapping[str, Any], read_timeout: float) -> urllib3.BaseHTTPResponse:
         """A GET through the kubernetes client's connection pool (its TLS, proxy and certificates),
         with its credentials (refreshed tokens included); raises on anything but 200."""
-        configuration = self._api.configuration
-        headers = {
-            **self._api.default_headers,
-            "Accept": "application/json",
-            "User-Agent": str(self._api.user_agent),
-        }
-        for auth in configuration.auth_settings().values():
-            if auth["in"] == "header" and auth["value"]:
-                headers[auth["key"]] = auth["value"]
-        url = f"{configuration.host}{self._resource.path(self._namespace)}?{urlencode(query)}"
+        url = f"{self._api.configuration.host}{self._resource.path(self._namespace)}?{urlencode(query)}"
         response: urllib3.BaseHTTPResponse = self._api.rest_client.pool_manager.request(
             "GET",
             url,
-            headers=headers,
+            headers=request_headers(self._api),
             preload_content=False,
             timeout=urllib3.Timeout(connect=CONNECT_SECONDS, read=read_timeout),
             retries=False,
