@@ -198,6 +198,14 @@ def test_a_shift_of_every_duration_is_caught_by_the_whole_histogram_first() -> N
     assert "ttft seconds per request" in failed.reason and "bucket by bucket" in failed.reason
 
 
+def test_every_duration_a_quarter_of_the_bound_longer_is_promoted() -> None:
+    # p95 0.4 s -> 0.42 s against maxIncreaseVsStable 0.2: nearer the shift watch's H0 than its H1.
+    spec = slos(ttft={"p95": "800ms", "maxIncreaseVsStable": 0.2})
+    evaluations = list(rollout(spec, lambda n: variant("v2", n, ttft_p95=0.42)))
+    assert all(e.verdict != FAIL for e in evaluations), [e.reason for e in evaluations]
+    assert evaluations[-1].verdict == PASS, evaluations[-1].reason
+
+
 def test_a_longer_tail_alone_is_caught_by_the_share_above_stables_p95() -> None:
     # The same median as stable's (0.4 s p95 at sigma 0.5), with a tail half as long again: p95 0.6 s.
     def tail(requests: float) -> VariantWindow:
