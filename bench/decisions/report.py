@@ -35,6 +35,7 @@ from bench.decisions.model import (
 from bench.decisions.policies import OracleModel
 from bench.decisions.rollout import PROMOTED, ROLLED_BACK, UNDECIDED, Outcome
 from bench.decisions.stats import upper_bound, wald_bound
+from llmrollout.analysis.hypotheses import SequentialConfig
 
 Row = dict[str, Any]
 OURS = "ours (sequential)"
@@ -405,6 +406,13 @@ def _wald_lines(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+CONFIG = SequentialConfig()
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:g}%"
+
+
 def _quality_fixed_sample() -> tuple[float, float]:
     """(judged answers per version a fixed-sample two-sample test of the design point needs, judged
     answers the candidate gets at the last step by the horizon at TARGET_RPS)."""
@@ -494,8 +502,9 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             f"- {row['scenario']}: {_pct(at_horizon)} promoted by the horizon's rule,"
             f" {_pct(row['miss_rate'] - at_horizon)} with every test cleared. At this traffic the"
             " failed-verdict test is still open at the horizon in most rollouts (the fixed-sample bound"
-            " above), and there it goes the way its evidence leans between H0 (a drop by 15% of maxDrop,"
-            " so that a candidate within that is not rolled back at any traffic) and H1 (the bound): any"
+            " above), and there it goes the way its evidence leans between H0 (a drop by"
+            f" {_share(CONFIG.quality_null_share)} of maxDrop, so that a candidate within that is not rolled"
+            " back at any traffic) and H1 (the bound): any"
             " rule at the horizon trades false rollbacks of healthy candidates for misses here, and"
             " neither target can be met at once until the test has the judged answers it needs."
         )
@@ -529,9 +538,9 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             "- Requests against the oracle on TTFT and cost: the oracle reads every TTFT bucket (the"
             " likelihood of the whole histogram) and the gamma likelihood of output tokens with their"
             " true shape, each against no change at all, while ours compares the TTFT and token"
-            " histograms with stable's (not a known distribution) bucket by bucket against H0s of a"
-            " tenth (TTFT) and 30% (cost) of each bound (so that small changes pass), proves the TTFT"
-            " bound by the share"
+            " histograms with stable's (not a known distribution) bucket by bucket against H0s of"
+            f" {_share(CONFIG.shift_null_share)} (TTFT) and {_share(CONFIG.cost_null_share)} (cost) of each"
+            " bound (so that small changes pass), proves the TTFT bound by the share"
             " above one bucket edge, and bounds the mean"
             " cost against maxUSD with no variance information; ours also splits falseRollbackRate over"
             " its tests (the oracle"
