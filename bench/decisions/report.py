@@ -468,12 +468,10 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             for r in spills
         )
         lines.append(
-            f"- healthy: warm-up spike, rolled back by tests: {where}. The warm-up is defined by window"
-            " start times, but an exact read starts at the last scrape at or before the window's start:"
-            " what the candidate served in the warm-up's last scrape interval counts in the first window"
-            " after it (the slower the scrapes, the more of it). The operator's warm-up already lasts"
-            " one scrape interval longer for this; what still spills at slow scrapes is not explained"
-            " yet."
+            f"- healthy: warm-up spike, rolled back by tests: {where}. The operator's warm-up lasts a"
+            " scrape interval longer than configured, so that what the candidate served in the warm-up"
+            " does not spill into the first counted window; which test still rolls these back is not"
+            " known from this run."
         )
     for rps in sorted({r["rps"] for r in rows}):
         oracle = [
