@@ -452,7 +452,10 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             f" {_fmt(served)} at {STEPS[-1]}% once the steps are done. Promoting >= 97% of healthy"
             " candidates with misses <= 5% at the design point needs more judged answers per minute (a"
             " larger judged share, or more traffic) or a longer horizon; a sequential test cannot beat"
-            " the fixed-sample one at its own horizon."
+            " the fixed-sample one at its own horizon. Where the horizon's rule puts its cut is a trade"
+            " between the two: a cut further towards H1 (or an H0 allowing more of the drop) rolls back"
+            " fewer healthy candidates and misses more drops of exactly maxDrop, which the design"
+            " point's row shows near missRate already."
         )
     spills = [
         r
@@ -531,6 +534,14 @@ def _notes(rows: Sequence[Row]) -> list[str]:
         for r in _cells(rows, TARGET_RPS)
         if r["must_catch"] and r["family"] in ("ttft", "tokens") and r["mean_requests"] is not None
     ]
+    if any(r["family"] in ("healthy", "quality") for r in _cells(rows, TARGET_RPS)):
+        lines.append(
+            "- Requests against the oracle on healthy candidates and quality regressions: the"
+            " failed-verdict test compares the candidate with stable, whose pass rate it estimates (the"
+            " oracle knows it); it conditions on each window's failures, learning from failed verdicts"
+            f" only; and its H0 allows {_share(CONFIG.quality_null_share)} of maxDrop, so that each"
+            " verdict moves it less towards either boundary than the oracle's H0 of no drop at all."
+        )
     if ratio_misses:
         lines.append(
             "- Requests against the oracle on TTFT and cost: the oracle reads every TTFT bucket (the"
