@@ -125,10 +125,17 @@ def bucket_ratio_drift(
     """The expected LLR per candidate observation of bucket_ratio_llr at candidate share `weight`,
     when stable's observations fall in the buckets with `shares` and the candidate's rate in each
     bucket is `true_ratios` times stable's."""
+    return bucket_ratio_moments(nulls, ratios, shares, true_ratios, weight)[0]
+
+
+def bucket_ratio_moments(
+    nulls: ArrayLike, ratios: ArrayLike, shares: ArrayLike, true_ratios: ArrayLike, weight: float
+) -> tuple[float, float]:
+    """bucket_ratio_llr's mean and variance per candidate observation: the buckets' tests add up,
+    each on its own Poisson stream of events."""
     rows = zip(np.ravel(nulls), np.ravel(ratios), np.ravel(shares), np.ravel(true_ratios), strict=True)
-    return float(
-        sum(ratio_drift(float(n), float(r), float(t), weight, float(p)) for n, r, p, t in rows if p > 0)
-    )
+    each = [ratio_moments(float(n), float(r), float(t), weight, float(p)) for n, r, p, t in rows if p > 0]
+    return float(sum(m for m, _ in each)), float(sum(v for _, v in each))
 
 
 def decide(llr: ArrayLike, rollback_at: ArrayLike, clear_at: ArrayLike) -> NDArray[np.int64]:
@@ -148,17 +155,42 @@ def truncate(llr: ArrayLike) -> NDArray[np.int64]:
 
 def drift(p0: float, p1: float, true_p: float) -> float:
     """The expected LLR per exposure of a one-sample test when the true rate is `true_p`."""
-    a, b, p = (min(max(x, 1e-12), 1 - 1e-12) for x in (p0, p1, true_p))
-    return p * math.log(b / a) + (1 - p) * math.log((1 - b) / (1 - a))
+    return moments(p0, p1, true_p)[0]
 
 
 def ratio_drift(rho0: float, rho1: float, true_rho: float, weight: float, event_rate: float) -> float:
     """The expected LLR per unit of candidate exposure of a two-sample test at candidate exposure
     share `weight`, when stable's events happen at `event_rate` per exposure."""
+    return ratio_moments(rho0, rho1, true_rho, weight, event_rate)[0]
+
+
+def moments(p0: float, p1: float, true_p: float) -> tuple[float, float]:
+    """The mean and variance per exposure of a one-sample test's LLR when the true rate is `true_p`."""
+    a, b, p = (min(max(x, 1e-12), 1 - 1e-12) for x in (p0, p1, true_p))
+    up, down = math.log(b / a), math.log((1 - b) / (1 - a))
+    return p * up + (1 - p) * down, p * (1 - p) * (up - down) ** 2
+
+
+def ratio_moments(
+    rho0: float, rho1: float, true_rho: float, weight: float, event_rate: float
+) -> tuple[float, float]:
+    """The mean and variance per unit of candidate exposure of a two-sample test's LLR: events come
+    as a Poisson stream (compound Poisson: the variance is the rate times each event's mean square)."""
     q0, q1, q = (float(candidate_share(weight, r)) for r in (rho0, rho1, true_rho))
-    per_event = q * math.log(q1 / q0) + (1 - q) * math.log((1 - q1) / (1 - q0))
-    # Events per unit of candidate exposure: its own plus stable's, whose exposure is (1-w)/w as large.
-    return per_event * event_rate * (true_rho + (1 - weight) / weight)
+    up, down = math.log(q1 / q0), math.log((1 - q1) / (1 - q0))
+    events = event_rate * (true_rho + (1 - weight) / weight)
+    return events * (q * up + (1 - q) * down), events * (q * up**2 + (1 - q) * down**2)
+
+
+def horizon_rollback_chance(llr: float, mean: float, variance: float, exposure: float) -> float:
+    """The chance that truncate() rolls back a test whose LLR is `llr` now and gains `exposure` more
+    by the horizon with these moments per exposure (the LLR about normal; ignoring the boundaries,
+    which only ever decide earlier)."""
+    centre = llr + mean * exposure
+    spread = math.sqrt(max(variance * exposure, 0.0))
+    if spread == 0:
+        return 1.0 if centre > 0 else 0.0
+    return 0.5 * math.erfc(-centre / (spread * math.sqrt(2)))
 
 
 def expected_exposure(

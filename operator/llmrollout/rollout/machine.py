@@ -20,7 +20,7 @@ from llmrollout.analysis.sequential import (
     evaluate_sequential,
     load_state,
 )
-from llmrollout.analysis.sequential.plan import plan
+from llmrollout.analysis.sequential.plan import horizon_needed, plan
 from llmrollout.analysis.slos import needed_fields
 from llmrollout.api import (
     LLMDeploymentSpec,
@@ -511,6 +511,7 @@ def _plan(
     per_minute = total * weight / minutes if minutes > 0 and total > 0 else None
     started = b.status.rollout_started_at or b.status.step_started_at or b.now
     left = (spec.strategy.max_duration - (b.now - started)).total_seconds() / 60
+    horizon = spec.strategy.max_duration.total_seconds() / 60
     judged = [
         (w.eval_passed or 0.0) + (w.eval_failed or 0.0)
         for w in (window.variants[candidate], window.variants[stable])
@@ -527,24 +528,49 @@ def _plan(
         exposure_per_request=per_request,
         weight=weight,
         minutes_left=max(left, 0.0),
+        horizon_minutes=horizon,
     )
+    needed = horizon_needed(plans, spec.analysis.false_rollback_rate, spec.analysis.miss_rate)
     summary = "; ".join(p.describe() for p in plans)
     b.update(
         plan={
             "weight": steps[-1],
             "minutesLeft": round(max(left, 0.0), 1),
+            "neededMinutes": None if needed is None or not math.isfinite(needed) else round(needed, 1),
             "slos": {p.slo: p.to_status() for p in plans},
             "summary": summary,
         }
     )
     too_long = [p for p in plans if p.expected_minutes is not None and p.expected_minutes > left]
+    # The horizon's rule errs more often than the error rates allow: the SLOs' tests would often
+    # still be open then, at this traffic, and go the wrong way.
+    errs = needed is not None and needed > horizon
     warned = (c := b.status.condition(PLAN)) is not None and c.status == "False"
     if sequential.warming:
         return
-    if too_long:
+    if too_long or errs:
+        reasons = [p.describe() for p in too_long]
+        if errs:
+            alpha, beta = spec.analysis.false_rollback_rate, spec.analysis.miss_rate
+            reasons += [
+                text
+                for p in plans
+                if (p.horizon_false_rollback or 0.0) > alpha / 10 or (p.horizon_miss or 0.0) > beta
+                if (text := p.describe_horizon()) is not None
+            ]
+            assert needed is not None
+            longer = (
+                format_duration(timedelta(minutes=math.ceil(needed)))
+                if math.isfinite(needed)
+                else "more than a week"
+            )
+            reasons.append(
+                f"a horizon of {longer} would keep them within falseRollbackRate {alpha:g} and"
+                f" missRate {beta:g}"
+            )
         message = (
             f"the horizon ({format_duration(spec.strategy.max_duration)}) is too short at this traffic: "
-            + "; ".join(p.describe() for p in too_long)
+            + "; ".join(reasons)
             + "; raise strategy.maxDuration or traffic, or loosen the SLO"
         )
         b.condition(PLAN, "False", "HorizonTooShort", message)

@@ -89,3 +89,53 @@ def test_walds_expected_exposure_matches_simulation() -> None:
     assert expected is not None
     assert used.mean() == pytest.approx(expected, rel=0.25)
     assert (llr >= rollback).mean() <= 0.002 * 3  # a rare event; well within the design rate
+
+
+@pytest.mark.parametrize("truth", [0.01, 0.02, 0.03])
+def test_one_sample_llr_moments_match_simulation(truth: float) -> None:
+    rng = np.random.default_rng(11)
+    exposure = 5000
+    llr = sprt.binomial_llr(rng.binomial(exposure, truth, 40_000), exposure, 0.01, 0.02)
+    mean, variance = sprt.moments(0.01, 0.02, truth)
+    assert llr.mean() == pytest.approx(mean * exposure, rel=0.03, abs=0.05)
+    assert llr.var() == pytest.approx(variance * exposure, rel=0.03)
+
+
+@pytest.mark.parametrize(("truth", "weight"), [(1.0, 0.5), (1.3, 0.5), (1.0, 0.1), (1.3, 0.25)])
+def test_two_sample_llr_moments_match_simulation(truth: float, weight: float) -> None:
+    """Events as Poisson streams: the candidate's at `truth` x stable's rate per exposure."""
+    rng = np.random.default_rng(12)
+    exposure, rate = 4000.0, 0.1
+    stable_exposure = exposure * (1 - weight) / weight
+    candidate = rng.poisson(exposure * rate * truth, 40_000)
+    stable = rng.poisson(stable_exposure * rate, 40_000)
+    llr = sprt.ratio_llr(candidate, stable, exposure, stable_exposure, 1.03, 1.3)
+    mean, variance = sprt.ratio_moments(1.03, 1.3, truth, weight, rate)
+    assert llr.mean() == pytest.approx(mean * exposure, rel=0.03)
+    assert llr.var() == pytest.approx(variance * exposure, rel=0.04)
+
+
+@pytest.mark.parametrize(
+    ("llr", "mean", "variance", "exposure", "chance"),
+    [
+        (0.0, -1.0, 2.0, 1.0, 0.23975),  # Phi(-1 / sqrt(2))
+        (0.0, 1.0, 2.0, 1.0, 0.76025),
+        (0.0, -1.0, 2.0, 8.0, 0.02275),  # Phi(-2): more exposure, fewer errors
+        (1.0, -0.5, 2.0, 2.0, 0.5),  # what the evidence so far leans to, taken back by the rest
+        (0.5, 0.0, 0.0, 3.0, 1.0),  # nothing more to come: the sign decides
+        (0.0, 0.0, 0.0, 3.0, 0.0),  # a tie clears
+    ],
+)
+def test_the_horizons_rollback_chance_is_the_normal_tail_of_the_llr(
+    llr: float, mean: float, variance: float, exposure: float, chance: float
+) -> None:
+    assert sprt.horizon_rollback_chance(llr, mean, variance, exposure) == pytest.approx(chance, abs=1e-4)
+
+
+def test_the_horizons_rollback_chance_matches_the_sign_rule_on_simulated_llrs() -> None:
+    rng = np.random.default_rng(13)
+    exposure, p0, p1 = 3000, 0.01, 0.02
+    llr = sprt.binomial_llr(rng.binomial(exposure, p0, 100_000), exposure, p0, p1)
+    simulated = float((sprt.truncate(llr) == sprt.ROLLED_BACK).mean())
+    forecast = sprt.horizon_rollback_chance(0.0, *sprt.moments(p0, p1, p0), exposure)
+    assert simulated == pytest.approx(forecast, abs=0.01)

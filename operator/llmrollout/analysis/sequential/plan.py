@@ -1,6 +1,8 @@
 """The plan: per SLO, how much traffic and time a decision should take at the traffic seen so far,
-and the smallest regression the horizon can still catch. Wald's approximations (sprt.py), so these
-are expectations, shown to users; decisions never depend on them."""
+the smallest regression the horizon can still catch, and how often the horizon's rule would err: roll
+back a candidate like stable, or pass one at the SLO's bound, when its test is still open then. Wald's
+approximations and a normal one for the LLR at the horizon (sprt.py), so these are expectations, shown
+to users; decisions never depend on them."""
 
 from __future__ import annotations
 
@@ -15,6 +17,30 @@ from llmrollout.analysis.sequential.engine import BatchEvaluation, TestReport, m
 
 # The regressions searched for the smallest one the horizon can catch: ratios (or rates) up to 20x.
 _SEARCH = tuple(1.0 + 0.05 * k for k in range(1, 381))
+# The horizons searched for the one the SLOs need: 1 minute to a week, 2% apart.
+_HORIZONS = tuple(1.02**k for k in range(0, 446))
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One open test's LLR at the horizon, from the start, at the traffic seen: its mean and variance
+    per minute of the final step for a candidate like stable (two-sample: the same rate; one-sample:
+    the H0 level) and for one at the test's H1, the regression it must catch."""
+
+    healthy: tuple[float, float]
+    regressed: tuple[float, float]
+
+    def false_rollback(self, minutes: float) -> float:
+        """The chance that the horizon's rule rolls back a candidate like stable after `minutes`."""
+        return sprt.horizon_rollback_chance(0.0, *self.healthy, minutes)
+
+    def miss(self, minutes: float) -> float:
+        """The chance that it passes a candidate at H1."""
+        return 1.0 - sprt.horizon_rollback_chance(0.0, *self.regressed, minutes)
+
+
+def _per_minute(moments: tuple[float, float], exposure_per_minute: float) -> tuple[float, float]:
+    return moments[0] * exposure_per_minute, moments[1] * exposure_per_minute
 
 
 @dataclass(frozen=True)
@@ -24,6 +50,11 @@ class SLOPlan:
     expected_minutes: float | None
     smallest_catchable: str | None  # e.g. "errorRate x2.3 vs stable" within the horizon
     decided: bool
+    # Of the SLO's open tests at the horizon: the chance any rolls back a candidate like stable, and
+    # the largest chance one passes a candidate at its bound (None without a forecast).
+    horizon_false_rollback: float | None = None
+    horizon_miss: float | None = None
+    forecasts: tuple[Forecast, ...] = ()
 
     def to_status(self) -> dict[str, object]:
         def number(value: float | None) -> float | None:
@@ -34,6 +65,10 @@ class SLOPlan:
             "expectedMinutes": number(self.expected_minutes),
             "smallestCatchable": self.smallest_catchable,
             "decided": self.decided,
+            "horizonFalseRollback": None
+            if self.horizon_false_rollback is None
+            else round(self.horizon_false_rollback, 4),
+            "horizonMiss": None if self.horizon_miss is None else round(self.horizon_miss, 4),
         }
 
     def describe(self) -> str:
@@ -48,16 +83,27 @@ class SLOPlan:
             text += f" (catches {self.smallest_catchable} by the horizon)"
         return text
 
+    def describe_horizon(self) -> str | None:
+        """What the horizon's rule would do to this SLO, when it would likely decide it at all."""
+        if self.horizon_false_rollback is None or self.horizon_miss is None:
+            return None
+        return (
+            f"{self.slo}: the horizon's rule would roll back ~{self.horizon_false_rollback:.1%} of"
+            f" candidates like stable and pass ~{self.horizon_miss:.1%} of those at the bound"
+        )
+
 
 def _rate(events: float, exposure: float) -> float | None:
     return events / exposure if exposure > 0 else None
 
 
-def _count_plan(
-    report: TestReport, weight: float, horizon_exposure: float | None
-) -> tuple[float | None, str | None]:
+CountPlan = tuple[float | None, str | None, tuple[tuple[float, float], tuple[float, float]] | None]
+
+
+def _count_plan(report: TestReport, weight: float, horizon_exposure: float | None) -> CountPlan:
     """Expected candidate exposure to a decision (assuming the candidate behaves like stable, or like
-    its own estimate for one-sample tests) and the smallest catchable regression."""
+    its own estimate for one-sample tests), the smallest catchable regression, and the LLR's moments
+    per exposure for a candidate like stable and for one at H1."""
     test = report.test
     assert isinstance(test, CountTest)
     p0, p1 = float(test.null[0]), float(test.alternative[0])
@@ -67,7 +113,7 @@ def _count_plan(
     if test.two_sample:
         base = _rate(float(report.stable_events[0]), float(report.stable_exposure[0]))
         if base is None or base <= 0 or not 0 < weight < 1:
-            return None, None
+            return None, None, None
         expected = sprt.expected_ratio_exposure(p0, p1, p0, weight, base, report.rollback_at, report.clear_at)
         smallest = None
         if horizon_exposure is not None:
@@ -76,7 +122,11 @@ def _count_plan(
                 if pace > 0 and report.rollback_at / pace <= horizon_exposure:
                     smallest = f"{ratio:.2f}x stable's {test.what}"
                     break
-        return expected, smallest
+        moments = (
+            sprt.ratio_moments(p0, p1, 1.0, weight, base),
+            sprt.ratio_moments(p0, p1, p1, weight, base),
+        )
+        return expected, smallest, moments
     own = _rate(ce, cx)
     truth = p0 if own is None else min(own, p1)
     expected = sprt.expected_exposure(p0, p1, truth, report.rollback_at, report.clear_at)
@@ -88,27 +138,27 @@ def _count_plan(
             if pace > 0 and report.rollback_at / pace <= horizon_exposure:
                 smallest = f"{test.what} {rate:.3g}"
                 break
-    return expected, smallest
+    return expected, smallest, (sprt.moments(p0, p1, p0), sprt.moments(p0, p1, p1))
 
 
 def _bucket_plan(
     test: CountTest, report: TestReport, weight: float, horizon_exposure: float | None
-) -> tuple[float | None, str | None]:
+) -> CountPlan:
     """A distribution against stable's: expected candidate observations to clear if the candidate is
     like stable; whether the design point (H1) is caught by the horizon."""
     if test.bucket_nulls is None or test.bucket_ratios is None or test.bucket_shares is None:
-        return None, None
+        return None, None, None
     nulls, ratios, shares = test.bucket_nulls[0], test.bucket_ratios[0], test.bucket_shares[0]
     if not (0 < weight < 1 and np.all(np.isfinite(ratios)) and np.all(np.isfinite(shares))):
-        return None, None
-    healthy = sprt.bucket_ratio_drift(nulls, ratios, shares, np.ones_like(ratios), weight)
-    expected = report.clear_at / healthy if healthy < 0 else None
+        return None, None, None
+    healthy = sprt.bucket_ratio_moments(nulls, ratios, shares, np.ones_like(ratios), weight)
+    regressed = sprt.bucket_ratio_moments(nulls, ratios, shares, ratios, weight)
+    expected = report.clear_at / healthy[0] if healthy[0] < 0 else None
     smallest = None
-    if horizon_exposure is not None:
-        pace = sprt.bucket_ratio_drift(nulls, ratios, shares, ratios, weight)
-        if pace > 0 and report.rollback_at / pace <= horizon_exposure:
-            smallest = f"{test.what} x{float(test.alternative[0]):.2f} stable's"
-    return expected, smallest
+    pace = regressed[0]
+    if horizon_exposure is not None and pace > 0 and report.rollback_at / pace <= horizon_exposure:
+        smallest = f"{test.what} x{float(test.alternative[0]):.2f} stable's"
+    return expected, smallest, (healthy, regressed)
 
 
 def _mean_plan(report: TestReport, test: MeanTest, miss_rate: float) -> float | None:
@@ -142,10 +192,12 @@ def plan(
     exposure_per_request: dict[str, float],
     weight: float,
     minutes_left: float | None,
+    horizon_minutes: float | None = None,
 ) -> list[SLOPlan]:
     """One plan per SLO of a batch of one. `weight` is the candidate's share of traffic at the step
     where evidence mostly accumulates (the final step); `exposure_per_request` how many of a test's
-    exposures a request brings (judged answers per request for quality; 1 otherwise)."""
+    exposures a request brings (judged answers per request for quality; 1 otherwise);
+    `horizon_minutes` the whole horizon, over which the forecasts run from the start."""
     plans: list[SLOPlan] = []
     for decision in evaluation.slos:
         look = decision.look
@@ -153,6 +205,7 @@ def plan(
         worst_requests: float | None = None
         catchable: list[str] = []
         routes: list[float | None] = []
+        forecasts: list[Forecast] = []
         per_request = exposure_per_request.get(look.slo.split(".")[0], 1.0)
         for report in decision.tests:
             if int(report.code[0]) != sprt.OPEN or per_request <= 0:
@@ -168,12 +221,15 @@ def plan(
                 else minutes_left * candidate_requests_per_minute * per_request
                 + float(report.candidate_exposure[0])
             )
-            exposure, smallest = _count_plan(report, weight, horizon)
+            exposure, smallest, moments = _count_plan(report, weight, horizon)
             routes.append(
                 None if exposure is None else max(exposure - float(report.candidate_exposure[0]), 0.0)
             )
             if smallest:
                 catchable.append(smallest)
+            if moments is not None and candidate_requests_per_minute:
+                pace = candidate_requests_per_minute * per_request
+                forecasts.append(Forecast(_per_minute(moments[0], pace), _per_minute(moments[1], pace)))
         known = [route / per_request for route in routes if route is not None]
         if known and (not look.clear_any or len(known) == len(routes)):
             # Alternative routes: the quickest decides (and an unknown one might be quicker); required
@@ -191,6 +247,27 @@ def plan(
                 expected_minutes=minutes,
                 smallest_catchable=", ".join(catchable) or None,
                 decided=decided,
+                horizon_false_rollback=None
+                if not forecasts or horizon_minutes is None
+                else min(sum(f.false_rollback(horizon_minutes) for f in forecasts), 1.0),
+                horizon_miss=None
+                if not forecasts or horizon_minutes is None
+                else max(f.miss(horizon_minutes) for f in forecasts),
+                forecasts=tuple(forecasts),
             )
         )
     return plans
+
+
+def horizon_needed(plans: list[SLOPlan], false_rollback_rate: float, miss_rate: float) -> float | None:
+    """The shortest horizon, in minutes, by which the horizon's rule would roll back at most
+    `false_rollback_rate` of candidates like stable (all open tests together) and pass at most
+    `miss_rate` of those at any one bound; inf beyond a week, None without a forecast."""
+    forecasts = [f for p in plans for f in p.forecasts]
+    if not forecasts:
+        return None
+    for minutes in _HORIZONS:
+        wrong = sum(f.false_rollback(minutes) for f in forecasts)
+        if wrong <= false_rollback_rate and max(f.miss(minutes) for f in forecasts) <= miss_rate:
+            return minutes
+    return math.inf
