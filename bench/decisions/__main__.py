@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.decisions.model import (
+    CAP_MINUTES,
     DESIGN_POINTS,
     EXTRA_SCRAPE_SECONDS,
     FAILURE_LIMITS,
     FALSE_ROLLBACK_RATE,
+    HORIZON_MINUTES,
+    PLANNED_HORIZON_MINUTES,
     SCENARIOS,
     SCRAPE_SECONDS,
     TARGET_RPS,
@@ -40,7 +43,7 @@ from bench.decisions.policies import (
     oracle_model,
     unsteady_minutes,
 )
-from bench.decisions.report import CALIBRATED, ORACLE, OURS, Row, summarise, write
+from bench.decisions.report import CALIBRATED, ORACLE, OURS, Row, planned, summarise, write
 from bench.decisions.rollout import ROLLED_BACK, Outcome, run
 from bench.decisions.simulate import Trace, generate
 from bench.decisions.stats import upper_bound
@@ -61,10 +64,10 @@ def _chunks(replicates: int, chunk: int) -> list[int]:
 
 
 def _traces(
-    item: Scenario, index: int, rps: float, replicates: int, chunk: int, seed: int
+    item: Scenario, index: int, rps: float, replicates: int, chunk: int, seed: int, minutes: int = CAP_MINUTES
 ) -> list[Callable[[], Trace]]:
     return [
-        partial(generate, item, rps, size, (seed, index, round(rps * 1000), c))
+        partial(generate, item, rps, size, (seed, index, round(rps * 1000), c), minutes)
         for c, size in enumerate(_chunks(replicates, chunk))
     ]
 
@@ -112,6 +115,7 @@ class Settings:
     seed: int
     chunk: int
     scrapes: tuple[float, ...] = EXTRA_SCRAPE_SECONDS
+    planned_horizon: int = PLANNED_HORIZON_MINUTES
 
 
 def _calibrated_thresholds(rps: float, target: float, settings: Settings) -> Thresholds:
@@ -139,9 +143,32 @@ def _oracle(item: Scenario) -> Callable[[], Policy] | None:
     return None if model is None else partial(OraclePolicy, model, skip=skip)
 
 
-def _scenario_traces(item: Scenario, rps: float, settings: Settings) -> list[Callable[[], Trace]]:
+def _scenario_traces(
+    item: Scenario, rps: float, settings: Settings, minutes: int = CAP_MINUTES
+) -> list[Callable[[], Trace]]:
     index = {s.name: i for i, s in enumerate(SCENARIOS)}
-    return _traces(item, index[item.name], rps, settings.replicates, settings.chunk, settings.seed)
+    return _traces(item, index[item.name], rps, settings.replicates, settings.chunk, settings.seed, minutes)
+
+
+def _acceptance_scenarios(chosen: Sequence[Scenario]) -> list[Scenario]:
+    """The healthy scenarios and the design points."""
+    return [s for s in chosen if not s.regression or s.name in DESIGN_POINTS.values()]
+
+
+def _run_planned_horizon(
+    rps: float, chosen: Sequence[Scenario], settings: Settings
+) -> dict[str, dict[str, Outcome]]:
+    """Ours with the horizon the plan asks for at this rate, on the healthy scenarios and the design
+    points: traces as long as that horizon, from the same seeds."""
+    minutes = settings.planned_horizon
+    policy = {planned(minutes): partial(OperatorPolicy, horizon_minutes=minutes)}
+    results = {
+        item.name: _run_all(policy, _scenario_traces(item, rps, settings, minutes), settings.counters)
+        for item in _acceptance_scenarios(chosen)
+    }
+    frr = float((results[IDENTICAL][planned(minutes)].decision == ROLLED_BACK).mean())
+    print(f"{rps:g} rps, a {minutes}-minute horizon: ours' false rollback rate {frr:.4f}", flush=True)
+    return results
 
 
 def _run_scrapes(
@@ -149,7 +176,7 @@ def _run_scrapes(
 ) -> dict[float, dict[str, dict[str, Outcome]]]:
     """Ours at the other scrape intervals, on the scenarios the acceptance needs there: healthy ones
     and the design points; the very same traces as at the default interval."""
-    wanted = [s for s in chosen if not s.regression or s.name in DESIGN_POINTS.values()]
+    wanted = _acceptance_scenarios(chosen)
     results: dict[float, dict[str, dict[str, Outcome]]] = {}
     for scrape in settings.scrapes:
         results[scrape] = {
@@ -206,6 +233,7 @@ def _rows(
     results: dict[str, dict[str, Outcome]],
     replicates: int,
     scrape_seconds: float = SCRAPE_SECONDS,
+    horizon_minutes: int = HORIZON_MINUTES,
 ) -> list[Row]:
     # Wald's bound is taken at each policy's false rollback rate on identical versions: its upper
     # bound, so that noise can only make the bound smaller and the ratio larger.
@@ -222,6 +250,7 @@ def _rows(
         for name, outcome in results[item.name].items():
             row = summarise(name, item, rps, outcome, model, alpha.get(name) if item.regression else None)
             row["scrape_seconds"] = scrape_seconds
+            row["horizon_minutes"] = horizon_minutes
             rows.append(row)
     return rows
 
@@ -298,12 +327,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(EXTRA_SCRAPE_SECONDS),
         help=f"other scrape intervals, s, for ours at {TARGET_RPS:g} rps (default 60 1; none: --scrape)",
     )
+    parser.add_argument(
+        "--planned-horizon",
+        type=int,
+        default=PLANNED_HORIZON_MINUTES,
+        help=f"minutes: ours also with this horizon at {TARGET_RPS:g} rps (default: the plan's; 0: none)",
+    )
     args = parser.parse_args(argv)
     if args.render:
         return render(args.out, args.decision_code)
     replicates = args.replicates or (40 if args.quick else 2000)
     settings = Settings(
-        replicates, max(2 * replicates, 200), args.counters, args.seed, args.chunk, tuple(args.scrape)
+        replicates,
+        max(2 * replicates, 200),
+        args.counters,
+        args.seed,
+        args.chunk,
+        tuple(args.scrape),
+        args.planned_horizon,
     )
     names = args.scenario or [s.name for s in SCENARIOS]
     chosen = [scenario(name) for name in names]
@@ -320,6 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for scrape, extra in _run_scrapes(rps, chosen, settings).items():
                 rows += [
                     row for row in _rows(rps, chosen, extra, replicates, scrape) if row["scenario"] in names
+                ]
+            if settings.planned_horizon:
+                longer = _run_planned_horizon(rps, chosen, settings)
+                rows += [
+                    row
+                    for row in _rows(
+                        rps, chosen, longer, replicates, horizon_minutes=settings.planned_horizon
+                    )
+                    if row["scenario"] in names
                 ]
         print(f"{rps:g} rps done in {time.perf_counter() - clock:.0f} s", flush=True)
     seconds = time.perf_counter() - started

@@ -75,6 +75,10 @@ COST_MAX_INCREASE = 0.1
 
 # The rollout horizon (strategy.maxDuration): every rollout of ours ends by then.
 HORIZON_MINUTES = CAP_MINUTES
+# The horizon the operator's plan asks for at TARGET_RPS for these SLOs (status.plan.neededMinutes: about
+# 112 minutes, so that the horizon's rule errs within falseRollbackRate and missRate), rounded up; ours
+# also runs there on the healthy scenarios and design points.
+PLANNED_HORIZON_MINUTES = 120
 
 WARMUP_SECONDS = 120.0
 OUTAGE_START, OUTAGE_END, OUTAGE_ERROR_RATE = 120.0, 240.0, 0.30

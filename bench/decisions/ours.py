@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.decisions.model import (
-    CAP_MINUTES,
     FALSE_ROLLBACK_RATE,
+    HORIZON_MINUTES,
     INTERVAL_SECONDS,
     MISS_RATE,
     PRICING,
@@ -65,6 +65,7 @@ class OperatorPolicy:
     false_rollback_rate: float = FALSE_ROLLBACK_RATE
     miss_rate: float = MISS_RATE
     config: SequentialConfig = field(default_factory=lambda: SequentialConfig(warmup_seconds=WARMUP_SECONDS))
+    horizon_minutes: int = HORIZON_MINUTES
     # Per replicate, whether the horizon's rule decided it (for the report): a promotion at the horizon
     # look, or a rollback there that no test's boundary made.
     at_horizon: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
@@ -101,7 +102,7 @@ class OperatorPolicy:
 
     def look(self, look: Look) -> IntArray:
         start = (look.minute - 1) * INTERVAL_SECONDS
-        horizon = look.minute >= CAP_MINUTES
+        horizon = look.minute >= self.horizon_minutes
         first = self.state.started_at is None
         evaluation = evaluate_batch(
             SLO_SPEC,

@@ -41,6 +41,13 @@ Row = dict[str, Any]
 OURS = "ours (sequential)"
 CALIBRATED = "threshold-calibrated"
 ORACLE = "oracle SPRT"
+
+
+def planned(minutes: int) -> str:
+    """Ours with a horizon other than HORIZON_MINUTES: the one the plan asks for."""
+    return f"ours, {minutes}-minute horizon"
+
+
 # The canary requests served at the first step before the sequential tests count anything.
 WARMUP_CANARY_REQUESTS = WARMUP_SECONDS * TARGET_RPS * STEPS[0] / 100
 # Issue 9's acceptance targets.
@@ -94,6 +101,7 @@ def summarise(
         "regression": scenario.regression,
         "rps": rps,
         "scrape_seconds": SCRAPE_SECONDS,
+        "horizon_minutes": HORIZON_MINUTES,
         "must_catch": scenario.must_catch,
         "breached_bounds": breached_bounds(scenario.candidate) if scenario.regression else [],
         "replicates": n,
@@ -230,11 +238,11 @@ def _find(
     return None
 
 
-def _cells(rows: Sequence[Row], rps: float, scrape: float = SCRAPE_SECONDS) -> list[Row]:
+def _cells(rows: Sequence[Row], rps: float, scrape: float = SCRAPE_SECONDS, policy: str = OURS) -> list[Row]:
     return [
         r
         for r in rows
-        if r["policy"] == OURS and r["rps"] == rps and r.get("scrape_seconds", SCRAPE_SECONDS) == scrape
+        if r["policy"] == policy and r["rps"] == rps and r.get("scrape_seconds", SCRAPE_SECONDS) == scrape
     ]
 
 
@@ -278,7 +286,8 @@ def _regression_misses(row: Row) -> list[str]:
         at_horizon = row["horizon_promoted_rate"] or 0.0
         why = (
             f"{_pct(at_horizon)} promoted by the horizon's rule (tests still open at"
-            f" {HORIZON_MINUTES} min), {_pct(row['miss_rate'] - at_horizon)} promoted with every test cleared"
+            f" {row.get('horizon_minutes', HORIZON_MINUTES)} min), {_pct(row['miss_rate'] - at_horizon)}"
+            " promoted with every test cleared"
         )
         missed.append(f"miss {_pct(row['miss_rate'])} > 5% by {_points(row['miss_rate'], MAX_MISS)} ({why})")
     if row["undecided_rate"] > 0:
@@ -371,13 +380,17 @@ def _ratio_section(rows: Sequence[Row]) -> tuple[list[str], list[bool]]:
 
 
 def _rate_section(
-    rows: Sequence[Row], rps: float, scrape: float = SCRAPE_SECONDS
+    rows: Sequence[Row],
+    rps: float,
+    scrape: float = SCRAPE_SECONDS,
+    policy: str = OURS,
+    promoted_target: bool = False,
 ) -> tuple[list[str], list[bool]]:
     """No undecided rollouts, false rollbacks within bounds, misses of must-catch regressions <= 5%."""
     lines, results = [], []
-    for row in _cells(rows, rps, scrape):
+    for row in _cells(rows, rps, scrape, policy):
         if not row["regression"]:
-            missed = _healthy_misses(row, promoted_target=False)
+            missed = _healthy_misses(row, promoted_target)
         elif row["must_catch"]:
             missed = _regression_misses(row)
         elif row["undecided_rate"] > 0:
@@ -427,6 +440,22 @@ def _quality_fixed_sample() -> tuple[float, float]:
     return needed, served
 
 
+def _planned_outcome(rows: Sequence[Row]) -> str:
+    """What the longer horizon the plan asks for does to the identical candidate and the quality
+    design point, when it was run."""
+    for minutes in sorted({r.get("horizon_minutes", HORIZON_MINUTES) for r in rows} - {HORIZON_MINUTES}):
+        identical = _find(rows, planned(minutes), "healthy: identical", TARGET_RPS)
+        point = _find(rows, planned(minutes), DESIGN_POINTS["quality"], TARGET_RPS)
+        if identical is not None and point is not None:
+            return (
+                f" With the {minutes}-minute horizon the plan asks for at this traffic, ours rolls back"
+                f" {_pct(identical['false_rollback_rate'], 2)} of identical candidates (upper 95%"
+                f" {_pct(identical['false_rollback_upper95'], 2)}) and misses {_pct(point['miss_rate'])} of"
+                f" {point['scenario']} (the section above)."
+            )
+    return ""
+
+
 def _notes(rows: Sequence[Row]) -> list[str]:
     """Why targets are missed: the numbers that locate each miss, and the mechanism behind it."""
     healthy = [r for r in _cells(rows, TARGET_RPS) if not r["regression"]]
@@ -455,7 +484,7 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             " the fixed-sample one at its own horizon. Where the horizon's rule puts its cut is a trade"
             " between the two: a cut further towards H1 (or an H0 allowing more of the drop) rolls back"
             " fewer healthy candidates and misses more drops of exactly maxDrop, which the design"
-            " point's row shows near missRate already."
+            " point's row shows near missRate already." + _planned_outcome(rows)
         )
     spills = [
         r
@@ -612,6 +641,7 @@ def targets(rows: Sequence[Row]) -> list[str]:
             *notes,
             "",
         ]
+    lines += _planned_sections(rows)
     lines += [*_notes(rows), ""]
     lines += [
         "### Wald's bound (reported, no target): ours' mean canary requests to roll back over the least"
@@ -620,6 +650,44 @@ def targets(rows: Sequence[Row]) -> list[str]:
         *_wald_lines(rows),
         "",
     ]
+    return lines
+
+
+def _planned_sections(rows: Sequence[Row]) -> list[str]:
+    """Ours with the horizon the plan asks for: the healthy and design-point targets there."""
+    lines: list[str] = []
+    for minutes in sorted({r.get("horizon_minutes", HORIZON_MINUTES) for r in rows} - {HORIZON_MINUTES}):
+        policy = planned(minutes)
+        notes, ok = _rate_section(rows, TARGET_RPS, policy=policy, promoted_target=True)
+        cells = _cells(rows, TARGET_RPS, policy=policy)
+        healthy = [r for r in cells if not r["regression"]]
+        lines += [
+            f"### A {minutes}-minute horizon at {TARGET_RPS:g} requests/s, what the plan asks for here"
+            f" (healthy scenarios and design points): >= 97% promoted, false rollbacks <= 1% (upper 95%"
+            f" < 1.5%), misses <= 5%, none undecided: {_state(ok)}",
+            "",
+            "The operator's plan forecasts the horizon's rule's errors at the traffic it sees and warns"
+            " (HorizonTooShort) when strategy.maxDuration is shorter than what keeps them within"
+            f" falseRollbackRate and missRate; at {TARGET_RPS:g} requests/s with these SLOs it asks for"
+            f" {minutes} minutes or a little less (tests/unit/rollout/test_rollout_machine.py). The same"
+            " scenarios with that horizon (traces from the same seeds, as long as the horizon):",
+            "",
+            *(
+                f"  - {r['scenario']}: promoted {_pct(r['promoted_rate'])}, false rollbacks {_frr(r)}"
+                f" (by the horizon's rule {_pct(r['horizon_rolled_back_rate'], 2)}), minutes to promote"
+                f" {_fmt(r['mean_minutes_promoted'], 1)} mean / {_fmt(r['p90_minutes_promoted'], 1)} p90,"
+                f" mean canary requests {_fmt(r['mean_requests'])}"
+                for r in healthy
+            ),
+            *(
+                f"  - {r['scenario']}: miss {_pct(r['miss_rate'])}, minutes to roll back"
+                f" {_fmt(r['mean_minutes'], 1)} mean / {_fmt(r['p90_minutes'], 1)} p90"
+                for r in cells
+                if r["must_catch"]
+            ),
+            *(["", "Where a target is missed:", "", *notes] if notes else []),
+            "",
+        ]
     return lines
 
 

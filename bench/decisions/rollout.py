@@ -4,10 +4,10 @@ Every policy gets the same rollout: the candidate starts at STEPS[0]; each minut
 window that just closed. FAIL counts a failed check and rolls back at the policy's failure limit
 (failed checks restart with each step, as in the operator); PASS moves to the next step once the step
 has seen MIN_REQUESTS per version, and passing the last step promotes; INCONCLUSIVE holds. A rollout
-still undecided after CAP_MINUTES is undecided. (The operator would also roll back a step that holds
-longer than strategy.maxStepDuration and after inconclusiveLimit windows without data; those are
-state-machine limits, not analysis, and are left out so that the table shows what each analysis
-decides on its own.)
+still undecided at the end of its trace (CAP_MINUTES by default) is undecided. (The operator would
+also roll back a step that holds longer than strategy.maxStepDuration and after inconclusiveLimit
+windows without data; those are state-machine limits, not analysis, and are left out so that the
+table shows what each analysis decides on its own.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.decisions.model import (
-    CAP_MINUTES,
     JUDGE_DELAYS,
     MIN_REQUESTS,
     SCRAPE_SECONDS,
@@ -29,7 +28,7 @@ from bench.decisions.model import (
     TTFT_EDGES,
 )
 from bench.decisions.policies import FAIL, PASS, PROMOTE, Look, Policy
-from bench.decisions.simulate import SLOTS, Slots, Trace, VersionTrace, read, scrape_lags, window_slots
+from bench.decisions.simulate import Slots, Trace, VersionTrace, read, scrape_lags, window_slots
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -67,8 +66,8 @@ class _Verdicts:
     """Judge verdicts in flight: they count in the interval in which they arrive, which depends on the
     weights the policy chose when the judged requests were served."""
 
-    def __init__(self, replicates: int) -> None:
-        width = SLOTS + max(JUDGE_DELAYS) * SLOTS_PER_INTERVAL
+    def __init__(self, replicates: int, slots: int) -> None:
+        width = slots + max(JUDGE_DELAYS) * SLOTS_PER_INTERVAL
         self.passed = np.zeros((replicates, width))
         self.failed = np.zeros((replicates, width))
 
@@ -172,7 +171,7 @@ def run(policy: Policy, trace: Trace, mode: str, scrape_seconds: float = SCRAPE_
     replicates = trace.replicates
     lags = scrape_lags(scrape_seconds, replicates)
     # The level of every replicate in every minute so far: lagged reads reach into the previous one.
-    history = np.zeros((replicates, CAP_MINUTES), np.int64)
+    history = np.zeros((replicates, trace.minutes), np.int64)
     level = np.zeros(replicates, np.int64)
     failed_checks = np.zeros(replicates, np.int64)
     step_requests = np.zeros((replicates, 2))
@@ -180,9 +179,10 @@ def run(policy: Policy, trace: Trace, mode: str, scrape_seconds: float = SCRAPE_
     minutes = np.full(replicates, np.nan)
     served = np.zeros(replicates)
     bad = np.zeros(replicates)
-    verdicts = {"candidate": _Verdicts(replicates), "stable": _Verdicts(replicates)}
+    width = trace.minutes * SLOTS_PER_INTERVAL
+    verdicts = {"candidate": _Verdicts(replicates, width), "stable": _Verdicts(replicates, width)}
     policy.start(replicates)
-    for minute in range(1, CAP_MINUTES + 1):
+    for minute in range(1, trace.minutes + 1):
         index = np.flatnonzero(decision == UNDECIDED)
         if len(index) == 0:
             break

@@ -91,12 +91,16 @@ class Trace:
     candidate: VersionTrace
     stable: VersionTrace
 
+    @property
+    def minutes(self) -> int:
+        return int(self.candidate.requests.shape[1]) // SLOTS_PER_INTERVAL
+
 
 def _version(
-    rng: np.random.Generator, scenario: Scenario, candidate: bool, rps: float, replicates: int
+    rng: np.random.Generator, scenario: Scenario, candidate: bool, rps: float, replicates: int, slots: int
 ) -> VersionTrace:
     levels = len(STEPS)
-    shape = (levels, SLOTS, replicates)
+    shape = (levels, slots, replicates)
     weights = np.array(STEPS, dtype=float) / 100.0
     share = weights if candidate else 1.0 - weights
     mean_requests = (rps * SLOT_SECONDS * share)[:, None] * np.ones((1, replicates))
@@ -112,7 +116,7 @@ def _version(
     in_bins = token_bin_probabilities(INPUT_TOKENS, INPUT_SHAPE)
     token_bins: dict[float, list[float]] = {}
     cache: dict[Behaviour, list[float]] = {}
-    for slot in range(SLOTS):
+    for slot in range(slots):
         behaviour = scenario.behaviour(candidate, slot * SLOT_SECONDS)
         bins = cache.setdefault(behaviour, behaviour.ttft_bin_probabilities())
         n = rng.poisson(mean_requests)
@@ -146,11 +150,14 @@ def _version(
     )
 
 
-def generate(scenario: Scenario, rps: float, replicates: int, seed: tuple[int, ...]) -> Trace:
-    """The trace for one (scenario, rps) chunk; equal seeds give equal traces."""
+def generate(
+    scenario: Scenario, rps: float, replicates: int, seed: tuple[int, ...], minutes: int = CAP_MINUTES
+) -> Trace:
+    """The trace for one (scenario, rps) chunk, `minutes` long; equal seeds give equal traces."""
     rng = np.random.default_rng(np.random.SeedSequence(list(seed)))
-    candidate = _version(rng, scenario, True, rps, replicates)
-    stable = _version(rng, scenario, False, rps, replicates)
+    slots = minutes * SLOTS_PER_INTERVAL
+    candidate = _version(rng, scenario, True, rps, replicates, slots)
+    stable = _version(rng, scenario, False, rps, replicates, slots)
     return Trace(scenario, rps, replicates, candidate, stable)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bench.decisions.model import HORIZON_MINUTES, PLANNED_HORIZON_MINUTES
 from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
 from llmrollout.rollout import Observation, Outcome, due_window, reconcile, reject, serving_stable
 from tests.unit.rollout.windows import MINUTE, T0, Traffic, observe, spec
@@ -429,7 +430,8 @@ def test_a_horizon_whose_rule_would_err_too_often_warns_with_the_horizon_needed(
     assert "errorRate" not in message  # its tests would hardly err: not worth a word
     quality = status.plan["slos"]["quality.maxDropVsStable"]
     assert 0.02 < quality["horizonFalseRollback"] < 0.08 and 0.03 < quality["horizonMiss"] < 0.12
-    assert 90 < status.plan["neededMinutes"] < 140
+    # The decision benchmark runs ours with this horizon too, to show the targets met there.
+    assert HORIZON_MINUTES < status.plan["neededMinutes"] <= PLANNED_HORIZON_MINUTES
     # Said once, at the first look after the warm-up, from the traffic seen by then.
     said = re.search(r"a horizon of (\d)h(\d+)m would keep them within falseRollbackRate 0\.01 ", message)
     assert said is not None, message
