@@ -178,6 +178,7 @@ def ratio_moments(
     as a Poisson stream (compound Poisson: the variance is the rate times each event's mean square)."""
     q0, q1, q = (float(candidate_share(weight, r)) for r in (rho0, rho1, true_rho))
     up, down = math.log(q1 / q0), math.log((1 - q1) / (1 - q0))
+    # Events per unit of candidate exposure: its own plus stable's, whose exposure is (1-w)/w as large.
     events = event_rate * (true_rho + (1 - weight) / weight)
     return events * (q * up + (1 - q) * down), events * (q * up**2 + (1 - q) * down**2)
 
