@@ -20,6 +20,7 @@ REQUIRED = {
     "median_minutes",
     "wald_bound_requests",
     "scrape_seconds",
+    "horizon_minutes",
     "must_catch",
     "correct_rate",
     "false_rollback_upper95",
@@ -78,3 +79,18 @@ def test_other_scrape_intervals_run_ours_on_healthy_scenarios_and_design_points(
     assert oracle and oracle[0]["mean_requests_rolled_back"] is not None
     table = (tmp_path / "decisions.md").read_text()
     assert "## 10 requests/s, 60 s scrapes" in table
+
+
+def test_ours_also_runs_at_the_planned_horizon_on_traces_that_long(tmp_path: Path) -> None:
+    # Shorter than the default, so that a policy ignoring it would leave rollouts undecided when the
+    # 30-minute traces end.
+    argv = ["--replicates", "12", "--rps", "10", "--scenario", "healthy: identical", "--scrape"]
+    assert main([*argv, "--planned-horizon", "30", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "decisions.json").read_text())
+    shorter = [row for row in rows if row["policy"] == "ours, 30-minute horizon"]
+    assert len(shorter) == 1 and shorter[0]["horizon_minutes"] == 30
+    assert shorter[0]["undecided_rate"] == 0.0 and shorter[0]["p90_minutes_promoted"] <= 30
+    assert (shorter[0]["horizon_promoted_rate"] or 0.0) > 0  # most are still open at minute 30
+    assert all(row["horizon_minutes"] == 60 for row in rows if row not in shorter)
+    table = (tmp_path / "decisions.md").read_text()
+    assert "### A 30-minute horizon at 10 requests/s" in table
