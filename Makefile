@@ -21,14 +21,18 @@ binaries: ## build the control-plane binaries into the cache (once per version)
 demo: setup ## run the demo on the local cluster and print what happens
 	@bash hack/demo.sh
 
-test: setup ## run unit and e2e tests (starts a local cluster unless KUBECONFIG is set)
-	$(PY) -m pytest tests
+# pytest-xdist workers, each starting a local cluster of its own and taking one test at a time; against a
+# given KUBECONFIG one process, since each worker's operator acts on every namespace of its cluster.
+TEST_WORKERS ?= $(if $(KUBECONFIG),0,2)
+
+test: setup ## run unit and e2e tests (starts local clusters unless KUBECONFIG is set)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --maxschedchunk=1
 
 unit: setup ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit
 
 e2e: setup ## e2e tests only
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/e2e -n $(TEST_WORKERS) --maxschedchunk=1
 
 bench: setup ## the decision benchmark in quick mode (the full run: $(PY) -m bench.decisions --out bench/results)
 	$(PY) -m bench.decisions --quick --out $${BENCH_OUT:-$$(mktemp -d)}

@@ -5,6 +5,8 @@ An e2e test never skips: without a cluster it fails, with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -18,13 +20,18 @@ from typing import Any
 import pytest
 
 from llmrollout.api.crd import render as render_crd
+from tests.e2e import summary
 from tests.e2e.cluster import REPO, Kube, built_kubectl, cache_dir, versions, wait_for
 from tests.e2e.harness.fixtures import *  # noqa: F403  (prometheus, model_servers, traffic, gateway_api)
 from tests.e2e.operator_process import OperatorProcess
 
-# Overridable so that two checkouts on one machine can each run their own cluster at once.
-E2E_CLUSTER_NAME = os.environ.get("LLMROLLOUT_E2E_CLUSTER", "llmrollout-e2e")
-_session_facts: dict[str, str] = {}
+# Overridable so that two checkouts on one machine can each run their own cluster at once. Each
+# pytest-xdist worker gets a cluster of its own: the session's operator acts on every namespace, and some
+# tests change cluster-wide objects (admission policies, CRDs) or stop that operator.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+E2E_CLUSTER_NAME = "-".join(
+    filter(None, [os.environ.get("LLMROLLOUT_E2E_CLUSTER", "llmrollout-e2e"), XDIST_WORKER])
+)
 # Subprocesses (the operator, the CLI) run this checkout's package, not whichever one the venv was
 # installed from.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -54,10 +61,19 @@ def kube() -> Iterator[Kube]:
     given = os.environ.get("KUBECONFIG")
     env = {**os.environ, "CLUSTER_NAME": E2E_CLUSTER_NAME}
     if given:
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            pytest.fail(
+                f"KUBECONFIG={given} is one cluster, and each pytest-xdist worker runs an operator on every"
+                " namespace of its own cluster: run the e2e tests with -n 0 (make test does when KUBECONFIG"
+                " is set)",
+                pytrace=False,
+            )
         kubectl = shutil.which("kubectl") or str(built_kubectl())
         cluster = Kube(kubeconfig=given, kubectl_path=kubectl)
     else:
-        _hack("cluster-up.sh", env)
+        # One worker at a time creates its cluster: kwokctl shares its cache between clusters.
+        with _cluster_lock():
+            _hack("cluster-up.sh", env)
         kubeconfig = cache_dir() / "clusters" / E2E_CLUSTER_NAME / "kubeconfig"
         cluster = Kube(kubeconfig=str(kubeconfig), kubectl_path=str(built_kubectl()), started_here=True)
     version = cluster.kubectl("get", "--raw", "/version", check=False)
@@ -66,7 +82,7 @@ def kube() -> Iterator[Kube]:
             f"no Kubernetes API server reachable with {cluster.kubeconfig}: {version.stderr}", pytrace=False
         )
     cluster.server_version = json.loads(version.stdout)["gitVersion"]
-    _session_facts["cluster"] = f"kube-apiserver {cluster.server_version} ({cluster.kubeconfig})"
+    summary.facts["cluster"] = f"kube-apiserver {cluster.server_version} ({cluster.kubeconfig})"
     # The fast tests use second-scale intervals, below the production CRD's floor (10s): the test
     # cluster gets the same CRD rendered with a lower one.
     crd = render_crd(min_interval=os.environ.get("LLMROLLOUT_E2E_MIN_INTERVAL", "1s"))
@@ -75,6 +91,18 @@ def kube() -> Iterator[Kube]:
     yield cluster
     if cluster.started_here and os.environ.get("LLMROLLOUT_KEEP_CLUSTER") != "1":
         _hack("cluster-down.sh", env)
+
+
+@contextlib.contextmanager
+def _cluster_lock() -> Iterator[None]:
+    lock_path = cache_dir() / "clusters" / ".create.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _wait_established(cluster: Kube, seconds: float = 60.0) -> None:
@@ -96,7 +124,7 @@ def _wait_established(cluster: Kube, seconds: float = 60.0) -> None:
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     process = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     process.start()
-    _session_facts["operator log"] = str(process.log_path)
+    summary.facts["operator log"] = str(process.log_path)
     yield process
     process.stop()
 
@@ -133,20 +161,10 @@ def rollout_env(
     }
 
 
-_measurements: list[str] = []
-
-
 @pytest.fixture(scope="session")
 def report() -> list[str]:
     """Lines that tests want in the session summary (measured times and the like)."""
-    return _measurements
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for key, value in _session_facts.items():
-        terminalreporter.write_line(f"e2e {key}: {value}")
-    for line in _measurements:
-        terminalreporter.write_line(f"e2e measured: {line}")
+    return summary.measured
 
 
 __all__ = ["Kube", "Path", "kube", "namespace", "operator", "report", "rollout_env", "versions", "wait_for"]

@@ -25,7 +25,7 @@ from llmrollout.metrics import PRESETS
 from llmrollout.metrics.prometheus import PrometheusProvider
 from tests.e2e.harness.prometheus import PrometheusServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SCRAPE = 15.0
 LOOPBACK = "127.0.0.1"

@@ -32,7 +32,7 @@ from tests.e2e.scenario import (
     start_rollout,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gateway_api", "operator")]
 
 SCRAPE = "15s"
 INTERVAL = "30s"

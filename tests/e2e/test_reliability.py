@@ -118,6 +118,7 @@ def allow_status_writes(kube: Kube, name: str) -> None:
     kube.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
 
 
+@pytest.mark.slow
 def test_refused_status_writes_hold_the_rollout_then_it_is_promoted(
     rollout_env: dict[str, Any], own_operator: list[OperatorProcess], tmp_path: Path
 ) -> None:

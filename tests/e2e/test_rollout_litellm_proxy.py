@@ -31,7 +31,7 @@ from tests.e2e.sources import (
     start_source_rollout,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gateway_api", "operator")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gateway_api", "operator")]
 SCRAPE_SECONDS = 3.0
 
 

@@ -21,7 +21,12 @@ from tests.e2e.harness.modelserver import Behaviour
 from tests.e2e.harness.prometheus import PrometheusServer
 from tests.e2e.scenario import NAME, SLOS, Rollout, llmdeployment, services_and_route
 
-pytestmark = [pytest.mark.usefixtures("gateway_api", "operator"), pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.usefixtures("gateway_api", "operator"),
+    pytest.mark.timeout(900),
+]
 
 SCRAPE = 15.0
 INTERVAL = 30.0
