@@ -249,6 +249,15 @@ def describe_status(namespace: str, name: str, obj: Mapping[str, Any]) -> list[s
         )
     weights = status.get("weights") or {}
     lines.append("  weights:   " + (", ".join(f"{v} {w}%" for v, w in weights.items()) or "-"))
+    plan = status.get("plan") or {}
+    if "minutesLeft" in plan:
+        # Per SLO the plan is in the Planned condition below; here what the horizon leaves and needs.
+        needed = (
+            f"; a horizon of {plan['neededHorizon']} keeps its rule within the error rates"
+            if "neededHorizon" in plan
+            else ""
+        )
+        lines.append(f"  plan:      {plan['minutesLeft']:g} min left to the horizon{needed}")
     for condition in status.get("conditions") or []:
         state = f"{condition.get('type')}={condition.get('status')}"
         lines.append(f"  {state} {condition.get('reason')}: {condition.get('message', '')}")

@@ -532,11 +532,18 @@ def _plan(
     )
     needed = horizon_needed(plans, spec.analysis.false_rollback_rate, spec.analysis.miss_rate)
     summary = "; ".join(p.describe() for p in plans)
+    # Without a forecast neither field; beyond a week (no horizon searched keeps the errors within
+    # the rates) only the text.
+    forecast: dict[str, object] = {}
+    if needed is not None:
+        forecast["neededHorizon"] = _horizon_text(needed)
+        if math.isfinite(needed):
+            forecast["neededMinutes"] = round(needed, 1)
     b.update(
         plan={
             "weight": steps[-1],
             "minutesLeft": round(max(left, 0.0), 1),
-            "neededMinutes": None if needed is None or not math.isfinite(needed) else round(needed, 1),
+            **forecast,
             "slos": {p.slo: p.to_status() for p in plans},
             "summary": summary,
         }
@@ -555,18 +562,13 @@ def _plan(
             reasons += [
                 text
                 for p in plans
-                if (p.horizon_false_rollback or 0.0) > alpha / 10 or (p.horizon_miss or 0.0) > beta
+                if p.errs_at_horizon(alpha, beta)
                 if (text := p.describe_horizon()) is not None
             ]
             assert needed is not None
-            longer = (
-                format_duration(timedelta(minutes=math.ceil(needed)))
-                if math.isfinite(needed)
-                else "more than a week"
-            )
             reasons.append(
-                f"a horizon of {longer} would keep them within falseRollbackRate {alpha:g} and"
-                f" missRate {beta:g}"
+                f"a horizon of {_horizon_text(needed)} would keep them within falseRollbackRate {alpha:g}"
+                f" and missRate {beta:g}"
             )
         message = (
             f"the horizon ({format_duration(spec.strategy.max_duration)}) is too short at this traffic: "
@@ -578,6 +580,14 @@ def _plan(
             b.event("Warning", "HorizonTooShort", message)
     else:
         b.condition(PLAN, "True", "Planned", summary or "no SLO test open")
+
+
+def _horizon_text(minutes: float) -> str:
+    return (
+        format_duration(timedelta(minutes=math.ceil(minutes)))
+        if math.isfinite(minutes)
+        else "more than a week"
+    )
 
 
 def _threshold(

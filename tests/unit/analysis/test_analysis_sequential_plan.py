@@ -42,3 +42,34 @@ def test_a_test_that_never_leans_to_h0_for_a_healthy_candidate_needs_more_than_a
 
 def test_no_forecast_no_horizon() -> None:
     assert horizon_needed([SLOPlan("errorRate", None, None, None, False)], 0.01, 0.05) is None
+
+
+@pytest.mark.parametrize(
+    ("false_rollback", "miss", "errs"),
+    [
+        (None, None, False),  # no forecast: nothing to say
+        (0.0009, 0.05, False),  # within a tenth of falseRollbackRate and within missRate
+        (0.0011, 0.0, True),  # more than a tenth of falseRollbackRate
+        (0.0, 0.051, True),  # more than missRate
+        (0.2, 0.3, True),
+    ],
+)
+def test_an_slo_errs_at_the_horizon_beyond_a_tenth_of_alpha_or_beyond_beta(
+    false_rollback: float | None, miss: float | None, errs: bool
+) -> None:
+    slo = SLOPlan(
+        "errorRate", None, None, None, False, horizon_false_rollback=false_rollback, horizon_miss=miss
+    )
+    assert slo.errs_at_horizon(0.01, 0.05) is errs
+
+
+def test_an_slo_plan_leaves_out_what_is_not_known() -> None:
+    assert SLOPlan("ttft.p95", None, None, None, True).to_status() == {"decided": True}
+    known = SLOPlan("errorRate", 950.0, 31.94, "error rate 0.02", False, 0.012345, math.inf)
+    assert known.to_status() == {
+        "expectedRequests": 950.0,
+        "expectedMinutes": 31.9,
+        "smallestCatchable": "error rate 0.02",
+        "decided": False,
+        "horizonFalseRollback": 0.0123,
+    }

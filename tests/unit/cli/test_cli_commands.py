@@ -180,6 +180,7 @@ FULL: dict[str, Any] = {
             "reason": "errorRate 0.4 > 0.02",
             "healthyIntervals": 2,
         },
+        "plan": {"weight": 50, "minutesLeft": 56.0, "neededHorizon": "1h54m", "neededMinutes": 113.2},
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "v1 is stable"}
         ],
@@ -217,14 +218,26 @@ FULL: dict[str, Any] = {
                 " (errorRate 0.4 > 0.02); 2 healthy intervals so far;"
                 " `llmrollout failback` forces the return",
                 "  weights:   v1 5%, v2 0%, hosted 95%",
+                "  plan:      56 min left to the horizon;"
+                " a horizon of 1h54m keeps its rule within the error rates",
                 "  Ready=True Reconciled: v1 is stable",
                 "  fail         errorRate 0.4 > 0.02",
                 # Only the last five decisions.
                 *(f"  2026-01-01T00:00:0{i}Z R{i}: m{i}" for i in range(2, 7)),
             ],
         ),
+        (
+            {"status": {"phase": "Progressing", "plan": {"weight": 50, "minutesLeft": 12.5, "slos": {}}}},
+            [
+                "ns/bot: Progressing",
+                "  stable:    -",
+                "  candidate: - at 0% (step 0)",
+                "  weights:   -",
+                "  plan:      12.5 min left to the horizon",
+            ],
+        ),
     ],
-    ids=["no-status", "null-status", "fallback"],
+    ids=["no-status", "null-status", "fallback", "plan-without-forecast"],
 )
 def test_describe_status(obj: dict[str, Any], expected: list[str]) -> None:
     assert cli.describe_status("ns", "bot", obj) == expected

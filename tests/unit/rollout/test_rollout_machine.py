@@ -398,9 +398,12 @@ def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
     assert status.condition("Planned").status == "True"  # type: ignore[union-attr]
 
 
-def _quality_at_ten_requests_a_second(horizon: str) -> tuple[LLMDeploymentStatus, list[str]]:
-    """The decision benchmark's setting: 10 requests/s, 20% of answers judged, 90% passing, a 3-point
-    maxDropVsStable, the candidate at 5% of the traffic for now; eight looks, past the warm-up."""
+def _quality_at_ten_requests_a_second(
+    horizon: str, traffic_scale: float = 1.0
+) -> tuple[LLMDeploymentStatus, list[str]]:
+    """The decision benchmark's setting: 10 requests/s (times `traffic_scale`), 20% of answers judged,
+    90% passing, a 3-point maxDropVsStable, the candidate at 5% of the traffic for now; eight looks,
+    past the warm-up."""
     s = sequential_spec(
         slos={"quality": {"maxDropVsStable": 0.03}, "errorRate": {"max": 0.02}},
         strategy__steps=[5, 10, 25, 50],
@@ -413,8 +416,9 @@ def _quality_at_ten_requests_a_second(horizon: str) -> tuple[LLMDeploymentStatus
         now = (status.last_analysis_at or T0) + look_interval_of(s)
         due = due_window(s, status, now)
         assert due is not None
-        window = observe(*due, candidate=Traffic(15, 0.15), stable=Traffic(285, 2.85))
-        decided = reconcile(s, status, 2, now, window)
+        candidate = Traffic(15 * traffic_scale, 0.15 * traffic_scale)
+        stable = Traffic(285 * traffic_scale, 2.85 * traffic_scale)
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=candidate, stable=stable))
         status = decided.status
         warnings += [e.message for e in decided.events if e.reason == "HorizonTooShort"]
     return status, warnings
@@ -437,6 +441,19 @@ def test_a_horizon_whose_rule_would_err_too_often_warns_with_the_horizon_needed(
     assert said is not None, message
     assert 90 < 60 * int(said[1]) + int(said[2]) < 140
     assert status.condition("Planned").reason == "HorizonTooShort"  # type: ignore[union-attr]
+    # status says it as the Warning does, from the latest look.
+    hours, minutes = re.fullmatch(r"(\d)h(\d+)m", status.plan["neededHorizon"]).groups()  # type: ignore[union-attr]
+    assert 60 * int(hours) + int(minutes) == math.ceil(status.plan["neededMinutes"])
+
+
+def test_a_horizon_beyond_a_week_is_said_so_and_has_no_minutes() -> None:
+    # A 2,000th of the traffic: errorRate's rule would need weeks, quality has no estimate yet.
+    status, warnings = _quality_at_ten_requests_a_second("60m", traffic_scale=0.0005)
+    assert status.plan["neededHorizon"] == "more than a week"
+    assert "neededMinutes" not in status.plan
+    assert len(warnings) == 1 and "a horizon of more than a week would keep them" in warnings[0], warnings
+    # Nothing known is left out rather than shown as <nil> by kubectl describe.
+    assert status.plan["slos"]["quality.maxDropVsStable"] == {"decided": False}
 
 
 def test_a_horizon_long_enough_for_the_rule_plans_without_warning() -> None:

@@ -57,19 +57,29 @@ class SLOPlan:
     forecasts: tuple[Forecast, ...] = ()
 
     def to_status(self) -> dict[str, object]:
-        def number(value: float | None) -> float | None:
-            return None if value is None or not math.isfinite(value) else round(value, 1)
+        """What is known; a field without a value is left out (status is replaced, never merged, so
+        none lingers), where a null would show as `<nil>` in `kubectl describe`."""
 
-        return {
-            "expectedRequests": number(self.expected_requests),
-            "expectedMinutes": number(self.expected_minutes),
+        def rounded(value: float | None, digits: int) -> float | None:
+            return None if value is None or not math.isfinite(value) else round(value, digits)
+
+        fields: dict[str, object | None] = {
+            "expectedRequests": rounded(self.expected_requests, 1),
+            "expectedMinutes": rounded(self.expected_minutes, 1),
             "smallestCatchable": self.smallest_catchable,
             "decided": self.decided,
-            "horizonFalseRollback": None
-            if self.horizon_false_rollback is None
-            else round(self.horizon_false_rollback, 4),
-            "horizonMiss": None if self.horizon_miss is None else round(self.horizon_miss, 4),
+            "horizonFalseRollback": rounded(self.horizon_false_rollback, 4),
+            "horizonMiss": rounded(self.horizon_miss, 4),
         }
+        return {key: value for key, value in fields.items() if value is not None}
+
+    def errs_at_horizon(self, false_rollback_rate: float, miss_rate: float) -> bool:
+        """Whether the horizon's rule would err on this SLO often enough to be worth a word: rolling
+        back more than a tenth of falseRollbackRate's candidates like stable, or passing more than
+        missRate of those at the bound."""
+        return (self.horizon_false_rollback or 0.0) > false_rollback_rate / 10 or (
+            self.horizon_miss or 0.0
+        ) > miss_rate
 
     def describe(self) -> str:
         if self.decided:
