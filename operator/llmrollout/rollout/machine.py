@@ -379,6 +379,7 @@ def _start(spec: LLMDeploymentSpec, b: Builder, stable: str, candidate: str, res
         inconclusive_checks=0,
         step_requests={},
         analysis={},
+        plan={},  # the previous rollout's, and the SLOs its Warnings named
     )
     steps = len(spec.strategy.steps)
     message = f"rolling out {candidate} over {stable}: {weight}% (step 1/{steps})"
@@ -535,6 +536,7 @@ def _plan(
     # Without a forecast neither field; beyond a week (no horizon searched keeps the errors within
     # the rates) only the text.
     forecast: dict[str, object] = {}
+    warned_for = set(b.status.plan.get("warnedFor", ()))  # the SLOs a HorizonTooShort Warning named
     if needed is not None:
         forecast["neededHorizon"] = _horizon_text(needed)
         if math.isfinite(needed):
@@ -552,19 +554,20 @@ def _plan(
     # The horizon's rule errs more often than the error rates allow: the SLOs' tests would often
     # still be open then, at this traffic, and go the wrong way.
     errs = needed is not None and needed > horizon
-    warned = (c := b.status.condition(PLAN)) is not None and c.status == "False"
     if sequential.warming:
         return
     if too_long or errs:
         reasons = [p.describe() for p in too_long]
+        named = {p.slo for p in too_long}
         if errs:
             alpha, beta = spec.analysis.false_rollback_rate, spec.analysis.miss_rate
-            reasons += [
-                text
+            erring = [
+                (p.slo, text)
                 for p in plans
-                if p.errs_at_horizon(alpha, beta)
-                if (text := p.describe_horizon()) is not None
+                if p.errs_at_horizon(alpha, beta) and (text := p.describe_horizon())
             ]
+            reasons += [text for _, text in erring]
+            named |= {slo for slo, _ in erring}
             assert needed is not None
             reasons.append(
                 f"a horizon of {_horizon_text(needed)} would keep them within falseRollbackRate {alpha:g}"
@@ -576,8 +579,11 @@ def _plan(
             + "; raise strategy.maxDuration or traffic, or loosen the SLO"
         )
         b.condition(PLAN, "False", "HorizonTooShort", message)
-        if not warned:
+        # Said when the horizon falls short, and again when an SLO not named yet would err: at low
+        # traffic quality's forecast comes only once enough of stable's verdicts are in.
+        if named - warned_for:
             b.event("Warning", "HorizonTooShort", message)
+        b.update(plan={**b.status.plan, "warnedFor": sorted(warned_for | named)})
     else:
         b.condition(PLAN, "True", "Planned", summary or "no SLO test open")
 

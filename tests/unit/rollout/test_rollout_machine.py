@@ -399,7 +399,7 @@ def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
 
 
 def _quality_at_ten_requests_a_second(
-    horizon: str, traffic_scale: float = 1.0
+    horizon: str, traffic_scale: float = 1.0, looks: int = 8
 ) -> tuple[LLMDeploymentStatus, list[str]]:
     """The decision benchmark's setting: 10 requests/s (times `traffic_scale`), 20% of answers judged,
     90% passing, a 3-point maxDropVsStable, the candidate at 5% of the traffic for now; eight looks,
@@ -412,7 +412,7 @@ def _quality_at_ten_requests_a_second(
     _, outcome = started(s)
     status = outcome.status
     warnings: list[str] = []
-    for _ in range(8):
+    for _ in range(looks):
         now = (status.last_analysis_at or T0) + look_interval_of(s)
         due = due_window(s, status, now)
         assert due is not None
@@ -444,6 +444,21 @@ def test_a_horizon_whose_rule_would_err_too_often_warns_with_the_horizon_needed(
     # status says it as the Warning does, from the latest look.
     hours, minutes = re.fullmatch(r"(\d)h(\d+)m", status.plan["neededHorizon"]).groups()  # type: ignore[union-attr]
     assert 60 * int(hours) + int(minutes) == math.ceil(status.plan["neededMinutes"])
+
+
+def test_an_slo_whose_forecast_comes_later_gets_a_warning_of_its_own() -> None:
+    # At 1 request/s errorRate's forecast comes at the first look after the warm-up; quality's only
+    # once enough of stable's verdicts are in, and it needs far longer.
+    status, warnings = _quality_at_ten_requests_a_second("60m", traffic_scale=0.1, looks=20)
+    assert len(warnings) == 2, warnings
+    assert "errorRate" in warnings[0] and "quality.maxDropVsStable" not in warnings[0]
+    said = re.search(r"quality\.maxDropVsStable: .* a horizon of (\d+)h(\d+)m would keep them", warnings[1])
+    assert said is not None and int(said[1]) >= 10, warnings[1]
+    assert status.plan["warnedFor"] == ["errorRate", "quality.maxDropVsStable"]
+    # The next rollout starts with no plan, and warns afresh.
+    s = spec(candidate="hosted", fallbacks=[], analysis__method="sequential")
+    restarted = reconcile(s, status, 3, (status.last_analysis_at or T0) + MINUTE)
+    assert reasons(restarted) == ["RolloutRestarted"] and restarted.status.plan == {}
 
 
 def test_a_horizon_beyond_a_week_is_said_so_and_has_no_minutes() -> None:
