@@ -122,6 +122,21 @@ def _decide(case: Case, rollout: Rollout) -> dict[str, Any]:
     return rollout.wait_phase_in(("Promoted", "RolledBack"), DECIDED_WITHIN)
 
 
+def _section(described: str, heading: str) -> str:
+    """The lines of `kubectl describe` under `heading`: those indented deeper than it."""
+    lines = described.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        return ""
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    section = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= depth:
+            break
+        section.append(line)
+    return "\n".join(section)
+
+
 @pytest.mark.timeout(1500)
 def test_rollouts_finish_under_production_conditions(
     kube: Kube,
@@ -168,6 +183,9 @@ def test_rollouts_finish_under_production_conditions(
                 assert status["stable"] == "v2" and status["weights"] == {"v1": 0, "v2": 100}
                 described = rollout.described_plan
                 assert "Planned" in described and "min at current traffic" in described, described
+                # What the plan does not know yet is left out, not shown as <nil>.
+                plan = _section(described, "Plan:")
+                assert "Minutes Left:" in plan and "<nil>" not in plan, plan
                 assert not rollout.event_messages("HorizonTooShort")
             elif case.expect == "RolledBack":
                 events = wait_for(
