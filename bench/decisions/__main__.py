@@ -10,8 +10,9 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -115,7 +116,9 @@ class Settings:
     seed: int
     chunk: int
     scrapes: tuple[float, ...] = EXTRA_SCRAPE_SECONDS
-    planned_horizon: int = PLANNED_HORIZON_MINUTES
+    # requests/s -> minutes: ours also with the horizon the plan asks for at that rate
+    planned_horizons: Mapping[float, int] = field(default_factory=lambda: dict(PLANNED_HORIZON_MINUTES))
+    jobs: int = 1  # processes for the planned-horizon cells (their traces are long)
 
 
 def _calibrated_thresholds(rps: float, target: float, settings: Settings) -> Thresholds:
@@ -156,16 +159,21 @@ def _acceptance_scenarios(chosen: Sequence[Scenario]) -> list[Scenario]:
 
 
 def _run_planned_horizon(
-    rps: float, chosen: Sequence[Scenario], settings: Settings
+    rps: float, chosen: Sequence[Scenario], settings: Settings, minutes: int
 ) -> dict[str, dict[str, Outcome]]:
     """Ours with the horizon the plan asks for at this rate, on the healthy scenarios and the design
-    points: traces as long as that horizon, from the same seeds."""
-    minutes = settings.planned_horizon
+    points: traces as long as that horizon, from the same seeds; a scenario per process with jobs > 1
+    (the same outcomes: each scenario's traces come from its own seeds)."""
     policy = {planned(minutes): partial(OperatorPolicy, horizon_minutes=minutes)}
-    results = {
-        item.name: _run_all(policy, _scenario_traces(item, rps, settings, minutes), settings.counters)
-        for item in _acceptance_scenarios(chosen)
-    }
+    items = _acceptance_scenarios(chosen)
+    traces = [_scenario_traces(item, rps, settings, minutes) for item in items]
+    counters = [settings.counters] * len(items)
+    if settings.jobs > 1:
+        with ProcessPoolExecutor(settings.jobs) as pool:
+            outcomes = list(pool.map(_run_all, [policy] * len(items), traces, counters))
+    else:
+        outcomes = list(map(_run_all, [policy] * len(items), traces, counters))
+    results = {item.name: outcome for item, outcome in zip(items, outcomes, strict=True)}
     frr = float((results[IDENTICAL][planned(minutes)].decision == ROLLED_BACK).mean())
     print(f"{rps:g} rps, a {minutes}-minute horizon: ours' false rollback rate {frr:.4f}", flush=True)
     return results
@@ -304,6 +312,58 @@ def render(out: Path, code: str | None = None) -> int:
     return 0
 
 
+def _rate_and_minutes(text: str) -> tuple[float, int]:
+    rate, _, minutes = text.partition("=")
+    try:
+        return float(rate), int(minutes)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not RPS=MINUTES, e.g. 10=120") from None
+
+
+def _planned_rows(
+    rps: float, chosen: Sequence[Scenario], names: Sequence[str], settings: Settings
+) -> list[Row]:
+    minutes = settings.planned_horizons.get(rps)
+    if not minutes:
+        return []
+    results = _run_planned_horizon(rps, chosen, settings, minutes)
+    rows = _rows(rps, chosen, results, settings.replicates, horizon_minutes=minutes)
+    return [row for row in rows if row["scenario"] in names]
+
+
+def _add_planned(
+    out: Path,
+    rates: Sequence[float],
+    chosen: Sequence[Scenario],
+    names: Sequence[str],
+    settings: Settings,
+    command: str,
+) -> int:
+    """Ours at the planned horizons of `rates`, added to a committed run's rows without running the
+    rest again; the rows say which command made them."""
+    missing = [rps for rps in rates if not settings.planned_horizons.get(rps)]
+    if missing:
+        raise SystemExit(
+            f"--add: no planned horizon at {missing[0]:g} requests/s (--planned-horizon RPS=MINUTES)"
+        )
+    rows: list[Row] = json.loads((out / "decisions.json").read_text())
+    started = time.perf_counter()
+    added = [row for rps in rates for row in _planned_rows(rps, chosen, names, settings)]
+    made = f"`{command}` in {(time.perf_counter() - started) / 60:.1f} minutes with {decision_code()}"
+    for row in added:
+        row["added_by"] = made
+    cells = {_cell(row) for row in added}
+    (out / "decisions.json").write_text(
+        json.dumps([row for row in rows if _cell(row) not in cells] + added, indent=1) + "\n"
+    )
+    print(f"added {len(added)} rows to {out / 'decisions.json'}")
+    return render(out)
+
+
+def _cell(row: Row) -> tuple[str, str, float, float, int]:
+    return (row["policy"], row["scenario"], row["rps"], row["scrape_seconds"], row["horizon_minutes"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory for decisions.md and .json")
@@ -327,16 +387,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(EXTRA_SCRAPE_SECONDS),
         help=f"other scrape intervals, s, for ours at {TARGET_RPS:g} rps (default 60 1; none: --scrape)",
     )
+    default_planned = " ".join(f"{rps:g}={minutes}" for rps, minutes in PLANNED_HORIZON_MINUTES.items())
     parser.add_argument(
         "--planned-horizon",
-        type=int,
-        default=PLANNED_HORIZON_MINUTES,
-        help=f"minutes: ours also with this horizon at {TARGET_RPS:g} rps (default: the plan's; 0: none)",
+        nargs="*",
+        type=_rate_and_minutes,
+        metavar="RPS=MINUTES",
+        help=f"ours also with this horizon at this rate (default: the plan's, {default_planned}, quick:"
+        f" {TARGET_RPS:g}'s only; none: --planned-horizon)",
     )
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="run only ours at the planned horizons of --rps, and add those rows to OUT/decisions.json"
+        " (replacing the same cells'), then rewrite OUT/decisions.md",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the planned-horizon cells")
     args = parser.parse_args(argv)
     if args.render:
         return render(args.out, args.decision_code)
     replicates = args.replicates or (40 if args.quick else 2000)
+    if args.planned_horizon is not None:
+        planned_horizons = dict(args.planned_horizon)
+    else:
+        # Quick: not the 1 request/s one, whose day-long traces take minutes even with 40 replicates.
+        defaults = PLANNED_HORIZON_MINUTES.items()
+        planned_horizons = {rps: m for rps, m in defaults if rps == TARGET_RPS or not args.quick}
     settings = Settings(
         replicates,
         max(2 * replicates, 200),
@@ -344,16 +420,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seed,
         args.chunk,
         tuple(args.scrape),
-        args.planned_horizon,
+        planned_horizons,
+        args.jobs,
     )
     names = args.scenario or [s.name for s in SCENARIOS]
     chosen = [scenario(name) for name in names]
     if IDENTICAL not in names:
         chosen.insert(0, scenario(IDENTICAL))  # calibration needs ours' false rollback rate
     command = "python -m bench.decisions " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    rates = args.rps or [1.0, 10.0, 100.0]
+    if args.add:
+        return _add_planned(args.out, rates, chosen, names, settings, command)
     started = time.perf_counter()
     rows: list[Row] = []
-    for rps in args.rps or [1.0, 10.0, 100.0]:
+    for rps in rates:
         clock = time.perf_counter()
         results = _run_rate(rps, chosen, settings)
         rows += [row for row in _rows(rps, chosen, results, replicates) if row["scenario"] in names]
@@ -362,15 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows += [
                     row for row in _rows(rps, chosen, extra, replicates, scrape) if row["scenario"] in names
                 ]
-            if settings.planned_horizon:
-                longer = _run_planned_horizon(rps, chosen, settings)
-                rows += [
-                    row
-                    for row in _rows(
-                        rps, chosen, longer, replicates, horizon_minutes=settings.planned_horizon
-                    )
-                    if row["scenario"] in names
-                ]
+        rows += _planned_rows(rps, chosen, names, settings)
         print(f"{rps:g} rps done in {time.perf_counter() - clock:.0f} s", flush=True)
     seconds = time.perf_counter() - started
     write(

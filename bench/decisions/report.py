@@ -440,13 +440,23 @@ def _quality_fixed_sample() -> tuple[float, float]:
     return needed, served
 
 
-def _planned_outcome(rows: Sequence[Row]) -> str:
+def _planned_cells(rows: Sequence[Row]) -> list[tuple[float, int]]:
+    """(requests/s, minutes) of the runs of ours at a horizon the plan asks for: TARGET_RPS first."""
+    cells = {
+        (r["rps"], r["horizon_minutes"])
+        for r in rows
+        if r.get("horizon_minutes", HORIZON_MINUTES) != HORIZON_MINUTES
+    }
+    return sorted(cells, key=lambda cell: (cell[0] != TARGET_RPS, cell))
+
+
+def _planned_outcome(rows: Sequence[Row], rps: float) -> str:
     """What the longer horizon the plan asks for does to the identical candidate and the quality
-    design point, when it was run."""
-    for minutes in sorted({r.get("horizon_minutes", HORIZON_MINUTES) for r in rows} - {HORIZON_MINUTES}):
-        identical = _find(rows, planned(minutes), "healthy: identical", TARGET_RPS)
-        point = _find(rows, planned(minutes), DESIGN_POINTS["quality"], TARGET_RPS)
-        if identical is not None and point is not None:
+    design point at this rate, when it was run."""
+    for rate, minutes in _planned_cells(rows):
+        identical = _find(rows, planned(minutes), "healthy: identical", rate)
+        point = _find(rows, planned(minutes), DESIGN_POINTS["quality"], rate)
+        if rate == rps and identical is not None and point is not None:
             return (
                 f" With the {minutes}-minute horizon the plan asks for at this traffic, ours rolls back"
                 f" {_pct(identical['false_rollback_rate'], 2)} of identical candidates (upper 95%"
@@ -484,7 +494,7 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             " the fixed-sample one at its own horizon. Where the horizon's rule puts its cut is a trade"
             " between the two: a cut further towards H1 (or an H0 allowing more of the drop) rolls back"
             " fewer healthy candidates and misses more drops of exactly maxDrop, which the design"
-            " point's row shows near missRate already." + _planned_outcome(rows)
+            " point's row shows near missRate already." + _planned_outcome(rows, TARGET_RPS)
         )
     spills = [
         r
@@ -520,6 +530,7 @@ def _notes(rows: Sequence[Row]) -> list[str]:
                 " a = 1%, b = 5% takes thousands of canary requests, more than this traffic serves in the"
                 " horizon. Whatever ours does, the horizon decides these rollouts, and its rule's error"
                 " rates are what the table shows; the horizon is too short for these SLOs at this traffic."
+                + _planned_outcome(rows, rps)
             )
     quality = [
         r
@@ -656,20 +667,20 @@ def targets(rows: Sequence[Row]) -> list[str]:
 def _planned_sections(rows: Sequence[Row]) -> list[str]:
     """Ours with the horizon the plan asks for: the healthy and design-point targets there."""
     lines: list[str] = []
-    for minutes in sorted({r.get("horizon_minutes", HORIZON_MINUTES) for r in rows} - {HORIZON_MINUTES}):
+    for rps, minutes in _planned_cells(rows):
         policy = planned(minutes)
-        notes, ok = _rate_section(rows, TARGET_RPS, policy=policy, promoted_target=True)
-        cells = _cells(rows, TARGET_RPS, policy=policy)
+        notes, ok = _rate_section(rows, rps, policy=policy, promoted_target=True)
+        cells = _cells(rows, rps, policy=policy)
         healthy = [r for r in cells if not r["regression"]]
         lines += [
-            f"### A {minutes}-minute horizon at {TARGET_RPS:g} requests/s, what the plan asks for here"
+            f"### A {minutes}-minute horizon at {rps:g} requests/s, what the plan asks for here"
             f" (healthy scenarios and design points): >= 97% promoted, false rollbacks <= 1% (upper 95%"
             f" < 1.5%), misses <= 5%, none undecided: {_state(ok)}",
             "",
             "The operator's plan forecasts the horizon's rule's errors at the traffic it sees and warns"
             " (HorizonTooShort) when strategy.maxDuration is shorter than what keeps them within"
-            f" falseRollbackRate and missRate; at {TARGET_RPS:g} requests/s with these SLOs it asks for"
-            f" {minutes} minutes or a little less (tests/unit/rollout/test_rollout_machine.py). The same"
+            f" falseRollbackRate and missRate; at {rps:g} requests/s with these SLOs it asks for"
+            f" about {minutes} minutes (tests/unit/rollout/test_rollout_machine.py). The same"
             " scenarios with that horizon (traces from the same seeds, as long as the horizon):",
             "",
             *(
@@ -775,6 +786,17 @@ def _setup(settings: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _added(rows: Sequence[Row]) -> list[str]:
+    """A line per later run whose rows were added to this one's (`--add`), and what they are."""
+    lines = []
+    for made in dict.fromkeys(r["added_by"] for r in rows if r.get("added_by")):
+        added = [r for r in rows if r.get("added_by") == made]
+        policies = ", ".join(sorted({r["policy"] for r in added}))
+        rates = ", ".join(f"{rps:g}" for rps in sorted({r["rps"] for r in added}))
+        lines += [f"Rows of {policies} at {rates} requests/s added by {made}.", ""]
+    return lines
+
+
 def write(
     out: Path,
     rows: Sequence[Row],
@@ -793,6 +815,7 @@ def write(
         "",
         f"Decision code: {settings.get('decision_code', 'not recorded')}.",
         "",
+        *_added(rows),
         "## Setup",
         "",
         *_setup(settings),

@@ -85,7 +85,7 @@ def test_ours_also_runs_at_the_planned_horizon_on_traces_that_long(tmp_path: Pat
     # Shorter than the default, so that a policy ignoring it would leave rollouts undecided when the
     # 30-minute traces end.
     argv = ["--replicates", "12", "--rps", "10", "--scenario", "healthy: identical", "--scrape"]
-    assert main([*argv, "--planned-horizon", "30", "--out", str(tmp_path)]) == 0
+    assert main([*argv, "--planned-horizon", "10=30", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "decisions.json").read_text())
     shorter = [row for row in rows if row["policy"] == "ours, 30-minute horizon"]
     assert len(shorter) == 1 and shorter[0]["horizon_minutes"] == 30
@@ -94,3 +94,30 @@ def test_ours_also_runs_at_the_planned_horizon_on_traces_that_long(tmp_path: Pat
     assert all(row["horizon_minutes"] == 60 for row in rows if row not in shorter)
     table = (tmp_path / "decisions.md").read_text()
     assert "### A 30-minute horizon at 10 requests/s" in table
+
+
+def test_planned_rows_are_added_to_a_run_without_running_it_again(tmp_path: Path) -> None:
+    first = ["--replicates", "12", "--rps", "10", "--scenario", "healthy: identical", "--scrape"]
+    assert main([*first, "--planned-horizon", "--out", str(tmp_path)]) == 0
+    before = json.loads((tmp_path / "decisions.json").read_text())
+    header = (tmp_path / "decisions.md").read_text().splitlines()[:5]
+    assert {row["horizon_minutes"] for row in before} == {60}
+    add = ["--add", "--replicates", "12", "--rps", "10", "--scenario", "healthy: identical"]
+    assert main([*add, "--planned-horizon", "10=30", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "decisions.json").read_text())
+    added = [row for row in rows if row.get("added_by")]
+    assert rows[: len(before)] == before and len(added) == 1 == len(rows) - len(before)
+    assert added[0]["policy"] == "ours, 30-minute horizon" and added[0]["undecided_rate"] == 0.0
+    table = (tmp_path / "decisions.md").read_text()
+    assert table.splitlines()[:5] == header  # still the first run's command and decision code
+    assert (
+        "Rows of ours, 30-minute horizon at 10 requests/s added by `python -m bench.decisions --add" in table
+    )
+    assert "### A 30-minute horizon at 10 requests/s" in table
+    # Adding again replaces those rows; one process gives what two did.
+    assert main([*add, "--planned-horizon", "10=30", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "decisions.json").read_text())
+    assert len(again) == len(rows)
+    assert {k: v for k, v in again[-1].items() if k != "added_by"} == {
+        k: v for k, v in added[0].items() if k != "added_by"
+    }
