@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="only rewrite OUT/decisions.md from OUT/decisions.json (after a change to the report)",
     )
-    parser.add_argument("--quick", action="store_true", help="a small run for CI (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="a small run for CI (about two minutes)")
     parser.add_argument("--replicates", type=int, help="replicates per cell (default 2000; quick 40)")
     parser.add_argument("--rps", type=float, nargs="+", help="request rates (default 1 10 100)")
     parser.add_argument("--scenario", action="append", help="run only these scenarios (repeatable)")
