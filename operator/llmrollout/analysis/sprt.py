@@ -138,12 +138,36 @@ def bucket_ratio_moments(
     return float(sum(m for m, _ in each)), float(sum(v for _, v in each))
 
 
-def decide(llr: ArrayLike, rollback_at: ArrayLike, clear_at: ArrayLike) -> NDArray[np.int64]:
-    """ROLLED_BACK where the LLR reached the rollback threshold, CLEARED where it fell to the clearing
-    one, else OPEN."""
+def decide(
+    llr: ArrayLike, rollback_at: ArrayLike, clear_at: ArrayLike, rollback_evidence: ArrayLike | None = None
+) -> NDArray[np.int64]:
+    """ROLLED_BACK where the evidence for a rollback (the LLR, or a mixture's: see mixture_llr) reached
+    the rollback threshold, CLEARED where the LLR fell to the clearing one, else OPEN."""
     value = np.asarray(llr, dtype=float)
-    codes = np.where(value >= rollback_at, ROLLED_BACK, np.where(value <= clear_at, CLEARED, OPEN))
+    back = value if rollback_evidence is None else np.asarray(rollback_evidence, dtype=float)
+    codes = np.where(back >= rollback_at, ROLLED_BACK, np.where(value <= clear_at, CLEARED, OPEN))
     return codes.astype(np.int64)
+
+
+def steeper(null: ArrayLike, alternative: ArrayLike, multiple: float, *, rate: bool) -> FloatArray:
+    """A second alternative `multiple` times as far from H0 as H1 on the log scale (rate ratios, or
+    rates of a one-sample test, which stay below 1: at most halfway from H1 to 1)."""
+    h0 = np.clip(np.asarray(null, dtype=float), 1e-12, None)
+    h1 = np.asarray(alternative, dtype=float)
+    steep: FloatArray = h0 * (h1 / h0) ** multiple
+    if rate:
+        steep = np.minimum(steep, (1.0 + h1) / 2)
+    return steep
+
+
+def mixture_llr(llr: ArrayLike, steep_llr: ArrayLike, weight: float) -> FloatArray:
+    """The log of `weight` x H1's likelihood ratio plus (1 - weight) x a steeper alternative's. Under
+    H0 the mixture is a martingale with mean 1 too, so rolling back when it reaches (1 - beta) / alpha
+    keeps Ville's bound, while a regression far beyond H1 gets there at the steeper alternative's
+    pace; one at H1 pays log(1 / weight) more evidence."""
+    at_h1 = np.asarray(llr, dtype=float) + math.log(weight)
+    mixed: FloatArray = np.logaddexp(at_h1, np.asarray(steep_llr, dtype=float) + math.log1p(-weight))
+    return mixed
 
 
 def truncate(llr: ArrayLike) -> NDArray[np.int64]:

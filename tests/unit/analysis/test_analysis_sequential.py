@@ -772,3 +772,26 @@ def test_stables_p95_for_the_relative_bound_rests_on_enough_observations() -> No
         chosen.append(bool(np.isfinite(state.values.get(key, np.array([math.nan]))[0])))
     # 50 of stable's requests per look: 200 once the fourth look is pooled.
     assert chosen == [False, False, False, True, True, True]
+
+
+def _looks_to_roll_back(error_rate: float, config: SequentialConfig) -> int:
+    spec = slos(errorRate={"max": 0.02})
+    # A tenth of the traffic, so that every look adds a little evidence.
+    evaluations = rollout(
+        spec, lambda n: variant("v2", n / 10, error_rate=error_rate), config=config, looks=60
+    )
+    return next(look for look, e in enumerate(evaluations, 1) if e.verdict == FAIL)
+
+
+def test_a_regression_far_beyond_its_bound_rolls_back_sooner_with_a_steeper_h1_mixed_in() -> None:
+    h1_alone = replace(NO_WARMUP, steep_multiple=1.0)
+    assert _looks_to_roll_back(0.06, NO_WARMUP) < _looks_to_roll_back(0.06, h1_alone)
+    # At the bound the mixture pays log(1 / steep_weight) more evidence: at most a look more here.
+    assert _looks_to_roll_back(0.02, h1_alone) <= _looks_to_roll_back(0.02, NO_WARMUP)
+    assert _looks_to_roll_back(0.02, NO_WARMUP) <= _looks_to_roll_back(0.02, h1_alone) + 1
+
+
+def test_the_reason_shows_the_mixture_that_rolled_back() -> None:
+    failed = last(rollout(slos(errorRate={"max": 0.02}), lambda n: variant("v2", n, error_rate=0.2)))
+    assert failed.verdict == FAIL
+    assert "with a steeper H1 mixed in" in failed.reason and "rolls back at" in failed.reason

@@ -139,3 +139,76 @@ def test_the_horizons_rollback_chance_matches_the_sign_rule_on_simulated_llrs() 
     simulated = float((sprt.truncate(llr) == sprt.ROLLED_BACK).mean())
     forecast = sprt.horizon_rollback_chance(0.0, *sprt.moments(p0, p1, p0), exposure)
     assert simulated == pytest.approx(forecast, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("null", "alternative", "rate", "steep"),
+    [
+        (0.01, 0.02, True, 0.04),  # an error rate: twice as far on the log scale
+        (1.0, 2.0, False, 4.0),  # a rate ratio
+        (1.03, 1.3, False, 1.3**2 / 1.03),
+        (0.4, 0.8, True, 0.9),  # a rate stays below 1: at most halfway from H1 to 1
+        (1.0, 0.5, False, 0.25),  # a bucket whose H1 ratio is below 1 goes further down
+    ],
+)
+def test_the_steeper_alternative_is_twice_as_far_from_h0_on_the_log_scale(
+    null: float, alternative: float, rate: bool, steep: float
+) -> None:
+    assert float(sprt.steeper(null, alternative, 2.0, rate=rate)) == pytest.approx(steep)
+
+
+@pytest.mark.parametrize(
+    ("llr", "steep_llr", "mixed"),
+    [
+        (10.0, -50.0, 10.0 + math.log(0.75)),  # at H1: H1's share of the mixture
+        (-50.0, 10.0, 10.0 + math.log(0.25)),  # far beyond it: the steeper alternative's share
+        (0.0, 0.0, 0.0),  # no evidence either way
+        (2.0, 3.0, math.log(0.75 * math.exp(2.0) + 0.25 * math.exp(3.0))),
+    ],
+)
+def test_the_mixture_is_the_weighted_sum_of_the_two_likelihood_ratios(
+    llr: float, steep_llr: float, mixed: float
+) -> None:
+    assert float(sprt.mixture_llr(llr, steep_llr, 0.75)) == pytest.approx(mixed)
+
+
+def test_decide_rolls_back_on_the_mixture_and_clears_on_the_llr() -> None:
+    llr = np.array([5.0, 5.0, -3.5, -3.5])
+    mixed = np.array([4.0, 6.0, 5.0, -3.0])
+    codes = sprt.decide(llr, 4.5, -3.0, mixed)
+    assert codes.tolist() == [sprt.OPEN, sprt.ROLLED_BACK, sprt.ROLLED_BACK, sprt.CLEARED]
+
+
+def _mixture_rollbacks(truth: float, replicates: int, looks: int, seed: int) -> tuple[float, float, float]:
+    """One-sample errors (H0 1%, H1 2%, 20 requests a look): the share rolled back with the mixture,
+    and the mean looks to roll back with it and with H1 alone (replicates that never do count as
+    `looks`)."""
+    rng = np.random.default_rng(seed)
+    errors = rng.binomial(20, truth, size=(replicates, looks))
+    llr = np.cumsum(sprt.binomial_llr(errors, 20, 0.01, 0.02), axis=1)
+    steep = np.cumsum(sprt.binomial_llr(errors, 20, 0.01, sprt.steeper(0.01, 0.02, 2.0, rate=True)), axis=1)
+    rollback_at, _ = sprt.boundaries(0.01, 0.05)
+
+    def looks_to(evidence: np.ndarray) -> np.ndarray:
+        crossed = evidence >= rollback_at
+        return np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, looks)
+
+    mixed = sprt.mixture_llr(llr, steep, 0.75)
+    return (
+        float((mixed >= rollback_at).any(axis=1).mean()),
+        float(looks_to(mixed).mean()),
+        float(looks_to(llr).mean()),
+    )
+
+
+def test_the_mixture_keeps_the_false_rollback_rate_by_simulation() -> None:
+    rolled, _, _ = _mixture_rollbacks(0.01, replicates=20_000, looks=400, seed=3)
+    # Ville's bound: at most alpha / (1 - beta) = 1.05%, however long the test runs.
+    assert rolled <= 0.0105
+
+
+def test_the_mixture_rolls_back_a_regression_far_beyond_h1_sooner_and_one_at_h1_a_little_later() -> None:
+    _, mixed_far, alone_far = _mixture_rollbacks(0.05, replicates=4000, looks=400, seed=4)
+    _, mixed_at, alone_at = _mixture_rollbacks(0.02, replicates=4000, looks=400, seed=5)
+    assert mixed_far < 0.85 * alone_far
+    assert alone_at <= mixed_at <= 1.15 * alone_at

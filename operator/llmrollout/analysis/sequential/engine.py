@@ -64,6 +64,10 @@ class TestReport:
     stable_exposure: FloatArray
     lower: FloatArray  # mean tests: the bound deciding a rollback / a clearance
     upper: FloatArray
+    # Count tests: the log of the mixture that rolls back (sprt.mixture_llr; the LLR without one), and
+    # the LLR at which H1's share of the mixture alone reaches rollback_at.
+    rollback_evidence: FloatArray | None = None
+    h1_rollback_at: float = math.nan
 
     def test_ready(self, i: int = 0) -> bool:
         """Whether the test was set up (its parameters chosen) for replicate i."""
@@ -221,7 +225,7 @@ def _update(
     if isinstance(test, CountTest):
         evidence = _Evidence(values, test.key, len(test.candidate_events))
         rollback_at, clear_at = sprt.boundaries(miscoverage, miss_rate * test.miss_share)
-        return _update_count(test, evidence, counting, rollback_at, clear_at)
+        return _update_count(test, evidence, counting, rollback_at, clear_at, config)
     evidence = _Evidence(values, test.key, len(test.total))
     return _update_mean(test, evidence, counting, miscoverage, miss_rate * test.miss_share)
 
@@ -245,43 +249,58 @@ def _update_breaches(
     )
 
 
-def _update_count(
-    test: CountTest, evidence: _Evidence, counting: bool, rollback_at: float, clear_at: float
-) -> TestReport:
-    n = evidence.replicates
-    ready = np.ones(n, bool) if test.ready is None else test.ready
+def _count_llr(test: CountTest, null: FloatArray, alternative: FloatArray) -> FloatArray:
+    """This window's LLR of `alternative` against `null` (per-bucket ratios for a bucketed test)."""
     if test.bucketed:
         assert test.candidate_buckets is not None and test.stable_buckets is not None
-        assert test.bucket_nulls is not None and test.bucket_ratios is not None
+        return sprt.bucket_ratio_llr(test.candidate_buckets, test.stable_buckets, null, alternative)
+    if test.two_sample:
         assert test.stable_events is not None and test.stable_exposure is not None
-        increment = sprt.bucket_ratio_llr(
-            test.candidate_buckets, test.stable_buckets, test.bucket_nulls, test.bucket_ratios
-        )
-        usable = np.all(sprt.usable(test.candidate_buckets, test.stable_buckets), axis=-1) & sprt.usable(
-            test.candidate_events, test.candidate_exposure, test.stable_events, test.stable_exposure
-        )
-    elif test.two_sample:
-        assert test.stable_events is not None and test.stable_exposure is not None
-        increment = sprt.ratio_llr(
+        return sprt.ratio_llr(
             test.candidate_events,
             test.stable_events,
             test.candidate_exposure,
             test.stable_exposure,
-            test.null,
-            test.alternative,
+            null,
+            alternative,
         )
-        usable = sprt.usable(
-            test.candidate_events, test.candidate_exposure, test.stable_events, test.stable_exposure
-        )
+    return sprt.binomial_llr(test.candidate_events, test.candidate_exposure, null, alternative)
+
+
+def _count_usable(test: CountTest) -> BoolArray:
+    usable = sprt.usable(test.candidate_events, test.candidate_exposure)
+    if test.stable_events is not None and test.stable_exposure is not None:
+        usable &= sprt.usable(test.stable_events, test.stable_exposure)
+    if test.candidate_buckets is not None and test.stable_buckets is not None:
+        usable &= np.all(sprt.usable(test.candidate_buckets, test.stable_buckets), axis=-1)
+    return usable
+
+
+def _update_count(
+    test: CountTest,
+    evidence: _Evidence,
+    counting: bool,
+    rollback_at: float,
+    clear_at: float,
+    config: SequentialConfig,
+) -> TestReport:
+    n = evidence.replicates
+    ready = np.ones(n, bool) if test.ready is None else test.ready
+    if test.bucketed:
+        assert test.bucket_nulls is not None and test.bucket_ratios is not None
+        null, alternative = test.bucket_nulls, test.bucket_ratios
     else:
-        increment = sprt.binomial_llr(
-            test.candidate_events, test.candidate_exposure, test.null, test.alternative
-        )
-        usable = sprt.usable(test.candidate_events, test.candidate_exposure)
-    add = usable & ready
+        null, alternative = test.null, test.alternative
+    add = _count_usable(test) & ready
     if test.skip is not None:
         add &= ~test.skip
-    llr = evidence.add("llr", increment, add, counting)
+    llr = evidence.add("llr", _count_llr(test, null, alternative), add, counting)
+    rollback_evidence, h1_rollback_at = llr, rollback_at
+    if config.steep_multiple != 1.0:
+        steep = sprt.steeper(null, alternative, config.steep_multiple, rate=not test.two_sample)
+        steep_llr = evidence.add("llrSteep", _count_llr(test, null, steep), add, counting)
+        rollback_evidence = sprt.mixture_llr(llr, steep_llr, config.steep_weight)
+        h1_rollback_at = rollback_at - math.log(config.steep_weight)
     c_events = evidence.add("cEvents", test.candidate_events, add, counting)
     c_exposure = evidence.add("cExposure", test.candidate_exposure, add, counting)
     s_events = s_exposure = np.full(n, math.nan)
@@ -289,12 +308,24 @@ def _update_count(
         assert test.stable_events is not None and test.stable_exposure is not None
         s_events = evidence.add("sEvents", test.stable_events, add, counting)
         s_exposure = evidence.add("sExposure", test.stable_exposure, add, counting)
-    decided = sprt.decide(llr, rollback_at, clear_at)
+    decided = sprt.decide(llr, rollback_at, clear_at, rollback_evidence)
     decided = _watch_only(test.clears, _left_out(test.applicable, decided))
     code = evidence.code(decided)
     nan = np.full(n, math.nan)
     return TestReport(
-        test, code, llr, rollback_at, clear_at, c_events, c_exposure, s_events, s_exposure, nan, nan
+        test,
+        code,
+        llr,
+        rollback_at,
+        clear_at,
+        c_events,
+        c_exposure,
+        s_events,
+        s_exposure,
+        nan,
+        nan,
+        rollback_evidence=rollback_evidence,
+        h1_rollback_at=h1_rollback_at,
     )
 
 

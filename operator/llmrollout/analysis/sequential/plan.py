@@ -124,12 +124,14 @@ def _count_plan(report: TestReport, weight: float, horizon_exposure: float | Non
         base = _rate(float(report.stable_events[0]), float(report.stable_exposure[0]))
         if base is None or base <= 0 or not 0 < weight < 1:
             return None, None, None
-        expected = sprt.expected_ratio_exposure(p0, p1, p0, weight, base, report.rollback_at, report.clear_at)
+        expected = sprt.expected_ratio_exposure(
+            p0, p1, p0, weight, base, report.h1_rollback_at, report.clear_at
+        )
         smallest = None
         if horizon_exposure is not None:
             for ratio in _SEARCH:
                 pace = sprt.ratio_drift(p0, p1, ratio, weight, base)
-                if pace > 0 and report.rollback_at / pace <= horizon_exposure:
+                if pace > 0 and report.h1_rollback_at / pace <= horizon_exposure:
                     smallest = f"{ratio:.2f}x stable's {test.what}"
                     break
         moments = (
@@ -139,13 +141,13 @@ def _count_plan(report: TestReport, weight: float, horizon_exposure: float | Non
         return expected, smallest, moments
     own = _rate(ce, cx)
     truth = p0 if own is None else min(own, p1)
-    expected = sprt.expected_exposure(p0, p1, truth, report.rollback_at, report.clear_at)
+    expected = sprt.expected_exposure(p0, p1, truth, report.h1_rollback_at, report.clear_at)
     smallest = None
     if horizon_exposure is not None:
         for factor in _SEARCH:
             rate = min(p0 * factor, 0.999)
             pace = sprt.drift(p0, p1, rate)
-            if pace > 0 and report.rollback_at / pace <= horizon_exposure:
+            if pace > 0 and report.h1_rollback_at / pace <= horizon_exposure:
                 smallest = f"{test.what} {rate:.3g}"
                 break
     return expected, smallest, (sprt.moments(p0, p1, p0), sprt.moments(p0, p1, p1))
@@ -166,7 +168,7 @@ def _bucket_plan(
     expected = report.clear_at / healthy[0] if healthy[0] < 0 else None
     smallest = None
     pace = regressed[0]
-    if horizon_exposure is not None and pace > 0 and report.rollback_at / pace <= horizon_exposure:
+    if horizon_exposure is not None and pace > 0 and report.h1_rollback_at / pace <= horizon_exposure:
         smallest = f"{test.what} x{float(test.alternative[0]):.2f} stable's"
     return expected, smallest, (healthy, regressed)
 

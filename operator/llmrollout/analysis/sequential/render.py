@@ -60,6 +60,12 @@ def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
     ce, cx = float(report.candidate_events[i]), float(report.candidate_exposure[i])
     llr = float(report.log_evidence[i])
     tail = f"LLR {llr:.2f}, rolls back at {report.rollback_at:.2f}, clears at {report.clear_at:.2f}"
+    if report.rollback_evidence is not None and report.h1_rollback_at != report.rollback_at:
+        mixed = float(report.rollback_evidence[i])
+        tail = (
+            f"LLR {llr:.2f} (with a steeper H1 mixed in {mixed:.2f}), rolls back at {report.rollback_at:.2f}"
+            f" (mixed), clears at {report.clear_at:.2f}"
+        )
     if test.two_sample:
         se, sx = float(report.stable_events[i]), float(report.stable_exposure[i])
         if test.applicable is not None and not bool(test.applicable[i]):
