@@ -55,6 +55,9 @@ from bench.decisions.model import (
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+# A trace's counts per slot: far below 2**31, and half the memory of int64 (a day-long trace of 500
+# replicates took 11.5 GB in int64); sums over slots come out as int64.
+CountArray = NDArray[np.int32]
 
 SLOTS = CAP_MINUTES * SLOTS_PER_INTERVAL
 EDGES = len(TTFT_EDGES)
@@ -69,18 +72,18 @@ VERDICT_FIELDS = tuple(f"{outcome}_{delay}" for delay in JUDGE_DELAYS for outcom
 class VersionTrace:
     """One version's slot increments; arrays indexed [level, slot, replicate(, edge)]."""
 
-    requests: IntArray
-    errors: IntArray
-    ttft: IntArray  # cumulative counts at the finite edges; the +Inf bucket is requests - errors
+    requests: CountArray
+    errors: CountArray
+    ttft: CountArray  # cumulative counts at the finite edges; the +Inf bucket is requests - errors
     in_tokens: FloatArray
     out_tokens: FloatArray
-    failed_all: IntArray  # every failed answer, judged or not: what users were served
-    verdicts: dict[str, IntArray]
+    failed_all: CountArray  # every failed answer, judged or not: what users were served
+    verdicts: dict[str, CountArray]
     # Tokens per request, cumulative counts at TOKEN_EDGES (the +Inf bucket is requests - errors). A
     # slot's bucket counts and its token sums are sampled independently (each from its exact
     # distribution); within a window they are as consistent as two counters of one exporter are.
-    in_hist: IntArray
-    out_hist: IntArray
+    in_hist: CountArray
+    out_hist: CountArray
 
 
 @dataclass
@@ -104,15 +107,15 @@ def _version(
     weights = np.array(STEPS, dtype=float) / 100.0
     share = weights if candidate else 1.0 - weights
     mean_requests = (rps * SLOT_SECONDS * share)[:, None] * np.ones((1, replicates))
-    requests = np.empty(shape, np.int64)
-    errors = np.empty(shape, np.int64)
-    ttft = np.empty((*shape, EDGES), np.int64)
+    requests = np.empty(shape, np.int32)
+    errors = np.empty(shape, np.int32)
+    ttft = np.empty((*shape, EDGES), np.int32)
     in_tokens = np.empty(shape)
     out_tokens = np.empty(shape)
-    failed_all = np.empty(shape, np.int64)
-    verdicts = {name: np.empty(shape, np.int64) for name in VERDICT_FIELDS}
-    in_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int64)
-    out_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int64)
+    failed_all = np.empty(shape, np.int32)
+    verdicts = {name: np.empty(shape, np.int32) for name in VERDICT_FIELDS}
+    in_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int32)
+    out_hist = np.empty((*shape, len(TOKEN_EDGES)), np.int32)
     in_bins = token_bin_probabilities(INPUT_TOKENS, INPUT_SHAPE)
     token_bins: dict[float, list[float]] = {}
     cache: dict[Behaviour, list[float]] = {}
