@@ -1,5 +1,6 @@
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -794,4 +795,14 @@ def test_a_regression_far_beyond_its_bound_rolls_back_sooner_with_a_steeper_h1_m
 def test_the_reason_shows_the_mixture_that_rolled_back() -> None:
     failed = last(rollout(slos(errorRate={"max": 0.02}), lambda n: variant("v2", n, error_rate=0.2)))
     assert failed.verdict == FAIL
-    assert "with a steeper H1 mixed in" in failed.reason and "rolls back at" in failed.reason
+    assert re.search(
+        r"LLR [0-9.]+ \([0-9.]+ with a steeper H1 mixed in\), rolls back at 5\.25 \(mixed\)", failed.reason
+    )
+
+
+def test_where_the_steeper_h1_adds_nothing_the_reason_gives_the_llrs_own_threshold() -> None:
+    healthy = last(rollout(slos(errorRate={"max": 0.02}), lambda n: variant("v2", n, error_rate=0.002)))
+    message = result(healthy, "errorRate").message
+    # errorRate.max and the default maxIncreaseVsStable share falseRollbackRate: log(0.95 / 0.005) for
+    # the mixture, and log(0.95 / 0.005) - log(0.75) for the LLR alone.
+    assert "rolls back at 5.53," in message and "mixed" not in message

@@ -62,10 +62,17 @@ def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
     tail = f"LLR {llr:.2f}, rolls back at {report.rollback_at:.2f}, clears at {report.clear_at:.2f}"
     if report.rollback_evidence is not None and report.h1_rollback_at != report.rollback_at:
         mixed = float(report.rollback_evidence[i])
-        tail = (
-            f"LLR {llr:.2f} (with a steeper H1 mixed in {mixed:.2f}), rolls back at {report.rollback_at:.2f}"
-            f" (mixed), clears at {report.clear_at:.2f}"
-        )
+        # Where the steeper H1 adds nothing, the mixture is H1's share of it: the LLR alone rolls back
+        # at h1_rollback_at, and the mixture is not worth a number in every message.
+        if mixed - (llr - (report.h1_rollback_at - report.rollback_at)) > 0.005:
+            tail = (
+                f"LLR {llr:.2f} ({mixed:.2f} with a steeper H1 mixed in), rolls back at"
+                f" {report.rollback_at:.2f} (mixed), clears at {report.clear_at:.2f}"
+            )
+        else:
+            tail = (
+                f"LLR {llr:.2f}, rolls back at {report.h1_rollback_at:.2f}, clears at {report.clear_at:.2f}"
+            )
     if test.two_sample:
         se, sx = float(report.stable_events[i]), float(report.stable_exposure[i])
         if test.applicable is not None and not bool(test.applicable[i]):
