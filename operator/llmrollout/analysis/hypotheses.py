@@ -159,6 +159,10 @@ class MeanTest:
     rollback_level: float
     stable_total: FloatArray | None = None
     stable_count: FloatArray | None = None
+    # An upper bound on the window's sum of squared values (a histogram's, each at its bucket's upper
+    # edge): the test then reads the variance from the data (bernstein.py) instead of assuming the
+    # widest one [0, cap] allows. None: no such bound (confidence.py's sequences).
+    square: FloatArray | None = None
     miss_share: float = 1.0
     ready: BoolArray | None = None
     applicable: BoolArray | None = None

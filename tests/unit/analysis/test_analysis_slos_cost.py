@@ -21,7 +21,7 @@ from llmrollout.analysis.sequential import (
     load_state,
 )
 from llmrollout.analysis.shifts import RATIO_LIMITS, shifted_ratios
-from llmrollout.analysis.slos import needed_fields, rollback_test_count
+from llmrollout.analysis.slos import cost, needed_fields, rollback_test_count
 from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import Pricing, SLOs
 
@@ -275,3 +275,111 @@ def test_answers_all_inside_one_wide_bucket_are_inconclusive_with_advice() -> No
     result = next(r for r in evaluation.results if r.slo == "costPerRequest")
     assert result.verdict == HOLD
     assert "too coarse" in result.message and "add bucket edges around 160" in result.message
+
+
+BOTH_PRICED = Pricing(input_per_million_tokens=1.0, output_per_million_tokens=2.0)
+
+
+def _token_side(
+    input_cumulative: list[float], output_cumulative: list[float], tokens: tuple[float, float]
+) -> SideBatch:
+    edges = (10.0, 100.0)
+    nan = np.full(1, np.nan)
+    requests = np.array([output_cumulative[-1]])
+    return SideBatch(
+        requests, np.zeros(1), nan, nan, nan, nan, np.array([tokens[0]]), np.array([tokens[1]]),
+        input_tokens_per_request=HistogramBatch(edges, np.array([input_cumulative])),
+        output_tokens_per_request=HistogramBatch(edges, np.array([output_cumulative])),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("input_cumulative", "output_cumulative", "tokens", "expected"),
+    [
+        # Two requests, input tokens within 10 and output within 100 each: each type at its upper
+        # edges, (1e-6 sqrt(2 x 10^2) + 2e-6 sqrt(2 x 100^2))^2.
+        (
+            [2.0, 2.0, 2.0],
+            [0.0, 2.0, 2.0],
+            (15.0, 150.0),
+            (1e-6 * math.sqrt(200) + 2e-6 * math.sqrt(2e4)) ** 2,
+        ),
+        # The token counter above what the buckets' upper edges allow (300 output tokens > 2 x 100): the
+        # histogram misses something, so the widest bound, cap x the total cost.
+        ([2.0, 2.0, 2.0], [0.0, 2.0, 2.0], (15.0, 300.0), 1e-2 * (15e-6 + 600e-6)),
+        # A missing histogram: the widest bound too.
+        ([2.0, 2.0, 2.0], [math.nan, math.nan, math.nan], (15.0, 150.0), 1e-2 * (15e-6 + 300e-6)),
+        # A request above the last edge is bounded by the tokens that cost the cap: here more than the
+        # widest bound, which then applies.
+        ([1.0, 1.0, 1.0], [0.0, 0.0, 1.0], (5.0, 4000.0), 1e-2 * (5e-6 + 8000e-6)),
+    ],
+)
+def test_squares_of_cost_per_request_come_from_the_token_histograms(
+    input_cumulative: list[float],
+    output_cumulative: list[float],
+    tokens: tuple[float, float],
+    expected: float,
+) -> None:
+    side = _token_side(input_cumulative, output_cumulative, tokens)
+    usd = cost._usd(side, BOTH_PRICED)
+    squares = cost._usd_squares(side, BOTH_PRICED, usd, cap=1e-2)
+    assert squares is not None
+    assert float(squares[0]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_without_token_histograms_the_mean_cost_assumes_the_widest_variance() -> None:
+    nan = np.full(1, np.nan)
+    side = SideBatch(np.array([10.0]), np.zeros(1), nan, nan, nan, nan, np.array([100.0]), np.array([300.0]))
+    assert cost._usd_squares(side, BOTH_PRICED, cost._usd(side, BOTH_PRICED), cap=1e-2) is None
+
+
+def _max_usd_rollout(histograms: bool, looks: int = 60) -> int | None:
+    """The look at which maxUSD 0.0004 clears for output tokens (gamma, mean 300, priced 1 USD per
+    million) 25% under it, 200 requests a look; None if it never does."""
+    slos = SLOs.model_validate({"costPerRequest": {"maxUSD": 0.0004}})
+    rng = np.random.default_rng(5)
+    state: SequentialState | None = None
+    for look in range(looks):
+        tokens = rng.gamma(OUTPUT_SHAPE, OUTPUT_MEAN / OUTPUT_SHAPE, 200)
+        counts = np.histogram(tokens, bins=(0.0, *TOKEN_EDGES, math.inf))[0]
+        hist = Histogram((*zip(TOKEN_EDGES, np.cumsum(counts)[:-1].tolist(), strict=True), (math.inf, 200.0)))
+        window = VariantWindow(
+            variant="v2", requests=200.0, errors=0.0, input_tokens=0.0, output_tokens=float(tokens.sum()),
+            output_tokens_per_request=hist if histograms else None,
+            input_tokens_per_request=Histogram(((math.inf, 200.0),)) if histograms else None,
+        )  # fmt: skip
+        evaluation = evaluate_sequential(
+            slos, Window(60.0 * look, 60.0 * (look + 1), {"v2": window}), candidate="v2", stable="v1",
+            state=state, false_rollback_rate=0.01, pricing=OUTPUT_ONLY, candidate_weight=50,
+            final_step=True, config=NO_WARMUP,
+        )  # fmt: skip
+        state = load_state(json.loads(json.dumps(evaluation.state.to_status())))
+        assert evaluation.verdict != FAIL
+        if evaluation.verdict == PASS:
+            return look
+    return None
+
+
+def test_max_usd_clears_sooner_with_token_histograms_than_without() -> None:
+    """The histograms bound the variance (bernstein.py); without them the mean test must assume costs
+    of 0 or 10 x maxUSD (at this seed: the third look against the twelfth)."""
+    with_histograms, without = _max_usd_rollout(True), _max_usd_rollout(False)
+    assert with_histograms is not None and without is not None
+    assert with_histograms < without / 2
+
+
+def test_a_mean_cost_counted_before_squares_were_kept_reads_the_past_at_the_widest_bound() -> None:
+    slos = SLOs.model_validate({"costPerRequest": {"maxUSD": 0.0004}})
+    state = SequentialState(candidate="v2", stable="v1", replicates=1, started_at=0.0, last_window_end=60.0)
+    state.values.update({"costPerRequest.total": np.array([0.03]), "costPerRequest.count": np.array([100.0])})
+    window = _window(200, OUTPUT_MEAN, "v2")
+    evaluation = evaluate_sequential(
+        slos, Window(60.0, 120.0, {"v2": window}), candidate="v2", stable="v1", state=state,
+        false_rollback_rate=0.01, pricing=OUTPUT_ONLY, candidate_weight=50, final_step=True, config=NO_WARMUP,
+    )  # fmt: skip
+    side = SideBatch.from_window(window)
+    usd = cost._usd(side, OUTPUT_ONLY)
+    now = cost._usd_squares(side, OUTPUT_ONLY, usd, cap=0.004)
+    assert now is not None
+    expected = 0.004 * 0.03 + float(now[0])
+    assert float(evaluation.state.values["costPerRequest.square"][0]) == pytest.approx(expected)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 
-from llmrollout.analysis import sprt
+from llmrollout.analysis import bernstein, sprt
 from llmrollout.analysis.batch import WindowBatch
 from llmrollout.analysis.confidence import lower_bounds, upper_bounds
 from llmrollout.analysis.hypotheses import (
@@ -68,6 +69,8 @@ class TestReport:
     # the LLR at which H1's share of the mixture alone reaches rollback_at.
     rollback_evidence: FloatArray | None = None
     h1_rollback_at: float = math.nan
+    # Mean tests with a bound on squares (MeanTest.square): the pooled bound.
+    square: FloatArray | None = None
 
     def test_ready(self, i: int = 0) -> bool:
         """Whether the test was set up (its parameters chosen) for replicate i."""
@@ -335,6 +338,8 @@ def _update_mean(
     if test.two_sample:
         return _update_drop(test, evidence, counting, miscoverage, miss_rate)
     usable = sprt.usable(test.total, test.count) & _set_up(test)
+    if test.square is not None:
+        return _update_bernstein(test, test.square, evidence, usable, counting, miscoverage, miss_rate)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     scaled = total / test.cap if test.cap > 0 else total
@@ -352,6 +357,45 @@ def _update_mean(
     code = evidence.code(_mean_decision(test, back, clear))
     nan = np.full(evidence.replicates, math.nan)
     return TestReport(test, code, nan, math.nan, math.nan, total, observed, nan, nan, lower, upper)
+
+
+def _update_bernstein(
+    test: MeanTest,
+    square: FloatArray,
+    evidence: _Evidence,
+    usable: BoolArray,
+    counting: bool,
+    miscoverage: float,
+    miss_rate: float,
+) -> TestReport:
+    """A one-sample mean test on the empirical-Bernstein e-processes: each decision tests its own
+    level (the rollback level at the rollback rate, the bound at the miss rate); the bounds are for
+    messages."""
+    cap = test.cap
+    if f"{evidence.key}.square" not in evidence.values:
+        # What was counted before squares were kept: bounded by the widest [0, cap] allows.
+        evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
+    usable = usable & np.isfinite(square) & (square >= 0)
+    total = evidence.add("total", test.total, usable, counting)
+    observed = evidence.add("count", test.count, usable, counting)
+    squares = evidence.add("square", square, usable, counting)
+    seen = observed > 0
+    rolls_back, clears = math.log(1 / miscoverage), math.log(1 / miss_rate)
+    above = partial(bernstein.log_e_above, total, squares, observed)
+    below = partial(bernstein.log_e_below, total, squares, observed, cap=cap)
+    if test.direction == "max":
+        back, clear = seen & (above(test.rollback_level) >= rolls_back), seen & (below(test.bound) >= clears)
+        lower = bernstein.lower_bounds(total, squares, observed, miscoverage)
+        upper = bernstein.upper_bounds(total, squares, observed, miss_rate, cap)
+    else:
+        back, clear = seen & (below(test.rollback_level) >= rolls_back), seen & (above(test.bound) >= clears)
+        lower = bernstein.lower_bounds(total, squares, observed, miss_rate)
+        upper = bernstein.upper_bounds(total, squares, observed, miscoverage, cap)
+    code = evidence.code(_mean_decision(test, back, clear))
+    nan = np.full(evidence.replicates, math.nan)
+    return TestReport(
+        test, code, nan, math.nan, math.nan, total, observed, nan, nan, lower, upper, square=squares
+    )
 
 
 def _set_up(test: MeanTest) -> BoolArray:

@@ -176,7 +176,8 @@ def _bucket_plan(
 def _mean_plan(report: TestReport, test: MeanTest, miss_rate: float) -> float | None:
     """Rough further observations a confidence sequence needs to clear a mean (or a drop) at its
     current estimate: about 2 v log(2/level) / margin^2 per version, v the Bernoulli variance at the
-    estimate (the mixture behind confidence.py is tight for it)."""
+    estimate (the mixture behind confidence.py is tight for it), or the variance the test's bound on
+    squares allows where it has one."""
     cap = test.cap if test.cap > 0 else 1.0
     mean = float(mean_estimate(report)[0]) / cap
     bound = test.bound / cap
@@ -186,8 +187,12 @@ def _mean_plan(report: TestReport, test: MeanTest, miss_rate: float) -> float | 
     if margin <= 0:
         return None
     level = miss_rate * test.miss_share / (2 if test.two_sample else 1)
-    own = float(report.candidate_events[0]) / max(float(report.candidate_exposure[0]), 1e-300) / cap
+    observed = max(float(report.candidate_exposure[0]), 1e-300)
+    own = float(report.candidate_events[0]) / observed / cap
     variance = own * (1 - own)
+    if report.square is not None:
+        # The bound on squares the test reads (bernstein.py) gives a variance nearer the data's.
+        variance = min(variance, max(float(report.square[0]) / observed / cap**2 - own**2, 0.0))
     if test.two_sample:
         stable = float(report.stable_events[0]) / max(float(report.stable_exposure[0]), 1e-300) / cap
         variance += stable * (1 - stable)

@@ -1,7 +1,10 @@
 """costPerRequest: token counts times the variant's prices, per request.
 
-- maxUSD: a confidence sequence on the mean cost per request, assuming no single request costs more
-  than cost_cap_multiple x maxUSD (Prometheus gives sums per window, not each request's cost).
+- maxUSD: a test of the mean cost per request, assuming no single request costs more than
+  cost_cap_multiple x maxUSD (Prometheus gives sums per window, not each request's cost). Where the
+  exporter has token histograms, they bound each window's sum of squared costs and the test reads
+  its variance from them (bernstein.py); else it assumes the widest variance the cap allows
+  (confidence.py).
 - maxIncreaseVsStable: per priced token type (input, output), the candidate's histogram of tokens per
   request against stable's, bucket by bucket (sprt.bucket_ratio_llr). H1 is stable's distribution
   scaled up by as much as raises the mean cost per request by maxIncreaseVsStable through that token
@@ -18,6 +21,7 @@ import math
 
 import numpy as np
 
+from llmrollout.analysis import bernstein
 from llmrollout.analysis.batch import HistogramBatch, SideBatch
 from llmrollout.analysis.checks import (
     NO_DATA,
@@ -106,6 +110,7 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
                 direction="max",
                 # H0 is half the bound, as for every absolute bound; roll back past the midpoint.
                 rollback_level=0.75 * slo.max_usd,
+                square=_usd_squares(c, pricing, usd, config.cost_cap_multiple * slo.max_usd),
             )
         )
     if slo.max_increase_vs_stable is not None:
@@ -127,6 +132,34 @@ def observe(look: LookInput, slo: CostSLO, pricing: Pricing | None, config: Sequ
         estimate = np.where(c.requests > 0, usd / c.requests, np.nan)
     reason = problems[0] if problems else look.missing_reason(*fields)
     return SLOLook(COST_PER_REQUEST, "costPerRequest", bound, tuple(tests), missing, reason, estimate)
+
+
+def _usd_squares(side: SideBatch, pricing: Pricing, usd: FloatArray, cap: float) -> FloatArray | None:
+    """An upper bound on the window's sum of squared costs per request, where the token histograms
+    give one: each request's tokens of a type at most its bucket's upper edge (the +Inf bucket's: the
+    tokens that cost `cap`), the types combined by Minkowski's inequality; never above cap x the
+    total, since no request costs more than cap. None without histograms (the mean test then assumes
+    the widest variance); cap x the total in a window whose histogram is missing or disagrees with
+    the token counter (its sum above what the buckets' upper edges allow)."""
+    roots = np.zeros(side.replicates)
+    for token_type in TOKEN_TYPES:
+        price = _price(pricing, token_type) / 1e6
+        if price <= 0:
+            continue
+        hist: HistogramBatch | None = getattr(side, f"{token_type}_tokens_per_request")
+        if hist is None:
+            return None
+        uppers = np.array([*hist.edges, max(cap / price, *hist.edges[-1:])])
+        counts = np.diff(hist.cumulative, axis=1, prepend=0.0)
+        tokens: FloatArray = getattr(side, f"{token_type}_tokens")
+        with np.errstate(invalid="ignore"):
+            consistent = np.isfinite(hist.total) & ~(tokens > np.sum(counts * uppers, axis=1))
+        squares = bernstein.histogram_squares(hist.cumulative, uppers)
+        roots = roots + np.where(consistent, price * np.sqrt(squares), np.inf)
+    widest = cap * np.maximum(usd, 0.0)
+    with np.errstate(invalid="ignore"):
+        bounded: FloatArray = np.where(np.isfinite(roots), np.minimum(roots**2, widest), widest)
+    return bounded
 
 
 def _too_coarse(
