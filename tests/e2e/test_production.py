@@ -69,8 +69,9 @@ CASES = [
     Case("ttft", Behaviour(ttft_median_s=1.5), "RolledBack", "ttft"),
     Case("errors", Behaviour(error_rate=0.3), "RolledBack", "errorRate"),
     Case("quality", Behaviour(quality_mean=0.55, quality_sd=0.05), "RolledBack", "quality"),
-    # Cost per request is bounded only by a cap of 10 x maxUSD per request (Prometheus gives sums, not
-    # each request's cost), so a cost regression must be gross to show within minutes at 0.4 req/s.
+    # Prometheus gives sums, not each request's cost: the mean cost's variance is bounded by the token
+    # histograms' upper edges (and a cap of 10 x maxUSD per request above the last one), so a cost
+    # regression must be large to show within minutes at these rates.
     Case(
         "output-tokens",
         Behaviour(output_tokens=3000.0, output_tokens_jitter=10.0),

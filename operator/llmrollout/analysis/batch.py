@@ -136,6 +136,7 @@ class SideBatch:
     latency: HistogramBatch | None = None
     input_tokens_per_request: HistogramBatch | None = None
     output_tokens_per_request: HistogramBatch | None = None
+    eval_score: HistogramBatch | None = None
     # User feedback (thumbs up / down); None reads as missing, like NaN.
     feedback_up: FloatArray | None = None
     feedback_down: FloatArray | None = None
@@ -180,6 +181,7 @@ class SideBatch:
             latency=_histogram(window.latency),
             input_tokens_per_request=_histogram(window.input_tokens_per_request),
             output_tokens_per_request=_histogram(window.output_tokens_per_request),
+            eval_score=_histogram(window.eval_score),
             feedback_up=one(window.feedback_up),
             feedback_down=one(window.feedback_down),
             custom={name: one(value) for name, value in window.custom.items()},

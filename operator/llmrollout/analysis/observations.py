@@ -37,6 +37,9 @@ class VariantWindow:
     errors: float | None = None
     ttft: Histogram | None = None
     latency: Histogram | None = None
+    # The scores' histogram, where the exporter has one (llmrollout's judge does): it bounds their
+    # variance.
+    eval_score: Histogram | None = None
     eval_score_sum: float | None = None
     eval_score_count: float | None = None
     eval_passed: float | None = None

@@ -24,6 +24,7 @@ class Preset:
     errors: Term | Count | None = None
     ttft: Buckets | None = None
     latency: Buckets | None = None
+    eval_score: Buckets | None = None
     eval_score_sum: Term | None = None
     eval_score_count: Term | None = None
     eval_passed: Term | None = None
@@ -46,6 +47,7 @@ def buckets(*metrics: str | Metric, where: tuple[Matcher, ...] = ()) -> Buckets:
 # series appears with its first verdict, so the other verdict's series makes "none yet" a zero. User
 # feedback comes through the same evaluator (`llmrollout judge`, POST /v1/feedback).
 _EVAL: dict[str, Any] = {
+    "eval_score": buckets("llm_eval_score_bucket"),
     "eval_score_sum": count("llm_eval_score_sum"),
     "eval_score_count": count("llm_eval_score_count"),
     "eval_passed": count("llm_eval_results_total", Matcher("result", "=", "pass"), zero_when="metric"),

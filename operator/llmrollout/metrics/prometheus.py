@@ -64,10 +64,11 @@ SCALAR_FIELDS = (
     "feedback_up",
     "feedback_down",
 )
-HISTOGRAM_FIELDS = ("ttft", "latency", "input_tokens_per_request", "output_tokens_per_request")
+HISTOGRAM_FIELDS = ("ttft", "latency", "input_tokens_per_request", "output_tokens_per_request", "eval_score")
 FIELDS = (*SCALAR_FIELDS[:2], *HISTOGRAM_FIELDS, *SCALAR_FIELDS[2:])
 # llmrollout's own evaluator labels its series with the variant, whatever the preset's telemetry does.
 OWN_FIELDS = (
+    "eval_score",
     "eval_score_sum",
     "eval_score_count",
     "eval_passed",

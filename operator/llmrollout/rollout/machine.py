@@ -21,7 +21,7 @@ from llmrollout.analysis.sequential import (
     load_state,
 )
 from llmrollout.analysis.sequential.plan import horizon_needed, plan
-from llmrollout.analysis.slos import needed_fields
+from llmrollout.analysis.slos import helpful_fields, needed_fields
 from llmrollout.api import (
     LLMDeploymentSpec,
     LLMDeploymentStatus,
@@ -79,9 +79,10 @@ def missing_series(spec: LLMDeploymentSpec, window: Window) -> str:
 
 
 def window_fields(spec: LLMDeploymentSpec) -> tuple[str, ...]:
-    """The VariantWindow fields a look reads: the requests (a step counts them) and what the
-    configured SLOs need. A look reads nothing else, so a fleet with few SLOs costs Prometheus little."""
-    return tuple(dict.fromkeys(("requests", *needed_fields(spec.slos))))
+    """The VariantWindow fields a look reads: the requests (a step counts them), what the
+    configured SLOs need and what sharpens their tests where the exporter has it. A look reads
+    nothing else, so a fleet with few SLOs costs Prometheus little."""
+    return tuple(dict.fromkeys(("requests", *needed_fields(spec.slos), *helpful_fields(spec.slos))))
 
 
 def serving_stable(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> str:

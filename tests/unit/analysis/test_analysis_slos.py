@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from llmrollout.analysis.slos import FAMILIES, hard_slos, rollback_test_count
+from llmrollout.analysis.slos import FAMILIES, hard_slos, helpful_fields, needed_fields, rollback_test_count
 from llmrollout.api.spec import SLOs
 
 
@@ -72,3 +72,20 @@ def test_severity_overrides_the_default() -> None:
     assert hard.quality == spec.quality
     assert hard.feedback == spec.feedback
     assert [c.name for c in hard.custom] == ["hard-one"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "helpful"),
+    [
+        ({"quality": {"minScore": 0.8}}, ("eval_score",)),
+        ({"quality": {"maxDropVsStable": 0.03}}, ()),
+        ({"costPerRequest": {"maxUSD": 0.002}}, ("input_tokens_per_request", "output_tokens_per_request")),
+        # maxIncreaseVsStable needs the token histograms already: nothing more to read.
+        ({"costPerRequest": {"maxUSD": 0.002, "maxIncreaseVsStable": 0.1}}, ()),
+        ({"errorRate": {"max": 0.02}, "ttft": {"p95": "800ms"}}, ()),
+    ],
+)
+def test_helpful_fields_are_read_but_never_needed(spec: dict[str, Any], helpful: tuple[str, ...]) -> None:
+    configured = slos(**spec)
+    assert helpful_fields(configured) == helpful
+    assert not set(helpful) & set(needed_fields(configured))

@@ -183,6 +183,8 @@ def otel_tsdb() -> TSDB:
     )
     db.add("llm_eval_score_sum", v2, (990, 0.5), (1035, 331))
     db.add("llm_eval_score_count", v2, (990, 1), (1035, 391))
+    for le, values in (("0.5", (0, 40)), ("+Inf", (1, 391))):
+        db.add("llm_eval_score_bucket", {**v2, "le": le}, (990, values[0]), (1035, values[1]))
     db.add("llm_eval_results_total", {**v2, "result": "pass"}, (990, 0), (1035, 350))
     # Only thumbs up so far: the down series appears with the first one, so "none yet" reads 0.
     db.add("llm_feedback_total", {**v2, "value": "up"}, (990, 2), (1020, 7))
@@ -203,6 +205,7 @@ def test_read_computes_exact_increases_from_each_series() -> None:
     assert (v2.requests, v2.errors) == (204.0, 4.0)
     # No bucket sample inside (1000, 1030]: the series exist, so the histogram reads 0, not missing.
     assert v2.latency == Histogram(((2.0, 0.0), (INF, 0.0)))
+    assert v2.eval_score == Histogram(((0.5, 0.0), (INF, 0.0)))
     assert (v2.eval_passed, v2.eval_failed) == (0.0, 0.0)
     assert (v2.feedback_up, v2.feedback_down) == (5.0, 0.0)
     assert set(v2.missing) == {

@@ -183,6 +183,18 @@ def test_a_step_whose_weights_never_reached_the_route_does_not_end(
             {"quality": {"maxDropVsStable": 0.05}},
             ("requests", "eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"),
         ),
+        # Histograms that bound a mean's variance are read too, where the exporter has them.
+        ({"quality": {"minScore": 0.8}}, ("requests", "eval_score_sum", "eval_score_count", "eval_score")),
+        (
+            {"costPerRequest": {"maxUSD": 0.002}},
+            (
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "input_tokens_per_request",
+                "output_tokens_per_request",
+            ),
+        ),
     ],
 )
 def test_a_look_reads_the_requests_and_the_fields_its_slos_need(

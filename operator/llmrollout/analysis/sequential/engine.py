@@ -338,8 +338,12 @@ def _update_mean(
     if test.two_sample:
         return _update_drop(test, evidence, counting, miscoverage, miss_rate)
     usable = sprt.usable(test.total, test.count) & _set_up(test)
-    if test.square is not None:
-        return _update_bernstein(test, test.square, evidence, usable, counting, miscoverage, miss_rate)
+    square = test.square
+    if square is None and f"{evidence.key}.square" in evidence.values:
+        # Squares were bounded before: a window without a bound gets the widest [0, cap] allows.
+        square = test.cap * np.maximum(test.total, 0.0)
+    if square is not None:
+        return _update_bernstein(test, square, evidence, usable, counting, miscoverage, miss_rate)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     scaled = total / test.cap if test.cap > 0 else total
@@ -375,7 +379,7 @@ def _update_bernstein(
     if f"{evidence.key}.square" not in evidence.values:
         # What was counted before squares were kept: bounded by the widest [0, cap] allows.
         evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
-    usable = usable & np.isfinite(square) & (square >= 0)
+    square = np.where(np.isfinite(square) & (square >= 0), square, cap * np.maximum(test.total, 0.0))
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     squares = evidence.add("square", square, usable, counting)

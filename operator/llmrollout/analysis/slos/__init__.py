@@ -27,6 +27,13 @@ def needed_fields(slos: SLOs) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for family in FAMILIES for name in family.fields(slos)))
 
 
+def helpful_fields(slos: SLOs) -> tuple[str, ...]:
+    """Fields the configured SLOs read where the exporter has them, beyond the needed ones."""
+    needed = needed_fields(slos)
+    helpful = (name for family in FAMILIES for name in family.helpful_fields(slos))
+    return tuple(dict.fromkeys(name for name in helpful if name not in needed))
+
+
 def hard_slos(slos: SLOs) -> SLOs:
     """Only the SLOs whose breach by a serving version reroutes traffic to a fallback."""
 
@@ -44,4 +51,4 @@ def hard_slos(slos: SLOs) -> SLOs:
     return slos.model_copy(update=update)
 
 
-__all__ = ["FAMILIES", "SLOFamily", "hard_slos", "needed_fields", "rollback_test_count"]
+__all__ = ["FAMILIES", "SLOFamily", "hard_slos", "helpful_fields", "needed_fields", "rollback_test_count"]

@@ -24,6 +24,11 @@ class SLOFamily(Protocol):
         """The VariantWindow fields its configured SLOs read (for preflights and conditions)."""
         ...
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        """Fields read where the exporter has them: they sharpen a test, and without them it still
+        runs (never missing data)."""
+        ...
+
     def rollback_tests(self, slos: SLOs) -> int:
         """How many sequential tests share falseRollbackRate; fixed by the spec, never by the data."""
         ...

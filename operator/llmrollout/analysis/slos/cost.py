@@ -267,6 +267,11 @@ class Cost:
         )
         return ("requests", "input_tokens", "output_tokens", *histograms)
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        # Token histograms bound the variance of the mean cost (maxUSD); maxIncreaseVsStable needs them.
+        slo = slos.cost_per_request
+        return () if slo is None else tuple(f"{t}_tokens_per_request" for t in TOKEN_TYPES)
+
     def rollback_tests(self, slos: SLOs) -> int:
         slo = slos.cost_per_request
         if slo is None:

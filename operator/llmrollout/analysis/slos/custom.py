@@ -51,6 +51,9 @@ class Custom:
     field = "custom"
     hard_by_default = False
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        return ()
+
     def fields(self, slos: SLOs) -> tuple[str, ...]:
         return ()
 

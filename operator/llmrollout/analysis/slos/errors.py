@@ -106,6 +106,9 @@ class ErrorRate:
     field = "error_rate"
     hard_by_default = True
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        return ()
+
     def fields(self, slos: SLOs) -> tuple[str, ...]:
         return () if slos.error_rate is None else ("requests", "errors")
 

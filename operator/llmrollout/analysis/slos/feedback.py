@@ -109,6 +109,9 @@ class Feedback:
     field = "feedback"
     hard_by_default = False
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        return ()
+
     def fields(self, slos: SLOs) -> tuple[str, ...]:
         return () if slos.feedback is None else ("feedback_up", "feedback_down")
 

@@ -339,6 +339,9 @@ class Percentile:
         slo: PercentileSLO | None = getattr(slos, self.field)
         return slo
 
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        return ()
+
     def fields(self, slos: SLOs) -> tuple[str, ...]:
         return () if self._slo(slos) is None else (self.attribute,)
 

@@ -1,6 +1,8 @@
 """quality.minScore and quality.maxDropVsStable: eval scores in [0, 1] and pass/fail verdicts.
 
-- minScore: a confidence sequence on the candidate's mean score (scores in [0, 1] need no cap).
+- minScore: a test of the candidate's mean score (scores in [0, 1] need no cap), its variance
+  bounded by the scores' histogram where the exporter has one (bernstein.py; llmrollout's judge
+  exports it), else as if every score were 0 or 1 (confidence.py).
 - maxDropVsStable, by one of two routes chosen once from stable's data (so each has all of missRate):
   - where stable fails at least maxDrop of the time, the judged failures, candidate against stable
     (SPRT). A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f at
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmrollout.analysis import bernstein
+from llmrollout.analysis.batch import SideBatch
 from llmrollout.analysis.checks import (
     NO_DATA,
     compare_lower,
@@ -23,6 +27,7 @@ from llmrollout.analysis.checks import (
 )
 from llmrollout.analysis.hypotheses import (
     CountTest,
+    FloatArray,
     LookInput,
     MeanTest,
     SequentialConfig,
@@ -87,10 +92,29 @@ def _min_score(look: LookInput, min_score: float) -> SLOLook:
         rollback_level=min_score + (1 - min_score) / 4,
         cap=1.0,
         direction="min",
+        square=_score_squares(c),
     )
     missing = nan_to_missing(c.eval_score_sum, c.eval_score_count)
     reason = look.missing_reason("eval_score_sum", "eval_score_count")
     return SLOLook(QUALITY_MIN_SCORE, "quality mean", min_score, (test,), missing, reason, mean)
+
+
+def _score_squares(side: SideBatch) -> FloatArray | None:
+    """An upper bound on the window's sum of squared scores from their histogram, each score at its
+    bucket's upper edge (at most 1); None without one. Where the histogram does not cover the count
+    or the sum, the widest bound (a score in [0, 1] is at least its square)."""
+    hist = side.eval_score
+    if hist is None:
+        return None
+    uppers = np.array([*(min(edge, 1.0) for edge in hist.edges), 1.0])
+    counts = np.diff(hist.cumulative, axis=1, prepend=0.0)
+    total, observed = side.eval_score_sum, side.eval_score_count
+    with np.errstate(invalid="ignore"):
+        covers = (hist.total >= observed - 0.5) & ~(total > np.sum(counts * uppers, axis=1) + 1e-9)
+    widest = np.maximum(total, 0.0)
+    squares = np.minimum(bernstein.histogram_squares(hist.cumulative, uppers), widest)
+    bounded: FloatArray = np.where(np.isfinite(squares) & covers, squares, widest)
+    return bounded
 
 
 def _judged(passed: np.ndarray, failed: np.ndarray) -> np.ndarray:
@@ -234,6 +258,10 @@ class Quality:
         scores = ("eval_score_sum", "eval_score_count")
         verdicts = ("eval_passed", "eval_failed") if slos.quality.max_drop_vs_stable is not None else ()
         return (*scores, *verdicts)
+
+    def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
+        # The scores' histogram bounds the variance of minScore's mean.
+        return ("eval_score",) if slos.quality is not None and slos.quality.min_score is not None else ()
 
     def rollback_tests(self, slos: SLOs) -> int:
         if slos.quality is None:
