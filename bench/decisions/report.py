@@ -553,10 +553,10 @@ def _notes(rows: Sequence[Row]) -> list[str]:
     for row in cost:
         if row["miss_rate"] > MAX_MISS:
             lines.append(
-                f"- {row['scenario']}: costPerRequest is judged by a confidence sequence on the mean with"
-                " no indifference zone: it rolls back only when the lower bound is above maxUSD, which at"
-                " exactly maxUSD almost never happens, so the horizon decides by the point estimate, a"
-                f" coin flip ({_pct(row['horizon_promoted_rate'])} promoted there)."
+                f"- {row['scenario']}: costPerRequest.maxUSD rolls back once the mean is beyond doubt"
+                " above three quarters of maxUSD, and maxIncreaseVsStable once the token histograms lean"
+                " to H1 beyond its boundary; where neither got there, the horizon decided by the"
+                f" evidence's lean ({_pct(row['horizon_promoted_rate'])} promoted there)."
             )
     tail = [r for r in _cells(rows, TARGET_RPS) if r["must_catch"] and "(tail)" in r["scenario"]]
     for row in tail:
@@ -591,7 +591,8 @@ def _notes(rows: Sequence[Row]) -> list[str]:
             f" {_share(CONFIG.shift_null_share)} (TTFT) and {_share(CONFIG.cost_null_share)} (cost) of each"
             " bound (so that small changes pass), proves the TTFT bound by the share"
             " above one bucket edge, and bounds the mean"
-            " cost against maxUSD with no variance information; ours also splits falseRollbackRate over"
+            " cost against maxUSD with the variance the token buckets' upper edges allow (each answer"
+            " counted at its bucket's upper edge); ours also splits falseRollbackRate over"
             " its tests (the oracle"
             " tests one metric at a = 1%) and counts nothing during its 120 s warm-up, which alone serves"
             f" {_fmt(WARMUP_CANARY_REQUESTS)} canary requests at {TARGET_RPS:g} requests/s."
