@@ -115,6 +115,7 @@ def test_vllm_preset_reads_vllm_names_and_never_reads_missing_errors_as_zero(
         set(v2.missing)
         == set(v1.missing)
         == {
+            "eval_score",
             "eval_score_sum",
             "eval_score_count",
             "eval_passed",

@@ -35,6 +35,7 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 HOSTILE = 'x"} or vector(1) or {x="\\\n{{namespace}}'
 LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0)
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0)
+SCORE_BUCKETS = (0.25, 0.5, 0.75, 1.0)
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -148,7 +149,7 @@ class Exporter:
             "gen_ai_server_time_to_first_token_seconds", "", ["variant"], buckets=TTFT_BUCKETS, registry=r
         )
         self.tokens = Histogram("gen_ai_client_token_usage", "", ["variant", "gen_ai_token_type"], registry=r)
-        self.score = Histogram("llm_eval_score", "", ["variant"], buckets=(0.25, 0.5, 0.75, 1.0), registry=r)
+        self.score = Histogram("llm_eval_score", "", ["variant"], buckets=SCORE_BUCKETS, registry=r)
         self.results = Counter("llm_eval_results", "", ["variant", "result"], registry=r)
         self.refusals = Counter("refusals", "", ["variant"], registry=r)
         # Series exist at 0 before the first observation, as a real exporter should create them:
@@ -282,6 +283,7 @@ def test_provider_reads_what_was_served(scraping_prometheus: Prometheus, genai_e
         assert got.output_tokens == seen.output_tokens, variant
         assert got.eval_score_count == len(seen.scores), variant
         assert got.eval_score_sum == pytest.approx(sum(seen.scores), abs=1e-9), variant
+        assert got.eval_score == cumulative(seen.scores, SCORE_BUCKETS), variant
         assert (got.eval_passed, got.eval_failed) == (seen.passed, seen.failed), variant
         assert got.custom["refusal-rate"] == pytest.approx(seen.refusals / requests), variant
         assert got.custom["nan"] is None and got.custom["broken"] is None
