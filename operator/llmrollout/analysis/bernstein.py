@@ -51,7 +51,9 @@ def log_e_above(total: ArrayLike, square: ArrayLike, count: ArrayLike, level: Ar
         signal = t / m - n
         spread = q / m**2 - 2 * t / m + n
         value = _mixture(signal, spread)
-    return np.where((n > 0) & (m > 0), value, 0.0)
+    # At most 0 for values >= 0 means every value is 0: any positive sum refutes it outright.
+    degenerate = np.where(t > 0, np.inf, 0.0)
+    return np.where(n > 0, np.where(m > 0, value, degenerate), 0.0)
 
 
 def log_e_below(
@@ -65,7 +67,9 @@ def log_e_below(
         signal = (n * m - t) / room
         spread = (q - 2 * m * t + n * m**2) / room**2
         value = _mixture(signal, spread)
-    return np.where((n > 0) & (room > 0), value, 0.0)
+    # At least cap for values <= cap means every value is cap: any sum short of n x cap refutes it.
+    degenerate = np.where(t < n * cap, np.inf, 0.0)
+    return np.where(n > 0, np.where(room > 0, value, degenerate), 0.0)
 
 
 def lower_bounds(total: ArrayLike, square: ArrayLike, count: ArrayLike, miscoverage: float) -> FloatArray:

@@ -49,6 +49,19 @@ def test_no_data_is_no_evidence_and_no_bound() -> None:
     assert float(bernstein.upper_bounds(0.0, 0.0, 0.0, 0.05, cap=5.0)[()]) == 5.0
 
 
+@pytest.mark.parametrize(
+    ("total", "expected_above", "expected_below"),
+    [(0.0, 0.0, math.inf), (2.0, math.inf, math.inf), (50.0, math.inf, 0.0)],
+)
+def test_a_level_at_the_edge_of_the_range_is_refuted_by_any_value_inside(
+    total: float, expected_above: float, expected_below: float
+) -> None:
+    """A mean of at most 0 (maxUSD 0) holds only if every value is 0, and at least cap only if every
+    value is cap: one value inside the range refutes it (ten values in [0, 5] summing to `total`)."""
+    assert float(bernstein.log_e_above(total, total * 5, 10.0, 0.0)) == expected_above
+    assert float(bernstein.log_e_below(total, total * 5, 10.0, 5.0, cap=5.0)) == expected_below
+
+
 def test_bounds_bracket_the_estimate_and_narrow_with_data() -> None:
     widths = []
     for count in (100.0, 1000.0, 10000.0):

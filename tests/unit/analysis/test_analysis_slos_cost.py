@@ -383,3 +383,14 @@ def test_a_mean_cost_counted_before_squares_were_kept_reads_the_past_at_the_wide
     assert now is not None
     expected = 0.004 * 0.03 + float(now[0])
     assert float(evaluation.state.values["costPerRequest.square"][0]) == pytest.approx(expected)
+
+
+def test_a_max_usd_of_zero_rolls_back_the_first_window_that_costs_anything() -> None:
+    slos = SLOs.model_validate({"costPerRequest": {"maxUSD": 0}})
+    evaluation = evaluate_sequential(
+        slos, Window(0.0, 60.0, {"v2": _window(50, OUTPUT_MEAN, "v2")}), candidate="v2", stable="v1",
+        state=None, false_rollback_rate=0.01, pricing=OUTPUT_ONLY, candidate_weight=50, final_step=True,
+        config=NO_WARMUP,
+    )  # fmt: skip
+    assert evaluation.verdict == FAIL
+    assert "costPerRequest" in evaluation.reason
