@@ -103,10 +103,14 @@ def upper_bounds(
     return np.where(n > 0, rejected, cap)
 
 
-def histogram_squares(cumulative: FloatArray, uppers: FloatArray) -> FloatArray:
+def histogram_squares(cumulative: FloatArray, uppers: FloatArray, total: FloatArray) -> FloatArray:
     """An upper bound on the sum of squares of a histogram's observations: each at its bucket's upper
     edge. `cumulative` per replicate and bucket (the last one +Inf), `uppers` each bucket's upper edge
-    (the +Inf bucket's: what the caller knows bounds every observation)."""
-    counts = np.diff(cumulative, axis=1, prepend=0.0)
-    squares: FloatArray = np.sum(np.maximum(counts, 0.0) * uppers**2, axis=1)
+    (the +Inf bucket's: what the caller knows bounds every observation), `total` the observations'
+    sum from its own counter. NaN where the histogram is missing or that sum is more than the upper
+    edges allow: the histogram then misses observations and bounds nothing."""
+    counts = np.maximum(np.diff(cumulative, axis=1, prepend=0.0), 0.0)
+    with np.errstate(invalid="ignore"):
+        covered = np.isfinite(cumulative[:, -1]) & ~(total > np.sum(counts * uppers, axis=1) * (1 + 1e-12))
+    squares: FloatArray = np.where(covered, np.sum(counts * uppers**2, axis=1), np.nan)
     return squares

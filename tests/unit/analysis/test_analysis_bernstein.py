@@ -86,8 +86,15 @@ def test_bounds_bracket_the_estimate_and_narrow_with_data() -> None:
 def test_histogram_squares_put_each_observation_at_its_upper_edge(
     cumulative: list[list[float]], uppers: list[float], expected: float | list[float]
 ) -> None:
-    squares = bernstein.histogram_squares(np.array(cumulative), np.array(uppers))
+    squares = bernstein.histogram_squares(np.array(cumulative), np.array(uppers), np.zeros(len(cumulative)))
     assert squares.tolist() == pytest.approx(np.atleast_1d(expected).tolist())
+
+
+def test_histogram_squares_bound_nothing_where_the_counter_sum_is_beyond_the_upper_edges() -> None:
+    cumulative = np.array([[2.0, 5.0, 5.0], [2.0, 5.0, 5.0], [np.nan, np.nan, np.nan]])
+    # Upper edges allow 2 x 1 + 3 x 2 = 8: a sum of 8 fits, 9 does not; a missing histogram neither.
+    squares = bernstein.histogram_squares(cumulative, np.array([1.0, 2.0, 10.0]), np.array([8.0, 9.0, 1.0]))
+    assert squares[0] == pytest.approx(14.0) and np.isnan(squares[1:]).all()
 
 
 def _windows(

@@ -150,12 +150,8 @@ def _usd_squares(side: SideBatch, pricing: Pricing, usd: FloatArray, cap: float)
         if hist is None:
             return None
         uppers = np.array([*hist.edges, max(cap / price, *hist.edges[-1:])])
-        counts = np.diff(hist.cumulative, axis=1, prepend=0.0)
-        tokens: FloatArray = getattr(side, f"{token_type}_tokens")
-        with np.errstate(invalid="ignore"):
-            consistent = np.isfinite(hist.total) & ~(tokens > np.sum(counts * uppers, axis=1))
-        squares = bernstein.histogram_squares(hist.cumulative, uppers)
-        roots = roots + np.where(consistent, price * np.sqrt(squares), np.inf)
+        squares = bernstein.histogram_squares(hist.cumulative, uppers, getattr(side, f"{token_type}_tokens"))
+        roots = roots + np.where(np.isfinite(squares), price * np.sqrt(squares), np.inf)
     widest = cap * np.maximum(usd, 0.0)
     with np.errstate(invalid="ignore"):
         bounded: FloatArray = np.where(np.isfinite(roots), np.minimum(roots**2, widest), widest)

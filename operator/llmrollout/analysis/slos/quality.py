@@ -107,13 +107,12 @@ def _score_squares(side: SideBatch) -> FloatArray | None:
     if hist is None:
         return None
     uppers = np.array([*(min(edge, 1.0) for edge in hist.edges), 1.0])
-    counts = np.diff(hist.cumulative, axis=1, prepend=0.0)
-    total, observed = side.eval_score_sum, side.eval_score_count
-    with np.errstate(invalid="ignore"):
-        covers = (hist.total >= observed - 0.5) & ~(total > np.sum(counts * uppers, axis=1) + 1e-9)
+    total = side.eval_score_sum
+    squares = bernstein.histogram_squares(hist.cumulative, uppers, total)
     widest = np.maximum(total, 0.0)
-    squares = np.minimum(bernstein.histogram_squares(hist.cumulative, uppers), widest)
-    bounded: FloatArray = np.where(np.isfinite(squares) & covers, squares, widest)
+    with np.errstate(invalid="ignore"):
+        covers = np.isfinite(squares) & (hist.total >= side.eval_score_count - 0.5)
+    bounded: FloatArray = np.where(covers, np.minimum(squares, widest), widest)
     return bounded
 
 
