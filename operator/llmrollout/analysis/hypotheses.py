@@ -143,8 +143,9 @@ class CountTest:
 @dataclass(frozen=True)
 class MeanTest:
     """A mean of values in [0, cap]: the window adds `total` over `count` observations. With stable's
-    total and count too, the tested quantity is stable's mean minus the candidate's (a drop), each
-    mean bounded by its own confidence sequence at half the level."""
+    total and count too, the tested quantity is stable's mean minus the candidate's (a drop): on
+    difference.py's e-processes where either version has a bound on squares, else each mean bounded
+    by its own confidence sequence at half the level."""
 
     key: str
     slo: str
@@ -163,6 +164,7 @@ class MeanTest:
     # edge): the test then reads the variance from the data (bernstein.py) instead of assuming the
     # widest one [0, cap] allows. None: no such bound (confidence.py's sequences).
     square: FloatArray | None = None
+    stable_square: FloatArray | None = None  # stable's, for a drop
     miss_share: float = 1.0
     ready: BoolArray | None = None
     applicable: BoolArray | None = None

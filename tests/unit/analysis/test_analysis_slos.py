@@ -78,7 +78,8 @@ def test_severity_overrides_the_default() -> None:
     ("spec", "helpful"),
     [
         ({"quality": {"minScore": 0.8}}, ("eval_score",)),
-        ({"quality": {"maxDropVsStable": 0.03}}, ()),
+        # The drop's route through the mean scores reads their histogram too.
+        ({"quality": {"maxDropVsStable": 0.03}}, ("eval_score",)),
         ({"costPerRequest": {"maxUSD": 0.002}}, ("input_tokens_per_request", "output_tokens_per_request")),
         # maxIncreaseVsStable needs the token histograms already: nothing more to read.
         ({"costPerRequest": {"maxUSD": 0.002, "maxIncreaseVsStable": 0.1}}, ()),

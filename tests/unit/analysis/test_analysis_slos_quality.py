@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from llmrollout.analysis.batch import HistogramBatch, SideBatch, WindowBatch
-from llmrollout.analysis.hypotheses import SequentialConfig
+from llmrollout.analysis.hypotheses import MeanTest, SequentialConfig
 from llmrollout.analysis.observations import Histogram, VariantWindow, Window
-from llmrollout.analysis.sequential import SequentialState, evaluate_batch, evaluate_sequential, load_state
+from llmrollout.analysis.sequential import (
+    SequentialState,
+    evaluate_batch,
+    evaluate_sequential,
+    load_state,
+    plan,
+)
 from llmrollout.analysis.slos import quality
 from llmrollout.analysis.verdict import Verdict
 from llmrollout.api.spec import SLOs
@@ -53,11 +59,11 @@ def test_without_a_score_histogram_the_mean_assumes_scores_of_zero_or_one() -> N
     assert quality._score_squares(_side(None, 3.9, 6.0)) is None
 
 
-def _window(scores: np.ndarray, histogram: bool) -> VariantWindow:
+def _window(scores: np.ndarray, histogram: bool, variant: str = "v2") -> VariantWindow:
     cumulative = [float(np.sum(scores <= edge)) for edge in SCORE_BUCKETS]
     buckets = (*zip(SCORE_BUCKETS, cumulative, strict=True), (math.inf, float(len(scores))))
     return VariantWindow(
-        variant="v2",
+        variant=variant,
         eval_score=Histogram(buckets) if histogram else None,
         eval_score_sum=float(scores.sum()),
         eval_score_count=float(len(scores)),
@@ -150,3 +156,98 @@ def test_scores_at_the_bound_are_rarely_cleared_by_simulation() -> None:
     rolled, cleared = _simulate(0.8, 0.3, replicates=2000, looks=100, seed=22)
     assert cleared <= 0.05
     assert rolled >= 0.5
+
+
+MAX_DROP = SLOs.model_validate({"quality": {"maxDropVsStable": 0.03}})
+DROP_KEY = "quality.maxDropVsStable.scores@0.03"
+
+
+def _drop_look(
+    stable: np.ndarray, candidate: np.ndarray, histogram: bool, look: int, state: SequentialState | None
+):  # type: ignore[no-untyped-def]
+    """A look with judge scores only (no pass/fail verdicts): the drop goes the mean scores' route."""
+    windows = {"v1": _window(stable, histogram, "v1"), "v2": _window(candidate, histogram, "v2")}
+    return evaluate_sequential(
+        MAX_DROP, Window(60.0 * look, 60.0 * (look + 1), windows), candidate="v2", stable="v1",
+        state=state, false_rollback_rate=0.01, pricing=None, candidate_weight=50, final_step=True,
+        config=NO_WARMUP,
+    )  # fmt: skip
+
+
+def _drop_decided(drop: float, histogram: bool, looks: int = 300):  # type: ignore[no-untyped-def]
+    """(look, evaluation) at which judge scores of sd 0.05, 50 a look per version, stable's mean 0.86
+    and the candidate's `drop` lower, are decided; each look's state through its JSON."""
+    rng = np.random.default_rng(17)
+    state: SequentialState | None = None
+    for look in range(looks):
+        evaluation = _drop_look(
+            _beta(rng, 0.86, 0.05, 50), _beta(rng, 0.86 - drop, 0.05, 50), histogram, look, state
+        )
+        state = load_state(json.loads(json.dumps(evaluation.state.to_status())))
+        if evaluation.verdict != Verdict.INCONCLUSIVE:
+            return look, evaluation
+    return None, None
+
+
+def test_a_drop_of_mean_scores_rolls_back_far_sooner_with_their_histograms() -> None:
+    """maxDropVsStable through the mean scores (a judge whose scores move without verdicts): with
+    both versions' histograms bounding the squares (difference.py), a drop of 0.05 is rolled back at
+    look 20 at this seed, against look 198 as if scores were 0 or 1."""
+    look, evaluation = _drop_decided(0.05, histogram=True)
+    before, _ = _drop_decided(0.05, histogram=False)
+    assert look is not None and before is not None and evaluation is not None
+    assert evaluation.verdict == FAIL
+    assert look * 8 <= before
+    # The message's lower bound is the decision's: past the rollback level (half of maxDrop).
+    message = next(r.message for r in evaluation.results if r.slo == "quality.maxDropVsStable")
+    lower = float(message.split("lower bound ")[1].split(",")[0])
+    assert 0.015 < lower < 0.05
+    assert DROP_KEY + ".sSquare" in evaluation.state.values
+
+
+def test_mean_scores_without_a_drop_clear_far_sooner_with_their_histograms() -> None:
+    """Look 12 at this seed, against look 186."""
+    look, evaluation = _drop_decided(0.0, histogram=True)
+    before, _ = _drop_decided(0.0, histogram=False)
+    assert look is not None and before is not None and evaluation is not None
+    assert evaluation.verdict == PASS
+    assert look * 8 <= before
+
+
+def test_a_drop_counted_before_squares_were_kept_starts_at_the_widest_bound() -> None:
+    """State from before the histograms (or before this version of the operator): the sums so far
+    count as if every score were at the top of [0, 1], a bound that holds for any scores."""
+    rng = np.random.default_rng(8)
+    first = _drop_look(_beta(rng, 0.86, 0.05, 50), _beta(rng, 0.86, 0.05, 50), False, 0, None)
+    saved = first.state.to_status()
+    assert DROP_KEY + ".square" not in first.state.values
+    stable, candidate = _beta(rng, 0.86, 0.05, 50), _beta(rng, 0.86, 0.05, 50)
+    second = _drop_look(stable, candidate, True, 1, load_state(json.loads(json.dumps(saved))))
+    values = second.state.values
+    widest = float(first.state.values[DROP_KEY + ".total"][0])
+    assert float(values[DROP_KEY + ".square"][0]) == pytest.approx(
+        widest + float(np.sum(candidate**2)), rel=0.05
+    )
+    assert float(values[DROP_KEY + ".square"][0]) >= widest + float(np.sum(candidate**2))
+
+
+def test_the_plan_forecasts_a_drop_with_the_variance_its_squares_allow() -> None:
+    """Scores of sd 0.05 on both versions: the plan's forecast of further scores to clear the drop
+    uses both versions' bounds on squares (at this seed 508 more scores, against 3,431 for 0/1
+    scores; the judge's buckets are 0.01 wide near these scores, so the bound is about 4x the
+    variance)."""
+    forecasts: dict[bool, float | None] = {}
+    for histogram in (True, False):
+        rng = np.random.default_rng(3)
+        state: SequentialState | None = None
+        for look in range(3):
+            evaluation = _drop_look(
+                _beta(rng, 0.86, 0.05, 50), _beta(rng, 0.86, 0.05, 50), histogram, look, state
+            )
+            state = evaluation.state
+        report = next(r for d in evaluation.batch.slos for r in d.tests if r.test.key == DROP_KEY)
+        assert isinstance(report.test, MeanTest)
+        forecasts[histogram] = plan._mean_plan(report, report.test, 0.05)
+    with_histograms, without = forecasts[True], forecasts[False]
+    assert with_histograms is not None and without is not None
+    assert with_histograms * 4 < without

@@ -181,7 +181,7 @@ def test_a_step_whose_weights_never_reached_the_route_does_not_end(
         ({"latency": {"p95": "2s"}}, ("requests", "latency")),
         (
             {"quality": {"maxDropVsStable": 0.05}},
-            ("requests", "eval_score_sum", "eval_score_count", "eval_passed", "eval_failed"),
+            ("requests", "eval_score_sum", "eval_score_count", "eval_passed", "eval_failed", "eval_score"),
         ),
         # Histograms that bound a mean's variance are read too, where the exporter has them.
         ({"quality": {"minScore": 0.8}}, ("requests", "eval_score_sum", "eval_score_count", "eval_score")),

@@ -6,6 +6,7 @@ Typed results only (arrays of codes and numbers); render.py words them for the o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
@@ -13,7 +14,7 @@ from functools import partial
 import numpy as np
 from numpy.typing import NDArray
 
-from llmrollout.analysis import bernstein, sprt
+from llmrollout.analysis import bernstein, difference, sprt
 from llmrollout.analysis.batch import WindowBatch
 from llmrollout.analysis.confidence import lower_bounds, upper_bounds
 from llmrollout.analysis.hypotheses import (
@@ -63,14 +64,24 @@ class TestReport:
     candidate_exposure: FloatArray
     stable_events: FloatArray
     stable_exposure: FloatArray
-    lower: FloatArray  # mean tests: the bound deciding a rollback / a clearance
+    lower: FloatArray  # mean tests: the bound deciding a rollback / a clearance (see mean_bounds)
     upper: FloatArray
     # Count tests: the log of the mixture that rolls back (sprt.mixture_llr; the LLR without one), and
     # the LLR at which H1's share of the mixture alone reaches rollback_at.
     rollback_evidence: FloatArray | None = None
     h1_rollback_at: float = math.nan
-    # Mean tests with a bound on squares (MeanTest.square): the pooled bound.
+    # Mean tests with a bound on squares (MeanTest.square): the pooled bound, and stable's for a drop.
     square: FloatArray | None = None
+    stable_square: FloatArray | None = None
+    # Bounds found on demand for one replicate (a search too costly to run for every replicate of a
+    # batch, and only messages read them); lower and upper are NaN then.
+    bounds: Callable[[int], tuple[float, float]] | None = None
+
+    def mean_bounds(self, i: int = 0) -> tuple[float, float]:
+        """A mean test's [lower, upper] bounds for replicate i."""
+        if self.bounds is not None:
+            return self.bounds(i)
+        return float(self.lower[i]), float(self.upper[i])
 
     def test_ready(self, i: int = 0) -> bool:
         """Whether the test was set up (its parameters chosen) for replicate i."""
@@ -201,6 +212,9 @@ class _Evidence:
 
     def get(self, name: str) -> FloatArray:
         return self.values.get(f"{self.key}.{name}", np.zeros(self.replicates))
+
+    def has(self, name: str) -> bool:
+        return f"{self.key}.{name}" in self.values
 
     def add(self, name: str, increment: FloatArray, where: BoolArray, counting: bool) -> FloatArray:
         value = self.get(name)
@@ -338,11 +352,9 @@ def _update_mean(
     if test.two_sample:
         return _update_drop(test, evidence, counting, miscoverage, miss_rate)
     usable = sprt.usable(test.total, test.count) & _set_up(test)
-    square = test.square
-    if square is None and f"{evidence.key}.square" in evidence.values:
-        # Squares were bounded before: a window without a bound gets the widest [0, cap] allows.
-        square = test.cap * np.maximum(test.total, 0.0)
-    if square is not None:
+    if test.square is not None or evidence.has("square"):
+        # Once squares were bounded, a window without a bound gets the widest [0, cap] allows.
+        square = _window_squares(test.square, test.total, test.cap)
         return _update_bernstein(test, square, evidence, usable, counting, miscoverage, miss_rate)
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
@@ -376,10 +388,9 @@ def _update_bernstein(
     level (the rollback level at the rollback rate, the bound at the miss rate); the bounds are for
     messages."""
     cap = test.cap
-    if f"{evidence.key}.square" not in evidence.values:
+    if not evidence.has("square"):
         # What was counted before squares were kept: bounded by the widest [0, cap] allows.
         evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
-    square = np.where(np.isfinite(square) & (square >= 0), square, cap * np.maximum(test.total, 0.0))
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     squares = evidence.add("square", square, usable, counting)
@@ -429,27 +440,79 @@ def _watch_only(clears: BoolArray | None, decided: IntArray) -> IntArray:
 def _update_drop(
     test: MeanTest, evidence: _Evidence, counting: bool, miscoverage: float, miss_rate: float
 ) -> TestReport:
-    """Stable's mean minus the candidate's, at most `bound`: each mean's confidence sequence at half
-    the level, so that the difference's bounds hold at the full one."""
+    """Stable's mean minus the candidate's, at most `bound`. Where either version's squares are
+    bounded (now, or at an earlier look), difference.py's e-processes test each level directly and
+    give the bounds for messages; else each mean's confidence sequence at half the level, so that the
+    difference's bounds hold at the full one."""
     assert test.stable_total is not None and test.stable_count is not None
     usable = sprt.usable(test.total, test.count, test.stable_total, test.stable_count) & _set_up(test)
+    cap = test.cap if test.cap > 0 else 1.0
+    squared = test.square is not None or test.stable_square is not None or evidence.has("square")
+    if squared and not evidence.has("square"):
+        # What was counted before squares were kept: bounded by the widest [0, cap] allows.
+        evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
+        evidence.values[f"{evidence.key}.sSquare"] = cap * evidence.get("sTotal")
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     s_total = evidence.add("sTotal", test.stable_total, usable, counting)
     s_observed = evidence.add("sCount", test.stable_count, usable, counting)
-    cap = test.cap if test.cap > 0 else 1.0
+    seen = (observed > 0) & (s_observed > 0)
+    nan = np.full(evidence.replicates, math.nan)
+    if squared:
+        square = evidence.add("square", _window_squares(test.square, test.total, cap), usable, counting)
+        s_square = evidence.add(
+            "sSquare", _window_squares(test.stable_square, test.stable_total, cap), usable, counting
+        )
+        candidate = difference.Sums.of(total / cap, square / cap**2, observed)
+        stable = difference.Sums.of(s_total / cap, s_square / cap**2, s_observed)
+        rolls_back, clears = math.log(1 / miscoverage), math.log(1 / miss_rate)
+        back = seen & (
+            difference.log_e_drop_above(stable, candidate, test.rollback_level / cap) >= rolls_back
+        )
+        clear = seen & (difference.log_e_drop_below(stable, candidate, test.bound / cap) >= clears)
+
+        def bounds(i: int) -> tuple[float, float]:
+            low, high = difference.drop_bounds(stable.row(i), candidate.row(i), miscoverage, miss_rate)
+            return cap * float(low[0]), cap * float(high[0])
+
+        code = evidence.code(_mean_decision(test, back, clear))
+        return TestReport(
+            test,
+            code,
+            nan,
+            math.nan,
+            math.nan,
+            total,
+            observed,
+            s_total,
+            s_observed,
+            nan,
+            nan,
+            square=square,
+            stable_square=s_square,
+            bounds=bounds,
+        )
     c, s = total / cap, s_total / cap
     drop_low = (
         lower_bounds(s, s_observed, miscoverage / 2) - upper_bounds(c, observed, miscoverage / 2)
     ) * cap
     drop_high = (upper_bounds(s, s_observed, miss_rate / 2) - lower_bounds(c, observed, miss_rate / 2)) * cap
-    seen = (observed > 0) & (s_observed > 0)
     back, clear = seen & (drop_low > test.rollback_level), seen & (drop_high <= test.bound)
     code = evidence.code(_mean_decision(test, back, clear))
-    nan = np.full(evidence.replicates, math.nan)
     return TestReport(
         test, code, nan, math.nan, math.nan, total, observed, s_total, s_observed, drop_low, drop_high
     )
+
+
+def _window_squares(square: FloatArray | None, total: FloatArray, cap: float) -> FloatArray:
+    """A window's bound on its sum of squares: the test's where it has one, else the widest values
+    in [0, cap] allow (each at most cap, so its square at most cap times itself)."""
+    widest = cap * np.maximum(total, 0.0)
+    if square is None:
+        return widest
+    with np.errstate(invalid="ignore"):
+        bounded: FloatArray = np.where(np.isfinite(square) & (square >= 0), square, widest)
+    return bounded
 
 
 def _current(values: dict[str, FloatArray], decisions: list[SLODecision]) -> dict[str, FloatArray]:

@@ -194,8 +194,13 @@ def _mean_plan(report: TestReport, test: MeanTest, miss_rate: float) -> float | 
         # The bound on squares the test reads (bernstein.py) gives a variance nearer the data's.
         variance = min(variance, max(float(report.square[0]) / observed / cap**2 - own**2, 0.0))
     if test.two_sample:
-        stable = float(report.stable_events[0]) / max(float(report.stable_exposure[0]), 1e-300) / cap
-        variance += stable * (1 - stable)
+        stable_observed = max(float(report.stable_exposure[0]), 1e-300)
+        stable = float(report.stable_events[0]) / stable_observed / cap
+        stable_variance = stable * (1 - stable)
+        if report.stable_square is not None:
+            bounded = float(report.stable_square[0]) / stable_observed / cap**2 - stable**2
+            stable_variance = min(stable_variance, max(bounded, 0.0))
+        variance += stable_variance
     # The mixture behind the sequence costs about three times a fixed-sample interval at these levels.
     needed = 3 * 2 * max(variance, 1e-4) * math.log(2 / level) / margin**2
     return max(needed - float(report.candidate_exposure[0]), 0.0)

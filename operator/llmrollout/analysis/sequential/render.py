@@ -52,9 +52,10 @@ def describe_test(report: TestReport, stable: str, i: int = 0) -> str:
         return f"{int(report.candidate_events[i])} breaching looks in a row"
     if isinstance(test, MeanTest):
         level = "rollback" if test.direction == "max" else "miss"
+        lower, upper = report.mean_bounds(i)
         return (
-            f"{test.what} bounds {_fmt(test.slo, float(report.lower[i]))}.."
-            f"{_fmt(test.slo, float(report.upper[i]))} (n={count(float(report.candidate_exposure[i]))}; "
+            f"{test.what} bounds {_fmt(test.slo, lower)}.."
+            f"{_fmt(test.slo, upper)} (n={count(float(report.candidate_exposure[i]))}; "
             f"lower at the {level} level)"
         )
     ce, cx = float(report.candidate_events[i]), float(report.candidate_exposure[i])
@@ -168,11 +169,11 @@ def _rollback_message(
     if isinstance(test, MeanTest):
         relation = ">" if test.direction == "max" else "<"
         mean = float(mean_estimate(report)[i])
-        side = report.lower if test.direction == "max" else report.upper
-        which = "lower" if test.direction == "max" else "upper"
+        lower, upper = report.mean_bounds(i)
+        side, which = (lower, "lower") if test.direction == "max" else (upper, "upper")
         return (
             f"{label} {_fmt(test.slo, mean)} {relation} {bound} on {candidate} ({which} bound "
-            f"{_fmt(test.slo, float(side[i]))}, n={count(float(report.candidate_exposure[i]))})"
+            f"{_fmt(test.slo, side)}, n={count(float(report.candidate_exposure[i]))})"
         )
     if test.two_sample or test.relative:
         evidence = describe_test(report, stable, i)

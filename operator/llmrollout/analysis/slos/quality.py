@@ -8,8 +8,10 @@
     (SPRT). A drop of the pass rate by maxDrop is a failure-rate ratio of (f + maxDrop) / f at
     stable's failure share f (one standard error up, from stable's pooled verdicts); H0 a drop by
     SequentialConfig.quality_null_share of it;
-  - else the mean scores: confidence sequences on both means bound the drop. Needed when scores
-    move without many verdicts turning to "fail" (continuous scores, rare failures).
+  - else the mean scores: an e-process on the two means (difference.py), their variance bounded by
+    the scores' histograms where the exporter has them (else confidence sequences on both means).
+    Needed when scores move without many verdicts turning to "fail" (continuous scores, rare
+    failures).
 """
 
 from __future__ import annotations
@@ -217,6 +219,8 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         rollback_level=max_drop / 2,
         cap=1.0,
         direction="max",
+        square=_score_squares(c),
+        stable_square=_score_squares(s),
         ready=chosen,
         clears=~chosen | (route == SCORES),
     )
@@ -259,8 +263,9 @@ class Quality:
         return (*scores, *verdicts)
 
     def helpful_fields(self, slos: SLOs) -> tuple[str, ...]:
-        # The scores' histogram bounds the variance of minScore's mean.
-        return ("eval_score",) if slos.quality is not None and slos.quality.min_score is not None else ()
+        # The scores' histogram bounds the variance of the mean scores (minScore, and the drop's route
+        # through the scores).
+        return ("eval_score",) if slos.quality is not None else ()
 
     def rollback_tests(self, slos: SLOs) -> int:
         if slos.quality is None:
