@@ -206,12 +206,16 @@ def test_a_drop_of_mean_scores_rolls_back_far_sooner_with_their_histograms() -> 
 
 
 def test_mean_scores_without_a_drop_clear_far_sooner_with_their_histograms() -> None:
-    """Look 12 at this seed, against look 186."""
+    """Look 12 at this seed, against look 186. The message shows the mean scores' drop and their
+    test, not the judged failures' (a judge without verdicts has none)."""
     look, evaluation = _drop_decided(0.0, histogram=True)
     before, _ = _drop_decided(0.0, histogram=False)
     assert look is not None and before is not None and evaluation is not None
     assert evaluation.verdict == PASS
     assert look * 8 <= before
+    message = next(r.message for r in evaluation.results if r.slo == "quality.maxDropVsStable")
+    assert message.startswith("quality drop vs v1 0.0") and "cleared (mean score drop bounds -0." in message
+    assert "failed share" not in message
 
 
 def test_a_drop_counted_before_squares_were_kept_starts_at_the_widest_bound() -> None:

@@ -110,7 +110,7 @@ def slo_result(
     bound = _fmt(look.slo, look.bound) if math.isfinite(look.bound) else "its relative bound"
     how = How(int(decision.how[i]))
     reports = decision.tests
-    details = "; ".join(describe_test(r, stable, i) for r in reports)
+    details = "; ".join(describe_test(r, stable, i) for r in _worth_describing(reports, i))
     samples = (
         float(reports[0].candidate_exposure[i])
         if reports and not isinstance(reports[0].test, BreachCount)
@@ -157,6 +157,18 @@ def slo_result(
         verdict=verdict,
         message=message,
     )
+
+
+def _worth_describing(reports: tuple[TestReport, ...], i: int) -> tuple[TestReport, ...]:
+    """The tests that say something about replicate i: a test standing aside (it only watches for a
+    rollback on the other route) says nothing until it has counted something."""
+
+    def says_something(report: TestReport) -> bool:
+        clears = getattr(report.test, "clears", None)
+        return clears is None or bool(clears[i]) or float(report.candidate_exposure[i]) > 0
+
+    worth = tuple(report for report in reports if says_something(report))
+    return worth or reports
 
 
 def _rollback_message(

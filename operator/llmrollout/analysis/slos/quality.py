@@ -235,9 +235,18 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         missing = missing | stable_missing
     reason = look.missing_reason("eval_passed", "eval_failed", "eval_score_sum", "eval_score_count")
     with np.errstate(divide="ignore", invalid="ignore"):
-        drop = np.where(
+        verdicts_drop = np.where(
             (c_judged > 0) & (s_judged > 0), s.eval_passed / s_judged - c.eval_passed / c_judged, np.nan
         )
+        scores_drop = np.where(
+            (c.eval_score_count > 0) & (s.eval_score_count > 0),
+            s.eval_score_sum / s.eval_score_count - c.eval_score_sum / c.eval_score_count,
+            np.nan,
+        )
+    # The drop shown is the one its route tests: the pass rates', or the mean scores'.
+    drop = np.where(
+        route == SCORES, scores_drop, np.where(np.isfinite(verdicts_drop), verdicts_drop, scores_drop)
+    )
     label = f"quality drop vs {look.stable_name}"
     return SLOLook(QUALITY_MAX_DROP, label, max_drop, (failures, scores), missing, reason, drop)
 
