@@ -3,6 +3,7 @@ scores of 0 or 1, and the error rates by simulation."""
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -255,3 +256,64 @@ def test_the_plan_forecasts_a_drop_with_the_variance_its_squares_allow() -> None
     with_histograms, without = forecasts[True], forecasts[False]
     assert with_histograms is not None and without is not None
     assert with_histograms * 4 < without
+
+
+def _stacked(windows: list[VariantWindow]) -> SideBatch:
+    ones = [SideBatch.from_window(window) for window in windows]
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(one, name) for one in ones])
+
+    names = ("requests", "errors", "eval_passed", "eval_failed", "eval_score_sum", "eval_score_count")
+    histograms = [one.eval_score for one in ones]
+    assert all(h is not None for h in histograms)
+    return SideBatch(
+        **{name: cat(name) for name in names},
+        input_tokens=cat("input_tokens"),
+        output_tokens=cat("output_tokens"),
+        eval_score=HistogramBatch(SCORE_BUCKETS, np.concatenate([h.cumulative for h in histograms if h])),
+    )
+
+
+def test_a_batch_of_one_and_a_batch_of_n_decide_a_drop_of_scores_the_same() -> None:
+    """The scores' route on the e-processes of both versions: the same codes, states and message
+    bounds for each replicate alone as within the batch."""
+    rng = np.random.default_rng(23)
+    drops = [0.0, 0.02, 0.05, 0.0, 0.08, 0.03]
+    replicates = len(drops)
+    common: dict[str, Any] = {
+        "candidate": "v2", "stable": "v1", "false_rollback_rate": 0.01, "miss_rate": 0.05,
+        "pricing": None, "stable_required": True, "config": NO_WARMUP,
+    }  # fmt: skip
+    batch_state: SequentialState | None = None
+    singles: list[SequentialState | None] = [None] * replicates
+    verdicts: set[int] = set()
+    for look in range(12):
+        sides = [
+            (
+                _window(_beta(rng, 0.86 - drop, 0.1, 80), True, "v2"),
+                _window(_beta(rng, 0.86, 0.1, 120), True, "v1"),
+            )
+            for drop in drops
+        ]
+        window = WindowBatch(
+            60.0 * look, 60.0 * (look + 1), _stacked([c for c, _ in sides]), _stacked([s for _, s in sides])
+        )
+        many = evaluate_batch(
+            MAX_DROP, window, state=batch_state, final_step=np.ones(replicates, bool), **common
+        )
+        batch_state = many.state
+        verdicts |= {int(v) for v in many.verdict}
+        for i in range(replicates):
+            alone = WindowBatch(
+                60.0 * look, 60.0 * (look + 1), _stacked([sides[i][0]]), _stacked([sides[i][1]])
+            )
+            one = evaluate_batch(MAX_DROP, alone, state=singles[i], final_step=np.ones(1, bool), **common)
+            singles[i] = one.state
+            assert int(one.verdict[0]) == int(many.verdict[i])
+            assert [int(d.how[0]) for d in one.slos] == [int(d.how[i]) for d in many.slos]
+            for key, value in one.state.values.items():
+                np.testing.assert_allclose(value[0], many.state.values[key][i], rtol=1e-12, equal_nan=True)
+            scores_alone, scores_within = one.slos[0].tests[1], many.slos[0].tests[1]
+            assert scores_alone.mean_bounds(0) == pytest.approx(scores_within.mean_bounds(i))
+    assert verdicts >= {int(FAIL), int(PASS)}
