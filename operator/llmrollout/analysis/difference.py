@@ -40,7 +40,8 @@ _PSI = -np.log1p(-LAMBDAS) - LAMBDAS
 _LOG_WEIGHT = -math.log(len(LAMBDAS))
 # The grid: coarse over the whole range, fine where the infimum lies (between the two estimates).
 _COARSE, _FINE, _ZOOM = 17, 33, 17
-_BISECTION_STEPS = 24
+# Halvings of a search's interval (ten standard errors, or out to -1 or 1): for messages.
+_BISECTION_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -192,17 +193,31 @@ def log_e_drop_below(stable: Sums, candidate: Sums, level: ArrayLike) -> FloatAr
 
 
 def _bisect(
-    shows: Callable[[FloatArray], NDArray[np.bool_]], weakest: float, strongest: float, replicates: int
+    shows: Callable[[FloatArray], NDArray[np.bool_]], weakest: FloatArray, strongest: FloatArray
 ) -> FloatArray:
-    """The level nearest `strongest` that `shows` holds at, searched from `weakest` (returned where
-    it does not hold even there): the set it holds on is an interval ending at `weakest`."""
-    shown, unshown = np.full(replicates, weakest), np.full(replicates, strongest)
+    """The level nearest `strongest` at which `shows` holds, searched from `weakest`; NaN where it
+    does not hold even there. Only levels at which it holds are returned."""
+    shown, unshown = weakest.copy(), strongest.copy()
     held = shows(shown)
     for _ in range(_BISECTION_STEPS):
         middle = (shown + unshown) / 2
         proven = shows(middle)
         shown, unshown = np.where(proven, middle, shown), np.where(proven, unshown, middle)
-    return np.where(held, shown, weakest)
+    return np.where(held, shown, np.nan)
+
+
+def _bound(
+    shows: Callable[[FloatArray], NDArray[np.bool_]], estimate: FloatArray, reach: FloatArray, outer: float
+) -> FloatArray:
+    """A bound on the drop: searched first within `reach` of the estimate (where it lies unless the
+    evidence is thin), then out to `outer` (-1 or 1) where it is not shown even at that reach."""
+    near = np.clip(estimate - reach, -1.0, 1.0)
+    found = _bisect(shows, near, estimate)
+    far = np.isnan(found)
+    if np.any(far):
+        found = np.where(far, _bisect(shows, np.full_like(near, outer), near), found)
+    bound: FloatArray = np.where(np.isnan(found), outer, found)
+    return bound
 
 
 def drop_bounds(
@@ -211,8 +226,15 @@ def drop_bounds(
     """[lower, upper] on the drop: the largest level it is shown to be above at `lower_miscoverage`,
     and the smallest it is shown to be below at `upper_miscoverage` (bisection on evidence that is
     monotone in the level), -1 and 1 where nothing is shown."""
-    replicates = len(candidate.count)
     above, below = math.log(1.0 / lower_miscoverage), math.log(1.0 / upper_miscoverage)
-    lower = _bisect(lambda level: log_e_drop_above(stable, candidate, level) >= above, -1.0, 1.0, replicates)
-    upper = _bisect(lambda level: log_e_drop_below(stable, candidate, level) >= below, 1.0, -1.0, replicates)
+    estimate = stable.mean() - candidate.mean()
+    # Ten standard errors from the estimate the evidence is nearly always past the thresholds used
+    # here; where it is not (thin evidence), the search goes on to -1 or 1.
+    error = np.sqrt(
+        stable.variance() / np.maximum(stable.count, 1.0)
+        + candidate.variance() / np.maximum(candidate.count, 1.0)
+    )
+    reach = 10 * error + 1e-3
+    lower = _bound(lambda level: log_e_drop_above(stable, candidate, level) >= above, estimate, reach, -1.0)
+    upper = _bound(lambda level: log_e_drop_below(stable, candidate, level) >= below, estimate, -reach, 1.0)
     return lower, upper

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -471,6 +471,7 @@ def _update_drop(
         )
         clear = seen & (difference.log_e_drop_below(stable, candidate, test.bound / cap) >= clears)
 
+        @cache  # a message may read them more than once
         def bounds(i: int) -> tuple[float, float]:
             low, high = difference.drop_bounds(stable.row(i), candidate.row(i), miscoverage, miss_rate)
             return cap * float(low[0]), cap * float(high[0])
