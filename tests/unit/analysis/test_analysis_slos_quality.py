@@ -190,31 +190,32 @@ def _drop_decided(drop: float, histogram: bool, looks: int = 300):  # type: igno
     return None, None
 
 
+def _decided_far_sooner(drop: float, verdict: Verdict) -> str:
+    """The message of the look at which the drop is decided (as `verdict`) with both versions'
+    histograms, after checking that it comes at most an eighth of the looks it takes without them."""
+    look, evaluation = _drop_decided(drop, histogram=True)
+    before, _ = _drop_decided(drop, histogram=False)
+    assert look is not None and before is not None and evaluation is not None
+    assert evaluation.verdict == verdict
+    assert look * 8 <= before
+    assert DROP_KEY + ".sSquare" in evaluation.state.values
+    return next(r.message for r in evaluation.results if r.slo == "quality.maxDropVsStable")
+
+
 def test_a_drop_of_mean_scores_rolls_back_far_sooner_with_their_histograms() -> None:
     """maxDropVsStable through the mean scores (a judge whose scores move without verdicts): with
     both versions' histograms bounding the squares (difference.py), a drop of 0.05 is rolled back at
     look 20 at this seed, against look 198 as if scores were 0 or 1."""
-    look, evaluation = _drop_decided(0.05, histogram=True)
-    before, _ = _drop_decided(0.05, histogram=False)
-    assert look is not None and before is not None and evaluation is not None
-    assert evaluation.verdict == FAIL
-    assert look * 8 <= before
+    message = _decided_far_sooner(0.05, FAIL)
     # The message's lower bound is the decision's: past the rollback level (half of maxDrop).
-    message = next(r.message for r in evaluation.results if r.slo == "quality.maxDropVsStable")
     lower = float(message.split("lower bound ")[1].split(",")[0])
     assert 0.015 < lower < 0.05
-    assert DROP_KEY + ".sSquare" in evaluation.state.values
 
 
 def test_mean_scores_without_a_drop_clear_far_sooner_with_their_histograms() -> None:
     """Look 12 at this seed, against look 186. The message shows the mean scores' drop and their
     test, not the judged failures' (a judge without verdicts has none)."""
-    look, evaluation = _drop_decided(0.0, histogram=True)
-    before, _ = _drop_decided(0.0, histogram=False)
-    assert look is not None and before is not None and evaluation is not None
-    assert evaluation.verdict == PASS
-    assert look * 8 <= before
-    message = next(r.message for r in evaluation.results if r.slo == "quality.maxDropVsStable")
+    message = _decided_far_sooner(0.0, PASS)
     assert message.startswith("quality drop vs v1 0.0") and "cleared (mean score drop bounds -0." in message
     assert "failed share" not in message
 

@@ -216,6 +216,13 @@ class _Evidence:
     def has(self, name: str) -> bool:
         return f"{self.key}.{name}" in self.values
 
+    def start_squares(self, cap: float, *squares_of: tuple[str, str]) -> None:
+        """Squares' bounds for what was counted before they were kept (each (square, total) name
+        pair): the widest values in [0, cap] allow, cap times the total."""
+        if not self.has("square"):
+            for square, total in squares_of:
+                self.values[f"{self.key}.{square}"] = cap * self.get(total)
+
     def add(self, name: str, increment: FloatArray, where: BoolArray, counting: bool) -> FloatArray:
         value = self.get(name)
         if counting:
@@ -388,9 +395,7 @@ def _update_bernstein(
     level (the rollback level at the rollback rate, the bound at the miss rate); the bounds are for
     messages."""
     cap = test.cap
-    if not evidence.has("square"):
-        # What was counted before squares were kept: bounded by the widest [0, cap] allows.
-        evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
+    evidence.start_squares(cap, ("square", "total"))
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     squares = evidence.add("square", square, usable, counting)
@@ -448,10 +453,8 @@ def _update_drop(
     usable = sprt.usable(test.total, test.count, test.stable_total, test.stable_count) & _set_up(test)
     cap = test.cap if test.cap > 0 else 1.0
     squared = test.square is not None or test.stable_square is not None or evidence.has("square")
-    if squared and not evidence.has("square"):
-        # What was counted before squares were kept: bounded by the widest [0, cap] allows.
-        evidence.values[f"{evidence.key}.square"] = cap * evidence.get("total")
-        evidence.values[f"{evidence.key}.sSquare"] = cap * evidence.get("sTotal")
+    if squared:
+        evidence.start_squares(cap, ("square", "total"), ("sSquare", "sTotal"))
     total = evidence.add("total", test.total, usable, counting)
     observed = evidence.add("count", test.count, usable, counting)
     s_total = evidence.add("sTotal", test.stable_total, usable, counting)
