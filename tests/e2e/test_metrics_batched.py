@@ -92,10 +92,11 @@ def test_two_namespaces_with_the_same_variants_each_read_only_their_own_series(
     wait_for(done, timeout, "the healthy one promoted and the failing one rolled back", interval=0.5)
     # Each status shows its own exporter: not one error ever in the healthy namespace's numbers
     # (the other's candidate fails half its requests), its own errors in the failing one's, and
-    # its stable version clean.
+    # its stable version clean. A look's window may hold only a few of the candidate's requests, so
+    # its share of failures can be far from half (1 of 9 in one run); any failure shows whose it is.
     assert seen[healthy].get("v2") and max(seen[healthy]["v2"]) == 0.0, seen
     assert max(seen[healthy].get("v1", [0.0])) == 0.0, seen
-    assert seen[failing].get("v2") and max(seen[failing]["v2"]) >= 0.2, seen
+    assert seen[failing].get("v2") and max(seen[failing]["v2"]) > 0.0, seen
     assert max(seen[failing].get("v1", [0.0])) == 0.0, seen
     status = kube.get("llmd", NAME, failing)["status"]
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
