@@ -136,7 +136,6 @@ def next_window_end(last: datetime, cadence: timedelta, now: datetime) -> dateti
     while end - last < shortest:
         end += cadence
     return end
-    return end
 
 
 def boundary(now: datetime, cadence: timedelta) -> datetime:
