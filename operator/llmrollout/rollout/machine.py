@@ -29,6 +29,7 @@ from llmrollout.api import (
     format_duration,
 )
 from llmrollout.api.status import MAX_MESSAGE, truncate
+from llmrollout.metrics.factory import INGESTION_DELAY_SECONDS
 from llmrollout.rollout.builder import METRICS, PROGRESSING, READY, Builder, all_to, split
 from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
 from llmrollout.rollout.outcome import Outcome
@@ -41,6 +42,8 @@ MAX_CONDITION_MESSAGE = 1000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The first window after a start (or a resume) is at least this share of the cadence, not a sliver.
 MIN_WINDOW_SHARE: Final = 0.5
+# How long before a window's end its counters are read.
+READ_OFFSET: Final = timedelta(seconds=INGESTION_DELAY_SECONDS)
 # How late after a boundary the reconcile that starts a step may run and still count from the boundary.
 MAX_STEP_SLACK: Final = timedelta(seconds=2)
 
@@ -102,9 +105,19 @@ def due_window(
     if cadence is None or status.last_analysis_at is None:
         return None
     end = boundary(now, cadence)
-    if end - status.last_analysis_at < cadence * MIN_WINDOW_SHARE:
+    if end - status.last_analysis_at < shortest_window(spec, cadence):
         return None
     return status.last_analysis_at, end
+
+
+def shortest_window(spec: LLMDeploymentSpec, cadence: timedelta) -> timedelta:
+    """How long the first window after a start (or a resume) must be: MIN_WINDOW_SHARE of a cadence
+    of the candidate's traffic after the last scrape before it ends (read READ_OFFSET early), which
+    may come up to a scrape interval before that; a whole cadence at most, as every later window is.
+    Half a cadence alone would often hold nothing of the candidate's at scrapes as long as the
+    interval (Prometheus's default 1m): a threshold check's first look then read as inconclusive."""
+    scrape = spec.metrics.prometheus.scrape_interval if spec.metrics.prometheus else timedelta(0)
+    return min(cadence, cadence * MIN_WINDOW_SHARE + scrape + READ_OFFSET)
 
 
 def window_cadence(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> timedelta | None:
@@ -125,10 +138,9 @@ def window_cadence(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> time
     return None
 
 
-def next_window_end(last: datetime, cadence: timedelta, now: datetime) -> datetime:
+def next_window_end(last: datetime, cadence: timedelta, shortest: timedelta, now: datetime) -> datetime:
     """When the window after `last` closes: `now` if it has closed already, else the first boundary
-    after `now` that makes it at least MIN_WINDOW_SHARE of a cadence long."""
-    shortest = cadence * MIN_WINDOW_SHARE
+    after `now` that makes it at least `shortest` long (`shortest_window`)."""
     end = boundary(now, cadence)
     if end - last >= shortest or cadence <= timedelta(0):
         return now

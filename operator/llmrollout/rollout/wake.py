@@ -21,6 +21,7 @@ from llmrollout.rollout.machine import (
     desired_candidate,
     gate_pending,
     next_window_end,
+    shortest_window,
     window_cadence,
 )
 
@@ -45,7 +46,8 @@ def next_wake(spec: LLMDeploymentSpec, status: LLMDeploymentStatus, now: datetim
         wakes.append(now + _route_retry(spec, status, now))
     cadence = window_cadence(spec, status)
     if cadence is not None and status.last_analysis_at is not None:
-        wakes.append(next_window_end(status.last_analysis_at, cadence, now))
+        shortest = shortest_window(spec, cadence)
+        wakes.append(next_window_end(status.last_analysis_at, cadence, shortest, now))
     start = _start_pending(spec, status, now)
     if start is not None:
         wakes.append(start)

@@ -89,11 +89,12 @@ def test_a_finished_rollout_is_idle_until_the_spec_changes() -> None:
         ("threshold", 0, 30, 60),
         ("threshold", 0, 60, 60),  # due now
         ("threshold", 0, 75, 75),  # overdue (a read in flight): now
-        ("threshold", 10, 11, 60),  # 50 s: long enough
+        # 50 s: at 1m scrapes the last scrape read may come 51 s before the end, leaving nothing
+        ("threshold", 10, 11, 120),
         ("threshold", 40, 41, 120),  # 20 s would be a sliver
         ("sequential", 0, 1, 30),
         ("sequential", 20, 21, 60),
-        ("sequential", 14, 15, 30),
+        ("sequential", 14, 15, 60),
     ],
 )
 def test_a_rollout_wakes_at_its_next_look(method: str, started_at: int, now: int, wake: int) -> None:

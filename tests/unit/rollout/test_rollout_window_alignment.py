@@ -1,6 +1,6 @@
 """Look windows end on multiples of the look interval in epoch time, by tables: every LLMDeployment
 with the same cadence shares its boundaries (which batched reads need), and the first window after a
-start is never a sliver."""
+start is never a sliver: it holds half a cadence of traffic after the scrape lag."""
 
 from __future__ import annotations
 
@@ -46,49 +46,58 @@ def rolling(s: LLMDeploymentSpec, started_at: datetime) -> LLMDeploymentStatus:
 
 
 @pytest.mark.parametrize(
-    ("started", "now", "window"),
+    ("scrape", "started", "now", "window"),
     [
         # Started on a boundary: windows are whole intervals.
-        (0, 59, None),
-        (0, 60, (0, 60)),
-        (0, 75, (0, 60)),
-        # Started 10 s into an interval: the first window runs to the next boundary (50 s >= 30 s).
-        (10, 59, None),
-        (10, 60, (10, 60)),
-        (10, 119, (10, 60)),
-        # Started 40 s in: 20 s to the next boundary is a sliver; the first window takes 80 s.
-        (40, 60, None),
-        (40, 119, None),
-        (40, 120, (40, 120)),
-        # Exactly half a cadence is enough.
-        (30, 60, (30, 60)),
+        (60, 0, 59, None),
+        (60, 0, 60, (0, 60)),
+        (60, 0, 75, (0, 60)),
+        # A first window must hold half an interval of the candidate's traffic after the last scrape
+        # read before its end (1 s early), which may come a scrape interval before that: at 1m scrapes
+        # a whole interval, so started 10 s in, the first window runs to the boundary after next.
+        (60, 10, 60, None),
+        (60, 10, 119, None),
+        (60, 10, 120, (10, 120)),
+        (60, 30, 60, None),
+        (60, 30, 120, (30, 120)),
+        (60, 40, 120, (40, 120)),
+        # At 15 s scrapes 46 s is enough; at 1 s scrapes 32 s (half an interval was, before the lag).
+        (15, 10, 60, (10, 60)),
+        (15, 20, 60, None),
+        (1, 28, 60, (28, 60)),
+        (1, 29, 60, None),
+        (1, 40, 119, None),
+        (1, 40, 120, (40, 120)),
         # A late reconcile still ends on the latest boundary, so late looks catch up in one window.
-        (0, 185, (0, 180)),
+        (60, 0, 185, (0, 180)),
     ],
 )
 def test_threshold_windows_end_on_interval_boundaries(
-    started: int, now: int, window: tuple[int, int] | None
+    scrape: int, started: int, now: int, window: tuple[int, int] | None
 ) -> None:
-    s = spec(candidate="v2")
+    s = spec(candidate="v2", metrics__prometheus__scrapeInterval=f"{scrape}s")
     status = rolling(s, T0 + started * S)
     expected = None if window is None else (T0 + window[0] * S, T0 + window[1] * S)
     assert due_window(s, status, T0 + now * S) == expected
 
 
 @pytest.mark.parametrize(
-    ("started", "now", "window"),
+    ("scrape", "started", "now", "window"),
     [
-        (0, 29, None),
-        (0, 30, (0, 30)),
-        (20, 30, None),  # 10 s: a sliver of a 30 s look
-        (20, 60, (20, 60)),
-        (14, 30, (14, 30)),
+        (60, 0, 29, None),
+        (60, 0, 30, (0, 30)),
+        (60, 20, 30, None),  # 10 s: a sliver of a 30 s look
+        (60, 20, 60, (20, 60)),
+        (60, 14, 30, None),  # 16 s: less than a look at 1m scrapes
+        (60, 14, 60, (14, 60)),
+        (1, 13, 30, (13, 30)),  # at 1 s scrapes 17 s is enough
+        (1, 14, 30, None),
     ],
 )
 def test_sequential_looks_end_on_half_interval_boundaries(
-    started: int, now: int, window: tuple[int, int] | None
+    scrape: int, started: int, now: int, window: tuple[int, int] | None
 ) -> None:
-    s = spec(candidate="v2", analysis__method="sequential")
+    s = spec(candidate="v2", analysis__method="sequential", metrics__prometheus__scrapeInterval=f"{scrape}s")
     status = rolling(s, T0 + started * S)
     expected = None if window is None else (T0 + window[0] * S, T0 + window[1] * S)
     assert due_window(s, status, T0 + now * S) == expected
@@ -99,18 +108,18 @@ def test_two_deployments_started_apart_share_every_boundary_after_their_first_lo
     ends = []
     for started in (3 * S, 27 * S):
         status = rolling(s, T0 + started)
-        for now in (T0 + 61 * S, T0 + 121 * S, T0 + 181 * S):
+        for now in (T0 + 121 * S, T0 + 181 * S, T0 + 241 * S):
             due = due_window(s, status, now)
             assert due is not None
             status = reconcile(s, status, 2, now, observe(*due)).status
             ends.append(due[1])
-    assert ends[:3] == ends[3:] == [T0 + MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE]
+    assert ends[:3] == ends[3:] == [T0 + 2 * MINUTE, T0 + 3 * MINUTE, T0 + 4 * MINUTE]
 
 
 def test_a_step_lasts_an_interval_from_the_reconcile_that_started_it_to_the_look_after() -> None:
     """A step starts when its weights are decided (a moment after the boundary its window ended on);
     the look an interval later can advance it: that moment is forgiven, up to 2 s."""
-    s = spec(candidate="v2", strategy__steps=[10, 20, 30, 40, 50])
+    s = spec(candidate="v2", strategy__steps=[10, 20, 30, 40, 50], metrics__prometheus__scrapeInterval="1s")
     status = rolling(s, T0 + 10 * S)
     steps = []
     for now in (T0 + 60.4 * S, T0 + 120.4 * S, T0 + 180.4 * S, T0 + 240.4 * S):
