@@ -1,11 +1,21 @@
-"""The report's targets: each met or missed, and by how much."""
+"""The report's targets, each met or missed and by how much, and why where missed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.decisions.model import scenario
-from bench.decisions.report import ORACLE, OURS, targets
+import numpy as np
+
+from bench.decisions.model import HORIZON_MINUTES, MISS_RATE, PASS_RATE, QUALITY_MAX_DROP, scenario
+from bench.decisions.report import (
+    MAX_FALSE_ROLLBACK,
+    ORACLE,
+    OURS,
+    judged_by_the_horizon,
+    quality_cut_false_rollbacks,
+    targets,
+    why_missed,
+)
 
 
 def _row(name: str, policy: str = OURS, **values: Any) -> dict[str, Any]:
@@ -65,3 +75,43 @@ def test_targets_met() -> None:
     text = "\n".join(targets(rows))
     assert "**missed**" not in text
     assert "0% undecided: **met**" in text
+
+
+def _drops(rng: np.random.Generator, minutes: int, pass_rate: float) -> np.ndarray:
+    """Stable's pass rate minus the candidate's, from binomial draws of their judged answers."""
+    candidate, stable = (round(n) for n in judged_by_the_horizon(minutes))
+    draws = 400_000
+    return (
+        rng.binomial(stable, PASS_RATE, draws) / stable
+        - rng.binomial(candidate, pass_rate, draws) / candidate
+    )
+
+
+def test_the_best_horizon_cut_on_quality_matches_a_simulation_of_binomial_counts() -> None:
+    # Put the cut where the design point is missed exactly MISS_RATE of the time, and count the
+    # healthy candidates it rolls back.
+    rng = np.random.default_rng(7)
+    for minutes in (HORIZON_MINUTES, 2 * HORIZON_MINUTES):
+        cut = np.quantile(_drops(rng, minutes, PASS_RATE - QUALITY_MAX_DROP), MISS_RATE)
+        for name, rate in quality_cut_false_rollbacks(minutes).items():
+            simulated = float(np.mean(_drops(rng, minutes, scenario(name).candidate.pass_rate) > cut))
+            assert abs(simulated - rate) < 0.004, (minutes, name, simulated, rate)
+    at_horizon = quality_cut_false_rollbacks(HORIZON_MINUTES)
+    assert at_horizon["healthy: within tolerance"] > MAX_FALSE_ROLLBACK > at_horizon["healthy: identical"]
+    assert quality_cut_false_rollbacks(2 * HORIZON_MINUTES)["healthy: within tolerance"] < MAX_FALSE_ROLLBACK
+
+
+def test_a_healthy_miss_below_stables_pass_rate_is_explained_by_the_best_cut() -> None:
+    def why(within_tolerance: float) -> str:
+        rows = [
+            _row("healthy: identical"),
+            _row("healthy: within tolerance", false_rollback_rate=within_tolerance),
+            _row("pass rate 90% -> 87%"),
+        ]
+        return "\n".join(why_missed(rows))
+
+    missed = why(0.13)
+    assert "healthy: within tolerance: its pass rate is 0.5 points below stable's" in missed
+    best = quality_cut_false_rollbacks(HORIZON_MINUTES)["healthy: within tolerance"]
+    assert f"rolls back {100 * best:.2f}% of these candidates" in missed
+    assert "its pass rate is" not in why(0.005)
