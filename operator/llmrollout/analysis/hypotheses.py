@@ -66,8 +66,13 @@ class SequentialConfig:
     # and p99, and where it fell low a candidate like stable exceeded it more often than H0 allows
     # (2.6% of identical candidates rolled back at 60 s scrapes, whose first window is often short).
     stable_min_histogram: float = 200.0
-    # ... and its eval failure share on this many verdicts.
+    # ... and its eval failure share on this many verdicts. quality.maxDropVsStable's route (failures
+    # or mean scores) waits until that share is this many standard errors (Wilson's) from maxDrop, or
+    # until stable_route_max_judged verdicts (two minutes at 10 requests/s with 20% judged, about 17
+    # at 1 request/s; a judge that never fails is clear of a maxDrop of 0.03 after ~90).
     stable_min_judged: float = 50.0
+    stable_route_z: float = 1.645
+    stable_route_max_judged: float = 200.0
     # A percentile SLO needs a bucket edge within this factor of its bound (either side).
     histogram_resolution: float = 2.0
     # Assumed per-request cost ceiling, as a multiple of costPerRequest.maxUSD.

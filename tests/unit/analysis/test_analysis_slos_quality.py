@@ -1,5 +1,6 @@
 """quality.minScore on the scores' histogram: the bound on squares (a table), the gain over assuming
-scores of 0 or 1, and the error rates by simulation."""
+scores of 0 or 1, and the error rates by simulation; maxDropVsStable's route chosen from stable's
+verdicts."""
 
 import json
 import math
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from llmrollout.analysis.batch import HistogramBatch, SideBatch, WindowBatch
-from llmrollout.analysis.hypotheses import MeanTest, SequentialConfig
+from llmrollout.analysis.hypotheses import LookInput, MeanTest, SequentialConfig
 from llmrollout.analysis.observations import Histogram, VariantWindow, Window
 from llmrollout.analysis.sequential import (
     SequentialState,
@@ -318,3 +319,100 @@ def test_a_batch_of_one_and_a_batch_of_n_decide_a_drop_of_scores_the_same() -> N
             scores_alone, scores_within = one.slos[0].tests[1], many.slos[0].tests[1]
             assert scores_alone.mean_bounds(0) == pytest.approx(scores_within.mean_bounds(i))
     assert verdicts >= {int(FAIL), int(PASS)}
+
+
+def _verdicts(failed: np.ndarray, judged: np.ndarray) -> SideBatch:
+    """A window of a binary judge's verdicts (its scores 1 for a pass, 0 for a fail)."""
+    nan = np.full(len(failed), np.nan)
+    passed = judged - failed
+    return SideBatch(nan, nan, passed, failed, passed, judged, nan, nan)
+
+
+def _routes(max_drop: float, *stable_windows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """maxDropVsStable's route after stable's windows of (failed, judged) verdicts, one look each."""
+    params: dict[str, np.ndarray] = {}
+    key = f"quality.maxDropVsStable@{max_drop:g}"
+    route = np.full(len(stable_windows[0][0]), np.nan)
+    for look, (failed, judged) in enumerate(stable_windows):
+        side = _verdicts(failed, judged)
+        window = WindowBatch(60.0 * look, 60.0 * (look + 1), side, side)
+        route, _ = quality._route(
+            LookInput(window, "v2", "v1", True, params), key, max_drop, SequentialConfig()
+        )
+    return route
+
+
+ONE = np.ones(1)
+
+
+@pytest.mark.parametrize(
+    ("max_drop", "failed", "judged", "expected"),
+    [
+        # 5 failures in 56 verdicts: stable surely fails more than 3% of the time (Wilson's one-sided
+        # 95% bound from 4.4%): the failures' SPRT.
+        (0.03, 5, 56, quality.FAILURES),
+        # 1 in 56 (1.8%) could be a judge failing 10% of the time: no route yet (was the scores').
+        (0.03, 1, 56, math.nan),
+        (0.03, 3, 56, math.nan),
+        (0.03, 0, 56, math.nan),
+        # Never a failure in 56 is surely under a maxDrop of 10% (the bound reaches 4.6%): the scores.
+        (0.1, 0, 56, quality.SCORES),
+        # Too few verdicts to choose at all.
+        (0.1, 0, 40, math.nan),
+        # After 200 verdicts the estimate's side: 5 (2.5%) under 3%, 7 (3.5%) over it.
+        (0.03, 5, 200, quality.SCORES),
+        (0.03, 7, 200, quality.FAILURES),
+        (0.03, 5, 199, math.nan),
+    ],
+)
+def test_the_drops_route_waits_until_stables_failure_share_is_clearly_on_one_side_of_max_drop(
+    max_drop: float, failed: float, judged: float, expected: float
+) -> None:
+    route = _routes(max_drop, (failed * ONE, judged * ONE))
+    assert np.array_equal(route, [expected], equal_nan=True), route
+
+
+def test_a_route_waiting_for_verdicts_is_chosen_on_the_pooled_ones_and_kept() -> None:
+    first, more, later = (1 * ONE, 56 * ONE), (16 * ONE, 114 * ONE), (0 * ONE, 500 * ONE)
+    assert np.isnan(_routes(0.03, first)).all()
+    # 17 of 170 since the start: 10%, surely over 3%; verdicts after the choice change nothing.
+    assert (_routes(0.03, first, more) == quality.FAILURES).all()
+    assert (_routes(0.03, first, more, later) == quality.FAILURES).all()
+
+
+def test_a_judge_failing_a_tenth_of_stables_answers_is_rarely_given_the_scores_route() -> None:
+    # ~56 verdicts a look: under the estimate's side alone (no Wilson margin), 1.9% of these would
+    # have gone the mean scores' way at the first look.
+    rng = np.random.default_rng(11)
+    looks = []
+    for _ in range(5):
+        judged = rng.poisson(56, 20_000).astype(float)
+        looks.append((rng.binomial(judged.astype(int), 0.1).astype(float), judged))
+    first = _routes(0.03, looks[0])
+    assert 0.2 < np.isnan(first).mean() < 0.6 and not (first == quality.SCORES).any()
+    # By the fifth look stable has about 280 verdicts, past stable_route_max_judged, where only a
+    # share under 3% in 200 verdicts (a binomial tail of about 1 in 2,000) is the scores' side.
+    routes = _routes(0.03, *looks)
+    assert not np.isnan(routes).any() and (routes == quality.SCORES).mean() < 0.001
+
+
+def test_a_route_still_waiting_loses_none_of_the_candidates_failures() -> None:
+    # Stable fails 1 in 56, then 1 in 60: too close to maxDrop 0.03 to choose a route for two looks.
+    spec = SLOs.model_validate({"quality": {"maxDropVsStable": 0.03}})
+    state: SequentialState | None = None
+    for look, stable_failed in enumerate((1.0, 1.0, 20.0)):
+        stable = _verdicts(stable_failed * ONE, (56.0 if look == 0 else 60.0) * ONE)
+        candidate = _verdicts(6 * ONE, 60 * ONE)
+        evaluation = evaluate_batch(
+            spec, WindowBatch(60.0 * look, 60.0 * (look + 1), candidate, stable), candidate="v2",
+            stable="v1", state=state, false_rollback_rate=0.01, miss_rate=0.05, pricing=None,
+            stable_required=True,
+            final_step=np.ones(1, bool), config=NO_WARMUP,
+        )  # fmt: skip
+        state = evaluation.state
+    assert state is not None
+    assert state.values["param.quality.maxDropVsStable@0.03.route"][0] == quality.FAILURES
+    # The failures counted every look (stable's share known from the first); the scores' test only
+    # the look that chose its route.
+    assert state.values["quality.maxDropVsStable@0.03.cExposure"][0] == 180.0
+    assert state.values["quality.maxDropVsStable.scores@0.03.count"][0] == 60.0

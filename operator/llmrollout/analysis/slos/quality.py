@@ -132,7 +132,9 @@ def _route(
     """(route, stable's failure share), chosen once from stable's data pooled since the start: the
     judged failures where stable fails at least maxDrop of the time (a binary judge: its counts are
     the whole information, and the SPRT uses it best), else the mean scores (continuous scores, rare
-    failures). Each route then has the whole of missRate. NaN while stable has too little data."""
+    failures). Each route then has the whole of missRate. NaN while stable has too little data, or
+    while its failure share is too close to maxDrop to tell which side it is on (at most until
+    stable_route_max_judged verdicts; then the estimate's side)."""
     s = look.stable
     if np.isnan(look.param(f"{key}.route")).any():
         failed = look.pool(f"{key}.poolFailed", s.eval_failed, f"{key}.route")
@@ -142,16 +144,33 @@ def _route(
             share = failed / judged
             # One standard error up: a low estimate would put H1 beyond the ratio the bound means.
             upper = share + np.sqrt(share * (1 - share) / judged)
+        low, high = _wilson_bounds(failed, judged, config.stable_route_z)
+        # A judge failing 10% of stable's answers showed under 3% in 2% of first looks at ~55
+        # verdicts, and the mean scores' route (weaker on a binary judge's scores) then rarely
+        # decided before the horizon.
+        sure = (low >= max_drop) | (high < max_drop) | (judged >= config.stable_route_max_judged)
         enough_verdicts = judged >= config.stable_min_judged
         only_scores = (judged <= 0) & (scored >= config.stable_min_judged)
         route = np.where(
             enough_verdicts,
-            np.where(share >= max_drop, FAILURES, SCORES),
+            np.where(sure, np.where(share >= max_drop, FAILURES, SCORES), np.nan),
             np.where(only_scores, SCORES, np.nan),
         )
         look.choose(f"{key}.route", route)
         look.choose(f"{key}.stableFailShare", np.where(enough_verdicts, upper, np.nan))
     return look.param(f"{key}.route"), look.param(f"{key}.stableFailShare")
+
+
+def _wilson_bounds(events: np.ndarray, trials: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's score interval for a share, z standard errors each side (NaN without trials)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = events / trials
+        scale = 1 + z**2 / trials
+        centre = (share + z**2 / (2 * trials)) / scale
+        half = z * np.sqrt(share * (1 - share) / trials + z**2 / (4 * trials**2)) / scale
+    low: np.ndarray = centre - half
+    high: np.ndarray = centre + half
+    return low, high
 
 
 def _stable_fail_share(
@@ -189,8 +208,11 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
     floor = np.maximum(share, max_drop / 2)
     rho1 = (floor + max_drop) / floor
     rho0 = (floor + config.quality_null_share * max_drop) / floor
+    # The failures count once stable's share sets their H1, even while the route waits for more of
+    # stable's verdicts: a binary judge's route is the failures, and loses none of them to the wait.
+    # The scores' test starts with its route (its worst-case forecast would otherwise fill the plan).
     chosen = np.isfinite(route)
-    armed = chosen & (np.isfinite(rho1) | (route == SCORES))
+    armed = np.isfinite(rho1) | (route == SCORES)
     rho1 = np.where(np.isfinite(rho1), rho1, 3.0)
     failures = CountTest(
         key=key,
@@ -203,7 +225,7 @@ def _max_drop(look: LookInput, max_drop: float, config: SequentialConfig) -> SLO
         null=np.where(np.isfinite(rho0), rho0, 1.0),
         alternative=rho1,
         ready=armed,
-        # Until a route is chosen neither test is set up, and neither stands aside.
+        # Until a route is chosen neither test stands aside.
         clears=~chosen | (route == FAILURES),
     )
     scores = MeanTest(
