@@ -441,10 +441,12 @@ def _quality_fixed_sample() -> tuple[float, float]:
 
 
 def judged_by_the_horizon(minutes: int) -> tuple[float, float]:
-    """(candidate's, stable's) judged answers by the horizon at TARGET_RPS, the candidate's counted at
-    the last step only and stable's at every step: more than a rollout gets (the earlier steps take
-    about two minutes each at this traffic, a passing window with 100 requests per version; verdicts
-    arrive late and the steps hold while the evidence leans to harm)."""
+    """(candidate's, stable's) judged answers by the horizon at TARGET_RPS, if the earlier steps took
+    two minutes each (a passing window with 100 requests per version) and every verdict were in: the
+    candidate's counted at the last step, stable's at every step. Together they tell the pass rates
+    apart better than what rollouts have (verdicts arrive late, and steps take longer and hold while
+    the evidence leans to harm): at 60 minutes the variance of the difference is 5.5% below the one
+    from the ~2,840 and ~3,930 that identical candidates' rollouts had in the benchmark."""
     step_minutes = 2
     minutes_at_last = minutes - step_minutes * (len(STEPS) - 1)
     per_minute = TARGET_RPS * JUDGED_SHARE * 0.99 * 60
@@ -459,7 +461,7 @@ def quality_cut_false_rollbacks(minutes: int) -> dict[str, float]:
     """False rollbacks on the healthy scenarios whose pass rate is stable's or a little lower, of the
     most powerful fixed-sample test of quality.maxDropVsStable at the horizon (a cut on the difference
     of the two pass rates, normal approximation) that misses exactly MISS_RATE of the design point,
-    given more judged answers than a rollout gets: no test decided by the horizon does better."""
+    given more information than a rollout has: no test decided by the horizon does better."""
     normal = NormalDist()
     candidate, stable = judged_by_the_horizon(minutes)
 
@@ -516,8 +518,8 @@ def _within_tolerance_bound(healthy: Sequence[Row]) -> list[str]:
             f"- {row['scenario']}: its pass rate is {100 * (PASS_RATE - pass_rate):g} points below stable's,"
             f" beyond what quality's H0 allows ({_share(CONFIG.quality_null_share)} of maxDrop,"
             f" {100 * CONFIG.quality_null_share * QUALITY_MAX_DROP:g} points). The fixed-sample test above,"
-            f" given more judged answers than a rollout gets by minute {HORIZON_MINUTES} (the candidate"
-            f" {_fmt(candidate)}, stable {_fmt(stable)}) and its cut put where it misses exactly"
+            f" given more information than a rollout has by minute {HORIZON_MINUTES} (judged answers: the"
+            f" candidate {_fmt(candidate)}, stable {_fmt(stable)}) and its cut put where it misses exactly"
             f" {_pct(MISS_RATE)} of the design point, rolls back {_pct(best[row['scenario']], 2)} of these"
             " candidates: no test decided by"
             f" the {HORIZON_MINUTES}-minute horizon keeps false rollbacks here within"
