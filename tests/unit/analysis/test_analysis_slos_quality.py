@@ -391,7 +391,7 @@ def test_a_judge_failing_a_tenth_of_stables_answers_is_rarely_given_the_scores_r
     first = _routes(0.03, looks[0])
     assert 0.2 < np.isnan(first).mean() < 0.6 and not (first == quality.SCORES).any()
     # By the fifth look stable has about 280 verdicts, past stable_route_max_judged, where only a
-    # share under 3% in 200 verdicts (a binomial tail of about 1 in 2,000) is the scores' side.
+    # share under 3% in 200 or more (a binomial tail of under 1 in 25,000) is the scores' side.
     routes = _routes(0.03, *looks)
     assert not np.isnan(routes).any() and (routes == quality.SCORES).mean() < 0.001
 
