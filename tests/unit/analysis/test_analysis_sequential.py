@@ -479,6 +479,46 @@ def test_an_intermediate_step_passes_on_no_evidence_of_harm_where_the_final_step
     assert worse.verdict == HOLD and not worse.passes_step
 
 
+@pytest.mark.parametrize(
+    ("error_multiple", "harm_multiple", "passes"),
+    [
+        (1.5, 2.0, True),
+        # Beyond H1 (twice stable's errors) but not twice as far on the log scale (4x): the step passes,
+        # so that an unlucky healthy candidate is not held where evidence comes slowly.
+        (3.0, 2.0, True),
+        (5.0, 2.0, False),
+        # With a multiple of 1 the step holds at H1 itself.
+        (1.5, 1.0, True),
+        (3.0, 1.0, False),
+    ],
+)
+def test_a_step_holds_on_an_estimate_far_beyond_h1(
+    error_multiple: float, harm_multiple: float, passes: bool
+) -> None:
+    spec = slos(errorRate={"max": 0.05, "maxIncreaseVsStable": 1.0})
+    config = replace(NO_WARMUP, harm_multiple=harm_multiple)
+    last = list(
+        rollout(
+            spec, lambda n: variant("v2", n / 10, error_rate=0.01 * error_multiple), config=config, looks=1
+        )
+    )[-1]
+    assert last.verdict == HOLD
+    assert last.passes_step is passes
+
+
+def test_the_quality_scores_standing_aside_do_not_hold_a_step() -> None:
+    # A drop of 6 points for a maxDrop of 5 at 90%: beyond the bound by the mean scores, but a failure
+    # ratio of 1.6, short of twice H1's distance (~2.1); the failures are the route, and pass the step.
+    spec = slos(quality={"maxDropVsStable": 0.05})
+    last = list(rollout(spec, lambda n: variant("v2", n / 10, failed_share=0.16), looks=2))[-1]
+    drop = last.batch.slos[0]
+    assert [report.test.key for report in drop.tests] == [
+        "quality.maxDropVsStable@0.05",
+        "quality.maxDropVsStable.scores@0.05",
+    ]
+    assert last.verdict == HOLD and last.passes_step
+
+
 def _batch_window(start: float, sides: list[tuple[VariantWindow, VariantWindow]]) -> WindowBatch:
     def stack(windows: list[VariantWindow]) -> SideBatch:
         ones = [SideBatch.from_window(w) for w in windows]

@@ -14,9 +14,10 @@ falseRollbackRate is split evenly (Bonferroni) across the tests, so a healthy ca
 back with probability at most about falseRollbackRate over the whole rollout; a candidate at one of
 the stated bounds is promoted with probability at most about missRate. The final step promotes only
 when every SLO is cleared; earlier steps pass on "no evidence of harm" (no test crossed its rollback
-boundary and every pooled estimate is within its bound), so that the rollout reaches the traffic
-where evidence accumulates fast. At the horizon (strategy.maxDuration) every open test is decided by
-the rule fixed in advance: it goes the way its evidence leans (sprt.truncate).
+boundary and no pooled estimate is beyond twice the regression its test must catch, on the log
+scale), so that the rollout reaches the traffic where evidence accumulates fast. At the horizon
+(strategy.maxDuration) every open test is decided by the rule fixed in advance: it goes the way its
+evidence leans (sprt.truncate).
 
 A new candidate's first windows (SequentialConfig.warmup_seconds) count as evidence for nothing
 except a severe breach, and are when stable's data choose what a relative bound means (the bucket

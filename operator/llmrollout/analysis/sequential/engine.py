@@ -94,7 +94,7 @@ class SLODecision:
     look: SLOLook
     verdict: IntArray
     how: IntArray
-    harmless: BoolArray  # no test rolled back and every pooled estimate within its H1
+    harmless: BoolArray  # no test rolled back and no pooled estimate far beyond its H1 (_harmless)
     tests: tuple[TestReport, ...]
     decided_by: IntArray  # index into tests of the test that decided a rollback (-1: none)
 
@@ -556,9 +556,17 @@ def mean_estimate(report: TestReport) -> FloatArray:
     return np.asarray(mean, dtype=float)
 
 
-def _harmless(reports: tuple[TestReport, ...], replicates: int) -> BoolArray:
-    """No evidence of harm: every test's pooled estimate within its H1 (or the SLO's bound); a test
-    left out (not applicable) says nothing either way."""
+def _harmless(reports: tuple[TestReport, ...], replicates: int, config: SequentialConfig) -> BoolArray:
+    """No evidence of harm: no test rolled back, and no count test's pooled estimate is beyond a
+    regression SequentialConfig.harm_multiple times as far from H0 as its H1 (log scale), nor a mean
+    test's beyond its bound. A test left out (not applicable) says nothing either way, nor does a
+    mean test standing aside (maxDropVsStable's scores, when the failures are its route: the same
+    drop, and the failures' test holds on it).
+
+    Not H1 itself: a healthy candidate whose first verdicts looked as bad as H1 was held at its
+    first step, where it gathers evidence at a tenth of the final step's pace, so its estimate stayed
+    there; a quarter of the identical candidates the horizon rolled back had reached the horizon
+    with under a quarter of the judged answers the others had."""
     within = np.ones(replicates, bool)
     for report in reports:
         test = report.test
@@ -567,15 +575,18 @@ def _harmless(reports: tuple[TestReport, ...], replicates: int) -> BoolArray:
                 # Nothing counted yet is no evidence of anything, harm or its absence.
                 seen = report.candidate_exposure > 0
                 rate = report.candidate_events / report.candidate_exposure
+                harm = sprt.steeper(
+                    test.null, test.alternative, config.harm_multiple, rate=not test.two_sample
+                )
                 if test.two_sample:
-                    stable_rate = report.stable_events / report.stable_exposure
-                    ok = seen & ~(rate > test.alternative * stable_rate)
-                else:
-                    ok = seen & ~(rate > test.alternative)
+                    harm = harm * (report.stable_events / report.stable_exposure)
+                ok = seen & ~(rate > harm)
             elif isinstance(test, MeanTest):
                 mean = mean_estimate(report)
                 beyond = mean > test.bound if test.direction == "max" else mean < test.bound
                 ok = (report.candidate_exposure > 0) & ~beyond
+                if test.clears is not None:
+                    ok = ok | ~test.clears
             else:
                 ok = report.code != sprt.ROLLED_BACK
         left_out = getattr(test, "applicable", None)
@@ -647,7 +658,7 @@ def _decide(
     # Missing data is said even during the warm-up, so that a misconfigured series shows at once.
     how = np.where(missing & ((how == int(How.OPEN)) | (how == int(How.WARMUP))), int(How.MISSING), how)
     verdict = np.where(rolled, FAIL, np.where(cleared & ~warming, PASS, HOLD)).astype(np.int64)
-    harmless = _harmless(reports, replicates) & ~rolled & ~look.missing
+    harmless = _harmless(reports, replicates, config) & ~rolled & ~look.missing
     return SLODecision(look, verdict, how.astype(np.int64), harmless, reports, decided_by.astype(np.int64))
 
 

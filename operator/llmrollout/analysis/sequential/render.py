@@ -237,7 +237,7 @@ def reason(
         cleared = sum(r.verdict == Verdict.PASS for r in results)
         text = (
             f"step passes on no evidence of harm on {candidate}: no test crossed its rollback boundary and "
-            f"every estimate is within its bound ({cleared} of {len(results)} SLOs cleared; the final step "
+            f"no estimate is far beyond its bound ({cleared} of {len(results)} SLOs cleared; the final step "
             "needs all)"
         )
     else:
