@@ -445,8 +445,9 @@ def judged_by_the_horizon(minutes: int) -> tuple[float, float]:
     two minutes each (a passing window with 100 requests per version) and every verdict were in: the
     candidate's counted at the last step, stable's at every step. Together they tell the pass rates
     apart better than what rollouts have (verdicts arrive late, and steps take longer and hold while
-    the evidence leans to harm): at 60 minutes the variance of the difference is 5.5% below the one
-    from the ~2,840 and ~3,930 that identical candidates' rollouts had in the benchmark."""
+    an estimate is far beyond its H1): at 60 minutes the variance of the difference is 4.2% below the
+    one from the ~3,015 and ~3,755 that identical candidates' rollouts had in the benchmark (5.5% below
+    ~2,825 and ~3,945 while steps held on an estimate beyond H1 itself)."""
     step_minutes = 2
     minutes_at_last = minutes - step_minutes * (len(STEPS) - 1)
     per_minute = TARGET_RPS * JUDGED_SHARE * 0.99 * 60

@@ -425,8 +425,8 @@ def _quality_at_ten_requests_a_second(
 
 
 def test_a_horizon_whose_rule_would_err_too_often_warns_with_the_horizon_needed() -> None:
-    # The benchmark rolls back 4.8% of identical candidates at a 60-minute horizon (4.75% by the
-    # horizon's rule) and 0.6% at 120 minutes (bench/results/decisions.md).
+    # The benchmark rolls back 3.3% of identical candidates at a 60-minute horizon (all by the
+    # horizon's rule) and 0.35% at 120 minutes (bench/results/decisions.md).
     status, warnings = _quality_at_ten_requests_a_second("60m")
     assert len(warnings) == 1, warnings
     message = warnings[0]
