@@ -203,7 +203,8 @@ Test = CountTest | MeanTest | BreachCount
 @dataclass(frozen=True)
 class SLOLook:
     """One SLO's part of a look: its tests, and facts about this window for its result. Whether the
-    SLO shows no evidence of harm is read off its tests' pooled counts (each at most its H1)."""
+    SLO shows no evidence of harm is read off its tests' pooled counts (none far beyond its H1:
+    engine._harmless)."""
 
     slo: str
     label: str  # "errorRate", "ttft p95", ...
