@@ -87,13 +87,13 @@ class SequentialConfig:
     steep_multiple: float = 2.0
     steep_weight: float = 0.75
     # Steps before the last hold while a count test's pooled estimate is beyond a regression this many
-    # times as far from H0 as its H1 (log scale): a 90% pass rate's maxDrop of 3 points holds past a
-    # drop of ~6.4, errorRate.maxIncreaseVsStable 1.0 past 4 x stable's. Holding at H1 itself
-    # (1) trapped healthy candidates whose first looks were unlucky at 5% of traffic. At 10 requests/s
-    # (1,000 replicates, 60-minute horizon) 1 -> 2 took identical candidates' false rollbacks from 4.9%
-    # to 3.1%, within tolerance 13.1% -> 11.4%, misses of a pass rate of 87% 3.9% -> 3.4%; a pass rate
-    # of 80% was rolled back after 29.9 minutes instead of 38.1 but with 475 failed answers served
-    # instead of 374 (holding only on half the rollback evidence: 2.6%, 10.9%, 3.3%, and 690).
+    # times as far from H0 as its H1 (log scale): a 90% pass rate's maxDrop of 3 points holds past a drop
+    # of ~6.4, errorRate.maxIncreaseVsStable 1.0 past 4 x stable's. Holding at H1 itself (a multiple of 1)
+    # trapped healthy candidates whose first looks were unlucky at 5% of traffic. At 10 requests/s (1,000
+    # replicates, 60-minute horizon) 1 -> 2 took identical candidates' false rollbacks from 4.9% to 3.1%,
+    # within tolerance 13.1% -> 11.4%, misses of a pass rate of 87% 3.9% -> 3.4%; a pass rate of 80% was
+    # rolled back after 29.9 minutes instead of 38.1 but with 475 failed answers served instead of 374
+    # (holding only on half the rollback evidence: 2.6%, 10.9%, 3.3%, and 690).
     harm_multiple: float = 2.0
     # A new candidate's first windows (those starting within this many seconds of its first window's
     # start) count as evidence for nothing: cold caches, JIT and autoscaling make a healthy candidate
