@@ -5,6 +5,7 @@ import pytest
 from scipy.stats import binom
 
 from llmrollout.analysis import sprt
+from llmrollout.analysis.sprt import FloatArray
 
 
 def test_boundaries_are_walds() -> None:
@@ -212,3 +213,43 @@ def test_the_mixture_rolls_back_a_regression_far_beyond_h1_sooner_and_one_at_h1_
     _, mixed_at, alone_at = _mixture_rollbacks(0.02, replicates=4000, looks=400, seed=5)
     assert mixed_far < 0.85 * alone_far
     assert alone_at <= mixed_at <= 1.15 * alone_at
+
+
+def _ramp(rng: np.random.Generator, ratio: float, stable_rates: tuple[float, float]) -> FloatArray:
+    """A two-sample test's windows' LLR and its pooled counts' LLR (rows) at the horizon, after steps
+    of 5%, 10% and 25% (5 windows each) and 45 windows at 50%: 120 exposures a window, stable's rate
+    stable_rates[0] over the first steps and [1] over the last, the candidate's `ratio` times it."""
+    replicates = 20_000
+    windows_llr = np.zeros(replicates)
+    pooled = np.zeros((4, replicates))
+    for weight, windows, rate in ((0.05, 5, 0), (0.1, 5, 0), (0.25, 5, 0), (0.5, 45, 1)):
+        for _ in range(windows):
+            c_exposure = rng.binomial(120, weight, replicates)
+            s_exposure = 120 - c_exposure
+            c_events = rng.binomial(c_exposure, stable_rates[rate] * ratio)
+            s_events = rng.binomial(s_exposure, stable_rates[rate])
+            counts = np.stack([c_events, s_events, c_exposure, s_exposure]).astype(float)
+            windows_llr += sprt.ratio_llr(*counts, 1.03, 1.3)
+            pooled += counts
+    return np.stack([windows_llr, sprt.ratio_llr(*pooled, 1.03, 1.3)])
+
+
+def test_a_shift_of_stables_rate_between_steps_leaves_the_horizons_rule_alone() -> None:
+    """The horizon's rule reads the windows' LLR, which compares the versions within each window: a
+    shift of stable's failure share by a point after the first steps moves neither its false
+    rollbacks nor its misses at H1 by more than a point. The pooled counts' LLR, a better rule while
+    stable's share stays put, is moved by the shift several times as much (sprt.truncate says why
+    the rule is not that)."""
+    rng = np.random.default_rng(17)
+    errors = {}
+    for shares in ((0.1, 0.1), (0.1, 0.11), (0.11, 0.1)):
+        healthy, regressed = _ramp(rng, 1.0, shares), _ramp(rng, 1.3, shares)
+        false_rollbacks = (sprt.truncate(healthy) == sprt.ROLLED_BACK).mean(axis=1)
+        misses = (sprt.truncate(regressed) == sprt.CLEARED).mean(axis=1)
+        errors[shares] = np.stack([false_rollbacks, misses])  # rows: error; columns: windows, pooled
+    steady = errors[(0.1, 0.1)]
+    assert np.all(steady[:, 1] < steady[:, 0])  # steady: pooling errs less on both sides
+    for shares in ((0.1, 0.11), (0.11, 0.1)):
+        moved = np.abs(errors[shares] - steady)
+        assert np.all(moved[:, 0] < 0.01), (shares, errors[shares])
+        assert moved[:, 1].max() > 3 * moved[:, 0].max(), (shares, errors[shares])
