@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
-from bench.decisions.model import HORIZON_MINUTES, MISS_RATE, PASS_RATE, QUALITY_MAX_DROP, scenario
+from bench.decisions.model import HORIZON_MINUTES, MISS_RATE, PASS_RATE, QUALITY_MAX_DROP, STEPS, scenario
 from bench.decisions.report import (
     MAX_FALSE_ROLLBACK,
     ORACLE,
@@ -77,9 +78,11 @@ def test_targets_met() -> None:
     assert "0% undecided: **met**" in text
 
 
-def _drops(rng: np.random.Generator, minutes: int, pass_rate: float) -> np.ndarray:
+def _drops(rng: np.random.Generator, minutes: int, pass_rate: float, last_step_only: bool) -> np.ndarray:
     """Stable's pass rate minus the candidate's, from binomial draws of their judged answers."""
     candidate, stable = (round(n) for n in judged_by_the_horizon(minutes))
+    if last_step_only:
+        stable = round(candidate * (100 - STEPS[-1]) / STEPS[-1])
     draws = 400_000
     return (
         rng.binomial(stable, PASS_RATE, draws) / stable
@@ -91,13 +94,17 @@ def test_the_best_horizon_cut_on_quality_matches_a_simulation_of_binomial_counts
     # Put the cut where the design point is missed exactly MISS_RATE of the time, and count the
     # healthy candidates it rolls back.
     rng = np.random.default_rng(7)
-    for minutes in (HORIZON_MINUTES, 2 * HORIZON_MINUTES):
-        cut = np.quantile(_drops(rng, minutes, PASS_RATE - QUALITY_MAX_DROP), MISS_RATE)
-        for name, rate in quality_cut_false_rollbacks(minutes).items():
-            simulated = float(np.mean(_drops(rng, minutes, scenario(name).candidate.pass_rate) > cut))
-            assert abs(simulated - rate) < 0.004, (minutes, name, simulated, rate)
+    for minutes, last in itertools.product((HORIZON_MINUTES, 2 * HORIZON_MINUTES), (False, True)):
+        cut = np.quantile(_drops(rng, minutes, PASS_RATE - QUALITY_MAX_DROP, last), MISS_RATE)
+        for name, rate in quality_cut_false_rollbacks(minutes, last_step_only=last).items():
+            drops = _drops(rng, minutes, scenario(name).candidate.pass_rate, last)
+            simulated = float(np.mean(drops > cut))
+            assert abs(simulated - rate) < 0.004, (minutes, last, name, simulated, rate)
     at_horizon = quality_cut_false_rollbacks(HORIZON_MINUTES)
     assert at_horizon["healthy: within tolerance"] > MAX_FALSE_ROLLBACK > at_horizon["healthy: identical"]
+    # Compared within the last step only, even identical candidates cannot meet the target by then.
+    within_steps = quality_cut_false_rollbacks(HORIZON_MINUTES, last_step_only=True)
+    assert within_steps["healthy: identical"] > MAX_FALSE_ROLLBACK
     assert quality_cut_false_rollbacks(2 * HORIZON_MINUTES)["healthy: within tolerance"] < MAX_FALSE_ROLLBACK
 
 
@@ -114,4 +121,6 @@ def test_a_healthy_miss_below_stables_pass_rate_is_explained_by_the_best_cut() -
     assert "healthy: within tolerance: its pass rate is 0.5 points below stable's" in missed
     best = quality_cut_false_rollbacks(HORIZON_MINUTES)["healthy: within tolerance"]
     assert f"rolls back {100 * best:.2f}% of these candidates" in missed
+    within_steps = quality_cut_false_rollbacks(HORIZON_MINUTES, last_step_only=True)["healthy: identical"]
+    assert f"rolls back {100 * within_steps:.2f}% of identical candidates" in missed
     assert "its pass rate is" not in why(0.005)
