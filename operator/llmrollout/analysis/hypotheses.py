@@ -315,6 +315,16 @@ def shared_incident(
     return incident
 
 
+def share_one_se_up(events: FloatArray, trials: FloatArray) -> FloatArray:
+    """A share one standard error above its estimate (NaN without trials): stable's share where a
+    bound relative to it sets a test's hypotheses, so that a low estimate does not put them beyond
+    what the bound means."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = events / trials
+        upper: FloatArray = share + np.sqrt(share * (1 - share) / trials)
+    return upper
+
+
 def nan_to_missing(*values: FloatArray) -> BoolArray:
     """Where any of the arrays is NaN (a series missing) or negative/infinite (unusable)."""
     return ~sprt.usable(*values)

@@ -31,6 +31,7 @@ from llmrollout.analysis.hypotheses import (
     SequentialConfig,
     SLOLook,
     nan_to_missing,
+    share_one_se_up,
     shared_incident,
 )
 from llmrollout.analysis.messages import count, format_seconds
@@ -235,10 +236,8 @@ def _stable_share_above(
         pooled_above = HistogramBatch(stable.edges, pool).share_above(at) * pooled_total
     above_since = look.running_total(f"{key}.stableAbove", np.where(chosen_before, stable_above, 0.0))
     total_since = look.running_total(f"{key}.stableTotal", np.where(chosen_before, stable.total, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        total = pooled_total + total_since
-        share = (np.where(np.isfinite(pooled_above), pooled_above, 0.0) + above_since) / total
-        upper: np.ndarray = share + np.sqrt(share * (1 - share) / total)
+    total = pooled_total + total_since
+    upper = share_one_se_up(np.where(np.isfinite(pooled_above), pooled_above, 0.0) + above_since, total)
     return np.where(np.isfinite(at) & (total > 0), upper, np.nan)
 
 

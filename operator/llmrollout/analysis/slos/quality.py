@@ -35,6 +35,7 @@ from llmrollout.analysis.hypotheses import (
     SequentialConfig,
     SLOLook,
     nan_to_missing,
+    share_one_se_up,
 )
 from llmrollout.analysis.messages import count, format_ratio
 from llmrollout.analysis.observations import VariantWindow
@@ -142,8 +143,7 @@ def _route(
         scored = look.pool(f"{key}.poolScored", s.eval_score_count, f"{key}.route")
         with np.errstate(divide="ignore", invalid="ignore"):
             share = failed / judged
-            # One standard error up: a low estimate would put H1 beyond the ratio the bound means.
-            upper = share + np.sqrt(share * (1 - share) / judged)
+        upper = share_one_se_up(failed, judged)
         low, high = _wilson_bounds(failed, judged, config.stable_route_z)
         # A judge failing 10% of stable's answers showed under 3% in 2% of first looks at ~55
         # verdicts, and the mean scores' route (weaker on a binary judge's scores) then rarely
@@ -191,9 +191,7 @@ def _stable_fail_share(
     verdicts are as many as the route's, the route's share stands."""
     failed = look.running_total(f"{key}.stableFailed", stable_failed)
     judged = look.running_total(f"{key}.stableJudged", stable_judged)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        running = failed / judged
-        running = running + np.sqrt(running * (1 - running) / judged)
+    running = share_one_se_up(failed, judged)
     share: np.ndarray = np.where(judged >= config.stable_min_judged, running, first_share)
     return share
 
