@@ -104,10 +104,9 @@ def due_window(
     cadence = window_cadence(spec, status)
     if cadence is None or status.last_analysis_at is None:
         return None
-    end = boundary(now, cadence)
-    if end - status.last_analysis_at < shortest_window(spec, cadence):
+    if not window_closed(status.last_analysis_at, cadence, shortest_window(spec, cadence), now):
         return None
-    return status.last_analysis_at, end
+    return status.last_analysis_at, boundary(now, cadence)
 
 
 def shortest_window(spec: LLMDeploymentSpec, cadence: timedelta) -> timedelta:
@@ -138,13 +137,18 @@ def window_cadence(spec: LLMDeploymentSpec, status: LLMDeploymentStatus) -> time
     return None
 
 
+def window_closed(last: datetime, cadence: timedelta, shortest: timedelta, now: datetime) -> bool:
+    """Whether the window after `last` has closed by `now`: the latest boundary makes it at least
+    `shortest` long (`shortest_window`)."""
+    return boundary(now, cadence) - last >= shortest
+
+
 def next_window_end(last: datetime, cadence: timedelta, shortest: timedelta, now: datetime) -> datetime:
     """When the window after `last` closes: `now` if it has closed already, else the first boundary
-    after `now` that makes it at least `shortest` long (`shortest_window`)."""
-    end = boundary(now, cadence)
-    if end - last >= shortest or cadence <= timedelta(0):
+    after `now` that makes it at least `shortest` long."""
+    if window_closed(last, cadence, shortest, now) or cadence <= timedelta(0):
         return now
-    end += cadence
+    end = boundary(now, cadence) + cadence
     while end - last < shortest:
         end += cadence
     return end
