@@ -175,13 +175,14 @@ def truncate(llr: ArrayLike) -> NDArray[np.int64]:
     (the sign of the LLR; a tie clears, since the candidate showed nothing against it).
 
     A two-sample test's LLR compares the versions within each window, so a shift of stable's rate
-    between steps moves neither error rate. The LLR of its counts pooled over the rollout would tell
-    candidates like stable from those at H1 better while stable's rate stays put (stable's events at
-    the first steps would then estimate its rate at the last too): measured on the benchmark's
-    identical candidates (10 requests/s, a 60-minute horizon) 2.2% rolled back against 3.1%. But a
-    shift of stable's failure share from 10% to 11% after the first steps doubled its false rollbacks,
-    and one from 11% to 10% more than doubled its misses at H1 (tests/unit/analysis/test_analysis_sprt.py),
-    and rates drift that much within an hour as the requests' mix changes."""
+    between steps hardly moves either error rate. The LLR of its counts pooled over the rollout would
+    tell candidates like stable from those at H1 better while stable's rate stays put (stable's
+    events at the first steps would then estimate its rate at the last too): measured on the
+    benchmark's identical candidates (10 requests/s, a 60-minute horizon) 2.2% rolled back against
+    3.1%. But in a simulated ramp (tests/unit/analysis/test_analysis_sprt.py) a shift of stable's
+    failure share from 10% to 11% after the first steps took its false rollbacks from 2.1% to 3.9%,
+    and one from 11% to 10% its misses at H1 from 4.0% to 9.0%; rates drift that much within an hour
+    as the requests' mix changes."""
     value = np.asarray(llr, dtype=float)
     return np.where(value > 0, ROLLED_BACK, CLEARED).astype(np.int64)
 
