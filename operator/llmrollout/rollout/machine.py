@@ -33,7 +33,7 @@ from llmrollout.metrics.factory import INGESTION_DELAY_SECONDS
 from llmrollout.rollout.builder import METRICS, PROGRESSING, READY, Builder, all_to, split
 from llmrollout.rollout.fallback import during_fallback, fail_over_if_breached
 from llmrollout.rollout.outcome import Outcome
-from llmrollout.rollout.preflight import Preflight, metrics_report
+from llmrollout.rollout.preflight import Preflight, blocked_prefix, metrics_report
 
 Action = Literal["promote", "abort", "failback"]
 PLAN = "Planned"
@@ -338,6 +338,12 @@ def _metrics_ready(
     if preflight is None:
         return True
     if preflight.checking:
+        last = b.status.condition(METRICS_READY)
+        if last is not None and last.status == "False" and last.message.startswith(blocked_prefix(candidate)):
+            # Asked again while the last answer keeps this rollout from starting (a series missing, a
+            # Prometheus that did not answer): that answer stands until the next, rather than the
+            # condition turning Unknown for every check and False again after it.
+            return False
         message = f"checking the series of {stable} and {candidate}"
         b.condition(METRICS_READY, "Unknown", "Checking", message)
         b.condition(PROGRESSING, "False", "WaitingForMetrics", f"{message} before any traffic moves")

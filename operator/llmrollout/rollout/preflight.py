@@ -108,7 +108,7 @@ class MetricsReport:
         if blocking is not None:
             serving = [fix for variant, fix in self.fixes if variant == self.serving]
             fixes = f" To fix: {' '.join(serving)}" if serving else ""
-            target = f"rollout of {self.candidate} not started: " if self.candidate else ""
+            target = blocked_prefix(self.candidate) if self.candidate else ""
             return f"{target}{blocking}.{fixes}"
         message = f"every SLO's series found on {self.serving}"
         if self.candidate is not None:
@@ -137,6 +137,12 @@ class MetricsReport:
             out.extend(f"  - {variant}: {fix}" for variant, fix in self.fixes)
         out.append(f"MetricsReady: {'False' if self.blocking else 'True'}: {self.summary()}")
         return out
+
+
+def blocked_prefix(candidate: str) -> str:
+    """How MetricsReady's message starts while the series check keeps `candidate`'s rollout from
+    starting."""
+    return f"rollout of {candidate} not started: "
 
 
 def metrics_report(

@@ -629,6 +629,28 @@ def test_an_undecided_golden_set_is_retried_then_rolled_back() -> None:
     assert status.condition("Progressing").reason == "GoldenSetInconclusive"  # type: ignore[union-attr]
 
 
+def test_a_blocked_rollout_keeps_its_answer_while_the_series_are_checked_again() -> None:
+    from llmrollout.rollout import Preflight
+
+    s = sequential_spec(slos={"errorRate": {"max": 0.02}})
+    hung = Preflight({}, unavailable="Prometheus did not answer within 10s")
+    blocked = reconcile(s, LLMDeploymentStatus(), 1, T0, preflight=hung)
+    ready, progressing = blocked.status.condition("MetricsReady"), blocked.status.condition("Progressing")
+    assert ready is not None and ready.status == "False" and "did not answer" in ready.message
+    # The next check is in flight: the last answer stands, rather than Unknown until it comes.
+    rechecking = reconcile(s, blocked.status, 1, T0 + MINUTE, preflight=Preflight({}, checking=True))
+    assert rechecking.status.condition("MetricsReady") == ready
+    assert rechecking.status.condition("Progressing") == progressing
+    assert rechecking.events == [] and rechecking.status.weights["v2"] == 0
+    found = reconcile(s, rechecking.status, 1, T0 + 2 * MINUTE, preflight=Preflight(missing={}))
+    assert found.status.condition("MetricsReady").status == "True"  # type: ignore[union-attr]
+    assert found.status.weights["v2"] == 5
+    # Another candidate's check owes nothing to v2's answer.
+    other = spec(candidate="hosted", analysis__method="sequential", slos={"errorRate": {"max": 0.02}})
+    switched = reconcile(other, blocked.status, 2, T0 + MINUTE, preflight=Preflight({}, checking=True))
+    assert switched.status.condition("MetricsReady").status == "Unknown"  # type: ignore[union-attr]
+
+
 def test_a_new_object_with_a_candidate_serves_stable_until_the_series_are_found() -> None:
     from llmrollout.rollout import Preflight
 
