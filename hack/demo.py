@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -169,7 +170,9 @@ def show_result(generator: TrafficGenerator) -> None:
         print(f"  {ref['name']}: weight {ref.get('weight', 1)}")
     say(f"kubectl describe llmd {NAME} (events)")
     described = kubectl("describe", "llmd", NAME, "-n", NAMESPACE)
-    print(described[described.find("Events:") :])
+    # The section's heading starts a line: the status above it has fields ending in "Events:" too.
+    events = re.search(r"^Events:", described, re.MULTILINE)
+    print(described[events.start() :] if events else described)
     sent = generator.stats()
     print(f"  requests sent: {sent.total_sent} ({dict(sent.sent)})")
 
