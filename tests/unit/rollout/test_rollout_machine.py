@@ -381,6 +381,36 @@ def test_the_plan_is_in_status_and_a_short_horizon_warns_before_the_first_step_e
     assert status.condition("Planned").reason == "HorizonTooShort"  # type: ignore[union-attr]
 
 
+def _error_rate_plan(candidate: Traffic, looks: int = 8) -> tuple[dict[str, Any], list[str]]:
+    """errorRate.max 0.05 (H0 2.5%, H1 5%), stable's traffic like the candidate's: the plan after
+    `looks` looks (the warm-up ends after six), and the Events' reasons."""
+    s = sequential_spec(slos={"errorRate": {"max": 0.05}}, strategy__steps=[10, 50])
+    _, outcome = started(s)
+    status = outcome.status
+    reasons: list[str] = []
+    for _ in range(looks):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=candidate, stable=candidate))
+        status = decided.status
+        reasons += [e.reason for e in decided.events]
+    planned: dict[str, Any] = status.plan["slos"]["errorRate"]
+    return planned, reasons
+
+
+def test_a_rate_from_a_few_requests_does_not_forecast_a_decision_hours_away() -> None:
+    # 1 error in 28 requests a look: between H0 and H1, where the LLR hardly drifts, but from too few
+    # requests to tell the candidate from one at H0, whose decision takes minutes here.
+    planned, reasons = _error_rate_plan(Traffic(requests=28, errors=1))
+    assert "HorizonTooShort" not in reasons, planned
+    assert 0 < planned["expectedMinutes"] < 30
+    # The same rate from enough requests is clearly above H0: it is the candidate's, and the decision
+    # far off.
+    planned, _ = _error_rate_plan(Traffic(requests=2800, errors=100))
+    assert planned["expectedRequests"] > 3_000, planned
+
+
 def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
     s = sequential_spec(slos={"errorRate": {"max": 0.05}}, strategy__steps=[10, 50])
     _, outcome = started(s)

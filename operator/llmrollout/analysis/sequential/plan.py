@@ -19,6 +19,9 @@ from llmrollout.analysis.sequential.engine import BatchEvaluation, TestReport, m
 _SEARCH = tuple(1.0 + 0.05 * k for k in range(1, 381))
 # The horizons searched for the one the SLOs need: 1 minute to a week, 2% apart.
 _HORIZONS = tuple(1.02**k for k in range(0, 446))
+# Standard errors (one-sided 95%) by which a one-sample test's rate must be above H0's for the
+# forecast to take it as the candidate's.
+_CLEARLY = 1.645
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,11 @@ def _count_plan(report: TestReport, weight: float, horizon_exposure: float | Non
         )
         return expected, smallest, moments
     own = _rate(ce, cx)
-    truth = p0 if own is None else min(own, p1)
+    # The candidate's own rate where it is at or below H0's, or clearly above it; else H0's. A rate
+    # between the two from a few requests (1 of 28 against H0 2.5% and H1 5%) has the LLR drift
+    # about 0, and would forecast a decision hours away for a candidate that nothing marks out.
+    clearly_above = own is not None and own - p0 > _CLEARLY * math.sqrt(p0 * (1 - p0) / cx)
+    truth = p0 if own is None or (p0 < own and not clearly_above) else min(own, p1)
     expected = sprt.expected_exposure(p0, p1, truth, report.h1_rollback_at, report.clear_at)
     smallest = None
     if horizon_exposure is not None:
