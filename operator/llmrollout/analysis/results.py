@@ -43,6 +43,20 @@ class SLOResult:
     verdict: Verdict
     message: str
 
+    @property
+    def headline(self) -> str:
+        """The message without its closing parenthesis of test details (the counts, the evidence and
+        its thresholds), which status.analysis keeps: what a step's Event says of each SLO."""
+        text = self.message
+        if not text.endswith(")"):
+            return text
+        depth = 0
+        for index in range(len(text) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(text[index], 0)
+            if depth == 0:
+                return text[:index].rstrip() or text
+        return text
+
     def to_status(self) -> dict[str, Any]:
         """camelCase and JSON-safe (non-finite numbers become null)."""
         return {

@@ -756,7 +756,9 @@ def _maybe_advance(
     slack = min(started - boundary(started, cadence), cadence / 4, MAX_STEP_SLACK)
     if window_end - started < spec.strategy.interval - slack:
         return
-    evidence = "; ".join(r.message for r in results) or "no SLOs configured"
+    # Each SLO's verdict in a line; the tests' details are in status.analysis, and would make the
+    # Event too long to read in `kubectl describe`.
+    evidence = "; ".join(r.headline for r in results) or "no SLOs configured"
     steps = spec.strategy.steps
     following = b.status.step + 1
     if following >= len(steps) or steps[following] >= 100:

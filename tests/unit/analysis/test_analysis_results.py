@@ -51,3 +51,30 @@ def test_non_finite_numbers_become_null(number: float) -> None:
 def test_lists_round_trip() -> None:
     results = [FAILED_TTFT, SLOResult("errorRate", "v2", 0.01, 0.02, 400, Verdict.PASS, "ok")]
     assert results_from_status(results_to_status(results)) == results
+
+
+@pytest.mark.parametrize(
+    ("message", "headline"),
+    [
+        # The sequential method: the closing details go, nested parentheses and all.
+        (
+            "errorRate 0.000 this window, within 0.050 on v2: cleared (error rate 0.000 (n=122; H1 0.050"
+            " vs H0 0.025): LLR -3.17, rolls back at 7.04, clears at -2.99)",
+            "errorRate 0.000 this window, within 0.050 on v2: cleared",
+        ),
+        # A parenthesis before the details stays.
+        (
+            "quality drop vs v1 0.004 this window on v2: undecided at the horizon (1h), the evidence"
+            " leaned to within 0.030 (failed share 0.101 vs v1 0.100 (n=3000 vs 3800))",
+            "quality drop vs v1 0.004 this window on v2: undecided at the horizon (1h), the evidence"
+            " leaned to within 0.030",
+        ),
+        ("errorRate 0.010 <= 0.050 on v2 (n=400)", "errorRate 0.010 <= 0.050 on v2"),  # threshold
+        ("ttft p95 0.31s this window on v2: warm-up, not counted as evidence", None),  # no details
+        ("cut short by the message limit (n=12; H1 0.05 …", None),  # unbalanced: left whole
+        ("(only details)", None),
+    ],
+)
+def test_a_headline_leaves_out_the_closing_details(message: str, headline: str | None) -> None:
+    result = SLOResult("errorRate", "v2", 0.0, 0.05, 1, Verdict.PASS, message)
+    assert result.headline == (message if headline is None else headline)

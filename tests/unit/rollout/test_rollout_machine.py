@@ -90,6 +90,10 @@ def test_healthy_candidate_walks_every_step_then_is_promoted() -> None:
     assert (status.phase, status.stable, status.candidate) == (Phase.PROMOTED, "v2", None)
     assert status.weights == {"v1": 0, "v2": 100, "hosted": 0}
     assert reasons(outcome) == ["Promoted"]
+    # The Event gives each SLO's verdict; the counts behind it stay in status.analysis.
+    promoted = outcome.events[-1].message
+    assert all(slo in promoted for slo in ("errorRate", "ttft p95", "quality")), promoted
+    assert "(n=" not in promoted and "(n=" in status.analysis["results"][0]["message"], promoted
     assert [h.reason for h in status.history][-4:] == [
         "RolloutStarted",
         "StepAdvanced",
