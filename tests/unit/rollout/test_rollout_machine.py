@@ -11,7 +11,7 @@ import pytest
 
 from bench.decisions.model import HORIZON_MINUTES, PLANNED_HORIZON_MINUTES, TARGET_RPS
 from llmrollout.api import LLMDeploymentSpec, LLMDeploymentStatus, Phase
-from llmrollout.rollout import Observation, Outcome, due_window, reconcile, reject, serving_stable
+from llmrollout.rollout import Event, Observation, Outcome, due_window, reconcile, reject, serving_stable
 from tests.unit.rollout.windows import MINUTE, T0, Traffic, observe, spec
 
 
@@ -323,21 +323,36 @@ def test_sequential_holds_while_gathering_evidence_and_times_out() -> None:
 
 def test_sequential_promotes_a_healthy_candidate_with_plenty_of_traffic() -> None:
     s = sequential_spec(slos={"errorRate": {"max": 0.05}, "ttft": {"p95": "800ms"}}, strategy__steps=[50])
-    _, outcome = started(s)
-    status = outcome.status
-    plenty = Traffic(requests=5000, errors=50)
-    for _ in range(10):
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        status = reconcile(s, status, 2, now, observe(*due, candidate=plenty, stable=plenty)).status
-        if status.phase == Phase.PROMOTED:
-            break
+    status, _ = _looks(s, 10, Traffic(requests=5000, errors=50), until=Phase.PROMOTED)
     assert status.phase == Phase.PROMOTED and status.stable == "v2"
 
 
 def look_interval_of(s: LLMDeploymentSpec) -> timedelta:
     return s.strategy.interval / 2
+
+
+def _looks(
+    s: LLMDeploymentSpec,
+    looks: int,
+    candidate: Traffic,
+    stable: Traffic | None = None,
+    *,
+    until: Phase | None = None,
+) -> tuple[LLMDeploymentStatus, list[Event]]:
+    """A rollout of `s` started, then `looks` looks at this traffic (stable's like the candidate's
+    unless given), stopping once the phase is `until`: the last status and the looks' Events."""
+    _, outcome = started(s)
+    status, events = outcome.status, []
+    for _ in range(looks):
+        now = (status.last_analysis_at or T0) + look_interval_of(s)
+        due = due_window(s, status, now)
+        assert due is not None
+        decided = reconcile(s, status, 2, now, observe(*due, candidate=candidate, stable=stable or candidate))
+        status = decided.status
+        events += decided.events
+        if until is not None and status.phase == until:
+            break
+    return status, events
 
 
 def test_sequential_state_survives_a_restart() -> None:
@@ -368,17 +383,8 @@ def test_the_plan_is_in_status_and_a_short_horizon_warns_before_the_first_step_e
     s = sequential_spec(
         slos={"errorRate": {"max": 0.02}}, strategy__maxDuration="5m", strategy__steps=[10, 50]
     )
-    _, outcome = started(s)
-    status = outcome.status
-    few = Traffic(requests=40, errors=0.4)
-    warnings: list[str] = []
-    for _ in range(8):
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        decided = reconcile(s, status, 2, now, observe(*due, candidate=few, stable=few))
-        status = decided.status
-        warnings += [e.message for e in decided.events if e.reason == "HorizonTooShort"]
+    status, events = _looks(s, 8, Traffic(requests=40, errors=0.4))
+    warnings = [e.message for e in events if e.reason == "HorizonTooShort"]
     assert len(warnings) == 1 and "the horizon (5m) is too short at this traffic" in warnings[0]
     assert "errorRate: ~" in warnings[0] and "canary requests" in warnings[0]
     assert status.plan["slos"]["errorRate"]["expectedRequests"] > 0
@@ -389,18 +395,9 @@ def _error_rate_plan(candidate: Traffic, looks: int = 8) -> tuple[dict[str, Any]
     """errorRate.max 0.05 (H0 2.5%, H1 5%), stable's traffic like the candidate's: the plan after
     `looks` looks (the warm-up ends after six), and the Events' reasons."""
     s = sequential_spec(slos={"errorRate": {"max": 0.05}}, strategy__steps=[10, 50])
-    _, outcome = started(s)
-    status = outcome.status
-    reasons: list[str] = []
-    for _ in range(looks):
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        decided = reconcile(s, status, 2, now, observe(*due, candidate=candidate, stable=candidate))
-        status = decided.status
-        reasons += [e.reason for e in decided.events]
+    status, events = _looks(s, looks, candidate)
     planned: dict[str, Any] = status.plan["slos"]["errorRate"]
-    return planned, reasons
+    return planned, [e.reason for e in events]
 
 
 def test_a_rate_from_a_few_requests_does_not_forecast_a_decision_hours_away() -> None:
@@ -417,18 +414,9 @@ def test_a_rate_from_a_few_requests_does_not_forecast_a_decision_hours_away() ->
 
 def test_plenty_of_traffic_plans_a_quick_decision_without_warning() -> None:
     s = sequential_spec(slos={"errorRate": {"max": 0.05}}, strategy__steps=[10, 50])
-    _, outcome = started(s)
-    status = outcome.status
-    plenty = Traffic(requests=5000, errors=50)
-    events: list[str] = []
-    for _ in range(8):  # past the warm-up: two intervals and a scrape (1m by default)
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        decided = reconcile(s, status, 2, now, observe(*due, candidate=plenty, stable=plenty))
-        status = decided.status
-        events += [e.reason for e in decided.events]
-    assert "HorizonTooShort" not in events
+    # Past the warm-up: two intervals and a scrape (1m by default).
+    status, events = _looks(s, 8, Traffic(requests=5000, errors=50))
+    assert "HorizonTooShort" not in [e.reason for e in events]
     assert status.condition("Planned").status == "True"  # type: ignore[union-attr]
 
 
@@ -443,19 +431,10 @@ def _quality_at_ten_requests_a_second(
         strategy__steps=[5, 10, 25, 50],
         strategy__maxDuration=horizon,
     )
-    _, outcome = started(s)
-    status = outcome.status
-    warnings: list[str] = []
-    for _ in range(looks):
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        candidate = Traffic(15 * traffic_scale, 0.15 * traffic_scale)
-        stable = Traffic(285 * traffic_scale, 2.85 * traffic_scale)
-        decided = reconcile(s, status, 2, now, observe(*due, candidate=candidate, stable=stable))
-        status = decided.status
-        warnings += [e.message for e in decided.events if e.reason == "HorizonTooShort"]
-    return status, warnings
+    candidate = Traffic(15 * traffic_scale, 0.15 * traffic_scale)
+    stable = Traffic(285 * traffic_scale, 2.85 * traffic_scale)
+    status, events = _looks(s, looks, candidate, stable)
+    return status, [e.message for e in events if e.reason == "HorizonTooShort"]
 
 
 def test_a_horizon_whose_rule_would_err_too_often_warns_with_the_horizon_needed() -> None:
@@ -524,14 +503,7 @@ def test_a_horizon_long_enough_for_the_rule_plans_without_warning() -> None:
 def _feedback_plan(rated: float) -> dict[str, Any]:
     """The plan's feedback entry just after the warm-up, at 300 requests a look per version."""
     s = sequential_spec(slos={"feedback": {"maxDownRateVsStable": 1.0}}, strategy__steps=[10, 50])
-    _, outcome = started(s)
-    status = outcome.status
-    traffic = Traffic(requests=300, errors=0, rated=rated)
-    for _ in range(7):
-        now = (status.last_analysis_at or T0) + look_interval_of(s)
-        due = due_window(s, status, now)
-        assert due is not None
-        status = reconcile(s, status, 2, now, observe(*due, candidate=traffic, stable=traffic)).status
+    status, _ = _looks(s, 7, Traffic(requests=300, errors=0, rated=rated))
     assert "feedback.maxDownRateVsStable: ~" in status.plan["summary"], status.plan
     planned: dict[str, Any] = status.plan["slos"]["feedback.maxDownRateVsStable"]
     return planned
