@@ -17,7 +17,13 @@ def format_ratio(ratio: float) -> str:
 
 
 def format_usd(usd: float) -> str:
-    return f"${usd:.3g}"
+    """Three significant digits in plain decimals: a request often costs under $0.0001, where
+    scientific notation ($4.99e-05 against $0.0001) is hard to compare at a glance."""
+    if usd == 0 or not math.isfinite(usd):
+        return f"${usd:g}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(usd))))
+    text = f"{usd:.{decimals}f}"
+    return "$" + (text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 def format_number(number: float) -> str:
